@@ -1,0 +1,68 @@
+"""What a simulated policy run hands back: per-job outcomes, per-round samples, counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    """Knobs of one run. `switches` holds the upstream version switches (spec 0.2, 11)."""
+
+    slot: int = 60
+    gpu_type: str = "A100"
+    ef_scaleup_updates_real_end: bool = False
+    tiresias_min_slot_end_event: bool = False
+    record_gpu_map: bool = False
+    """Keep the per-GPU job map of every round (Figure 10); off by default, it is large."""
+    show_progress: bool = False
+
+
+@dataclass
+class JobOutcome:
+    """One job's fate. Times are on the trace clock; None where the job never got there."""
+
+    idx: int
+    job_id: str
+    model: str
+    batch_size: int
+    num_gpu: int
+    """GPUs the trace asks for."""
+    submit_time: int
+    deadline: int | None
+    """Absolute deadline; None for best-effort jobs."""
+    best_effort: bool
+    admitted: bool
+    start_time: float | None = None
+    end_time: float | None = None
+    gpus_at_end: int | None = None
+    met_deadline_published: bool | None = None
+    """The policy's own (as-published) verdict; None for best-effort jobs."""
+    preempt: int = 0
+
+
+@dataclass(frozen=True)
+class RoundSample:
+    """One scheduling round: time, GPUs held by jobs, cluster efficiency `ce`, queue sizes."""
+
+    time: float
+    gpus_in_use: int
+    ce: float
+    running: int
+    pending: int
+    gpu_map: tuple[int | None, ...] | None = None
+
+
+@dataclass
+class SimResult:
+    jobs: list[JobOutcome]
+    rounds: list[RoundSample]
+    accepted: int
+    declined: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio_published_rule(self) -> float:
+        total = self.accepted + self.declined
+        return self.accepted / total if total else 0.0

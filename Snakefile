@@ -1,0 +1,27 @@
+# Reprise: one-command reproduction of ElasticFlow (ASPLOS'23) and its baselines.
+# Targets only; the stages live in rules/*.smk.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/traces.smk"
+include: "rules/simulate.smk"
+include: "rules/analysis.smk"
+include: "rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        get_all_targets(),
+
+
+rule figure8a:
+    input:
+        get_figure_targets("figure8a"),

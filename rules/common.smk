@@ -1,0 +1,110 @@
+# Config validation, input functions (get_*) and wildcard constraints shared by every stage.
+import os
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from reprise.config import (
+    UPSTREAM_ROOT,
+    check_config,
+    cluster_spec_path,
+    profile_files,
+    runs_of,
+)
+from reprise.data.fetch import load_catalog
+from reprise.data.profiles import load_profiles
+from reprise.data.traces import load_trace
+
+
+validate(config, schema="../config/schema/config.schema.yaml")
+CATALOG = load_catalog(config["data"]["catalog"])
+check_config(config, CATALOG)
+
+
+wildcard_constraints:
+    experiment=r"[A-Za-z0-9_]+",
+    trace=r"[A-Za-z0-9_.\-]+",
+    cluster=r"n[0-9]+g[0-9]+",
+    policy=r"[a-z0-9\-]+",
+
+
+def validate_local_traces():
+    """Local traces are checked at start, so a bad row fails before any output is touched."""
+    for name, trace in config["traces"].items():
+        if "file" not in trace:
+            continue
+        profile_dir = Path(profile_files(CATALOG, trace["gpu_type"])[0]).parent
+        mirror_copy = None
+        for mirror in config["data"].get("mirrors", []):
+            candidate = Path(mirror) / profile_dir.relative_to(UPSTREAM_ROOT)
+            if candidate.is_dir():
+                mirror_copy = candidate
+                break
+        source = profile_dir if profile_dir.is_dir() else mirror_copy
+        load_trace(trace["file"], load_profiles(source) if source else None)
+
+
+validate_local_traces()
+
+
+def get_trace_source(wildcards):
+    trace = config["traces"][wildcards.trace]
+    if "file" in trace:
+        return trace["file"]
+    return f"{UPSTREAM_ROOT}/{trace['upstream']}"
+
+
+def get_trace_gpu_type(wildcards):
+    return config["traces"][wildcards.trace]["gpu_type"]
+
+
+def get_profile_files(wildcards):
+    return profile_files(CATALOG, get_trace_gpu_type(wildcards))
+
+
+def get_cluster_spec(wildcards):
+    return f"{UPSTREAM_ROOT}/{cluster_spec_path(wildcards.cluster)}"
+
+
+def get_upstream_entry(wildcards):
+    return CATALOG[wildcards.path]
+
+
+def get_mirrors(wildcards):
+    return list(config["data"].get("mirrors", []))
+
+
+def get_slot(wildcards):
+    return config["experiments"][wildcards.experiment]["slot"]
+
+
+def get_simulator_switches(wildcards):
+    return dict(config.get("simulator", {}))
+
+
+def get_run_summaries(wildcards):
+    return [f"{run.directory}/summary.json" for run in runs_of(config, wildcards.experiment)]
+
+
+def get_paper(wildcards):
+    return config["experiments"][wildcards.experiment]["paper"]
+
+
+def get_pending_policies(wildcards):
+    return config["experiments"][wildcards.experiment].get("pending_policies", [])
+
+
+def get_figure_title(wildcards):
+    return config["experiments"][wildcards.experiment].get("title", wildcards.experiment)
+
+
+def get_figure_targets(experiment):
+    return [
+        f"results/tables/{experiment}.csv",
+        f"results/figures/{experiment}.pdf",
+        f"results/figures/{experiment}.png",
+    ]
+
+
+def get_all_targets():
+    return [t for exp in config["experiments"] for t in get_figure_targets(exp)]

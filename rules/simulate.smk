@@ -1,0 +1,27 @@
+# Simulate stage: one job per (experiment, trace, cluster, policy).
+
+
+rule simulate:
+    input:
+        trace="results/traces/{trace}.csv",
+        cluster_spec=get_cluster_spec,
+        profiles=get_profile_files,
+    output:
+        jobs="results/runs/sim/{experiment}/{trace}/{cluster}/{policy}/jobs.csv",
+        events="results/runs/sim/{experiment}/{trace}/{cluster}/{policy}/events.csv",
+        summary="results/runs/sim/{experiment}/{trace}/{cluster}/{policy}/summary.json",
+    params:
+        slot=get_slot,
+        gpu_type=get_trace_gpu_type,
+        switches=get_simulator_switches,
+    log:
+        "results/logs/sim/{experiment}/{trace}/{cluster}/{policy}.log",
+    benchmark:
+        "results/benchmarks/sim/{experiment}/{trace}/{cluster}/{policy}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/simulate.yaml"
+    script:
+        "../scripts/simulate.py"

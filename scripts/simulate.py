@@ -1,0 +1,37 @@
+"""Simulate one policy on one trace and cluster; write the run record."""
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir)))
+from _log import redirect_stderr  # noqa: E402
+
+from reprise.sim.outcome import SimOptions  # noqa: E402
+from reprise.simulate import run_simulation  # noqa: E402
+
+redirect_stderr(snakemake)
+w = snakemake.wildcards
+switches = snakemake.params.switches
+options = SimOptions(
+    slot=int(snakemake.params.slot),
+    gpu_type=snakemake.params.gpu_type,
+    ef_scaleup_updates_real_end=bool(switches.get("ef_scaleup_updates_real_end", False)),
+    tiresias_min_slot_end_event=bool(switches.get("tiresias_min_slot_end_event", False)),
+    show_progress=os.environ.get("REPRISE_PROGRESS", "1") != "0",
+)
+summary = run_simulation(
+    trace=Path(snakemake.input.trace),
+    cluster_spec=Path(snakemake.input.cluster_spec),
+    profile_dir=Path(snakemake.input.profiles[0]).parent,
+    policy=w.policy,
+    options=options,
+    outdir=Path(snakemake.output.summary).parent,
+    labels={"experiment": w.experiment, "trace": w.trace},
+)
+m = summary["metrics"]
+print(
+    f"{w.policy} on {w.trace}/{w.cluster}: {m['accepted']}/{m['accepted'] + m['declined']} "
+    f"= {m['ratio_published_rule']:.4f}",
+    file=sys.stderr,
+)

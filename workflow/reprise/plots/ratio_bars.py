@@ -1,0 +1,45 @@
+"""Bar chart of deadline satisfactory ratios: reproduced bar, published marker, completion marker."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from reprise.plots.style import COMPLETION, PUBLISHED, REPRODUCED, new_figure, save
+
+
+def plot_ratio_bars(
+    rows: Sequence[Mapping[str, str]], title: str, pdf: Path, png: Path
+) -> None:
+    """One bar per policy (labels from the table, never from bar order); "not run" rows stay empty."""
+    fig, ax = new_figure()
+    x = np.arange(len(rows))
+    labels = [row["label"] for row in rows]
+    for i, row in enumerate(rows):
+        pub = float(row["published"]) if row["published"] else None
+        if row["status"] == "ok":
+            value = float(row["ratio_published_rule"])
+            ax.bar(i, value, width=0.6, color=REPRODUCED)
+            ax.text(i, value + 0.015, f"{value:.3f}", ha="center", va="bottom", fontsize=8)
+            if row["ratio_completion"]:
+                comp = float(row["ratio_completion"])
+                ax.plot(
+                    [i - 0.3, i + 0.3], [comp, comp], color=COMPLETION, linestyle="--", linewidth=1.2
+                )
+        else:
+            ax.text(i, 0.02, "not run", ha="center", va="bottom", rotation=90, fontsize=8)
+        if pub is not None:
+            ax.plot(i + 0.38, pub, marker="<", color=PUBLISHED, markersize=7)
+    # legend proxies, so every entry appears exactly once whatever the rows are
+    ax.bar([], [], color=REPRODUCED, label="reproduced (as-published rule)")
+    ax.plot([], [], color=COMPLETION, linestyle="--", label="completion-based ratio")
+    ax.plot([], [], marker="<", color=PUBLISHED, linestyle="none", label="published")
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    ax.set_xticks(x, labels)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("Deadline satisfactory ratio")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    save(fig, pdf, png)

@@ -1,0 +1,30 @@
+"""Shared matplotlib settings so every figure looks alike and is byte-stable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+REPRODUCED = "#3b6ea8"
+PUBLISHED = "#d1495b"
+COMPLETION = "#8a8a8a"
+
+
+def new_figure(width: float = 7.0, height: float = 3.6) -> tuple[Figure, plt.Axes]:
+    plt.rcParams.update({"font.size": 10, "svg.hashsalt": "reprise", "pdf.fonttype": 42})
+    fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
+    return fig, ax
+
+
+def save(fig: Figure, pdf: Path, png: Path) -> None:
+    """Write both formats without timestamps, so reruns produce identical bytes."""
+    pdf.parent.mkdir(parents=True, exist_ok=True)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None, "Producer": "reprise"})
+    fig.savefig(png, dpi=150, metadata={"Software": "reprise"})
+    plt.close(fig)

@@ -1,0 +1,73 @@
+"""One simulation run: load the inputs, run a policy, write its run record."""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import reprise
+from reprise.data.clusters import load_cluster_spec
+from reprise.data.fetch import sha256_of
+from reprise.data.profiles import load_profiles
+from reprise.data.traces import load_trace
+from reprise.policies import get_policy
+from reprise.sim.outcome import SimOptions
+from reprise.sim.records import write_run_record
+
+
+def _checksums(paths: Sequence[Path], root: Path | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for p in paths:
+        key = str(p.relative_to(root)) if root is not None and p.is_relative_to(root) else p.name
+        out[key] = sha256_of(p)
+    return out
+
+
+def run_simulation(
+    *,
+    trace: Path,
+    cluster_spec: Path,
+    profile_dir: Path,
+    policy: str,
+    options: SimOptions,
+    outdir: Path,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Simulate `policy` and write jobs.csv, events.csv, summary.json into `outdir`."""
+    profiles = load_profiles(profile_dir)
+    jobs = load_trace(trace, profiles)
+    cluster = load_cluster_spec(cluster_spec)
+    simulate = get_policy(policy)
+    result = simulate(jobs, cluster, profiles, options)
+    profile_files = sorted(profile_dir.glob("*.csv"))
+    meta: dict[str, Any] = {
+        **(labels or {}),
+        "policy": policy,
+        "cluster": {
+            "name": cluster.name,
+            "num_gpus": cluster.num_gpus,
+            "nodes": cluster.num_nodes,
+            "gpus_per_node": cluster.gpus_per_node,
+        },
+        "options": {
+            "slot": options.slot,
+            "gpu_type": options.gpu_type,
+            "ef_scaleup_updates_real_end": options.ef_scaleup_updates_real_end,
+            "tiresias_min_slot_end_event": options.tiresias_min_slot_end_event,
+        },
+        "inputs": {
+            "trace": {trace.name: sha256_of(trace)},
+            "cluster_spec": {cluster_spec.name: sha256_of(cluster_spec)},
+            "profiles": _checksums(profile_files, profile_dir),
+        },
+        "versions": {
+            "reprise": reprise.__version__,
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        },
+    }
+    return write_run_record(result, outdir, meta)

@@ -7,11 +7,11 @@ rule figure_table:
         paper=get_paper,
     output:
         "results/tables/{experiment}.csv",
-    params:
-        pending=get_pending_policies,
     log:
         "results/logs/tables/{experiment}.log",
     conda:
         "../envs/figures.yaml"
+    params:
+        pending=get_pending_policies,
     script:
         "../scripts/make_table.py"

@@ -15,7 +15,6 @@ from reprise.data.fetch import load_catalog
 from reprise.data.profiles import load_profiles
 from reprise.data.traces import load_trace
 
-
 validate(config, schema="../config/schema/config.schema.yaml")
 CATALOG = load_catalog(config["data"]["catalog"])
 check_config(config, CATALOG)
@@ -83,7 +82,9 @@ def get_simulator_switches(wildcards):
 
 
 def get_run_summaries(wildcards):
-    return [f"{run.directory}/summary.json" for run in runs_of(config, wildcards.experiment)]
+    return [
+        f"{run.directory}/summary.json" for run in runs_of(config, wildcards.experiment)
+    ]
 
 
 def get_paper(wildcards):
@@ -95,7 +96,9 @@ def get_pending_policies(wildcards):
 
 
 def get_figure_title(wildcards):
-    return config["experiments"][wildcards.experiment].get("title", wildcards.experiment)
+    return config["experiments"][wildcards.experiment].get(
+        "title", wildcards.experiment
+    )
 
 
 def get_figure_targets(experiment):

@@ -4,16 +4,16 @@
 rule fetch_upstream:
     output:
         "resources/upstream/{path}",
-    params:
-        entry=get_upstream_entry,
-        mirrors=get_mirrors,
-        allow_download=config["data"].get("allow_download", True),
     log:
         "results/logs/data/{path}.log",
     wildcard_constraints:
         path=r"(ElasticFlow-artifact|elasticflow-traces)/.+",
     conda:
         "../envs/data.yaml"
+    params:
+        entry=get_upstream_entry,
+        mirrors=get_mirrors,
+        allow_download=config["data"].get("allow_download", True),
     script:
         "../scripts/fetch_upstream.py"
 

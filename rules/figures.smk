@@ -15,11 +15,11 @@ rule ratio_figure:
             category="Figures",
             caption="../report/ratio_figure.rst",
         ),
-    params:
-        title=get_figure_title,
     log:
         "results/logs/figures/{experiment}.log",
     conda:
         "../envs/figures.yaml"
+    params:
+        title=get_figure_title,
     script:
         "../scripts/plot_ratio_figure.py"

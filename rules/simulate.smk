@@ -10,18 +10,18 @@ rule simulate:
         jobs="results/runs/sim/{experiment}/{trace}/{cluster}/{policy}/jobs.csv",
         events="results/runs/sim/{experiment}/{trace}/{cluster}/{policy}/events.csv",
         summary="results/runs/sim/{experiment}/{trace}/{cluster}/{policy}/summary.json",
-    params:
-        slot=get_slot,
-        gpu_type=get_trace_gpu_type,
-        switches=get_simulator_switches,
     log:
         "results/logs/sim/{experiment}/{trace}/{cluster}/{policy}.log",
     benchmark:
         "results/benchmarks/sim/{experiment}/{trace}/{cluster}/{policy}.tsv"
+    conda:
+        "../envs/simulate.yaml"
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../envs/simulate.yaml"
+    params:
+        slot=get_slot,
+        gpu_type=get_trace_gpu_type,
+        switches=get_simulator_switches,
     script:
         "../scripts/simulate.py"

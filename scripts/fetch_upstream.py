@@ -4,9 +4,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir)))
-from _log import redirect_stderr  # noqa: E402
-
-from reprise.data.fetch import fetch, mirror_dirs  # noqa: E402
+from _log import redirect_stderr
+from reprise.data.fetch import fetch, mirror_dirs
 
 redirect_stderr(snakemake)
 origin = fetch(

@@ -4,10 +4,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir)))
-from _log import redirect_stderr  # noqa: E402
-
-from reprise.analysis.tables import figure_rows, write_table  # noqa: E402
-from reprise.config import load_paper  # noqa: E402
+from _log import redirect_stderr
+from reprise.analysis.tables import figure_rows, write_table
+from reprise.config import load_paper
 
 redirect_stderr(snakemake)
 rows = figure_rows(

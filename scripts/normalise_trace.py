@@ -4,10 +4,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir)))
-from _log import redirect_stderr  # noqa: E402
-
-from reprise.data.normalise import normalise_trace  # noqa: E402
-from reprise.data.profiles import load_profiles  # noqa: E402
+from _log import redirect_stderr
+from reprise.data.normalise import normalise_trace
+from reprise.data.profiles import load_profiles
 
 redirect_stderr(snakemake)
 profiles = load_profiles(Path(snakemake.input.profiles[0]).parent)

@@ -4,10 +4,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir)))
-from _log import redirect_stderr  # noqa: E402
-
-from reprise.analysis.tables import read_table  # noqa: E402
-from reprise.plots.ratio_bars import plot_ratio_bars  # noqa: E402
+from _log import redirect_stderr
+from reprise.analysis.tables import read_table
+from reprise.plots.ratio_bars import plot_ratio_bars
 
 redirect_stderr(snakemake)
 plot_ratio_bars(

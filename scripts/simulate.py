@@ -5,10 +5,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir)))
-from _log import redirect_stderr  # noqa: E402
-
-from reprise.sim.outcome import SimOptions  # noqa: E402
-from reprise.simulate import run_simulation  # noqa: E402
+from _log import redirect_stderr
+from reprise.sim.outcome import SimOptions
+from reprise.simulate import run_simulation
 
 redirect_stderr(snakemake)
 w = snakemake.wildcards

@@ -43,7 +43,9 @@ def a100_profiles(mirror: Path) -> ThroughputProfiles:
 
 @pytest.fixture(scope="session")
 def fig8a_trace(mirror: Path, t4_profiles: ThroughputProfiles) -> list[TraceJob]:
-    return load_trace(mirror / ARTIFACT / "traces_for_ElasticFlow/elasticVpollux_e.csv", t4_profiles)
+    return load_trace(
+        mirror / ARTIFACT / "traces_for_ElasticFlow/elasticVpollux_e.csv", t4_profiles
+    )
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,10 @@ from reprise.data.fetch import UpstreamFile
 from reprise.errors import ConfigError
 
 ARTIFACT = "ElasticFlow-artifact/ElasticFlow"
-PROFILE_DIRS = {"T4": f"{ARTIFACT}/scheduler/throughputs_T4", "A100": f"{ARTIFACT}/scheduler/throughputs_A100"}
+PROFILE_DIRS = {
+    "T4": f"{ARTIFACT}/scheduler/throughputs_T4",
+    "A100": f"{ARTIFACT}/scheduler/throughputs_A100",
+}
 UPSTREAM_ROOT = "resources/upstream"
 
 
@@ -59,7 +62,9 @@ def check_config(config: Mapping[str, Any], catalog: Mapping[str, UpstreamFile])
                     f"spec named {run['cluster']!r}"
                 )
         if not Path(exp["paper"]).is_file():
-            raise ConfigError(f"config key experiments.{exp_name}.paper: no such file {exp['paper']!r}")
+            raise ConfigError(
+                f"config key experiments.{exp_name}.paper: no such file {exp['paper']!r}"
+            )
 
 
 def runs_of(config: Mapping[str, Any], experiment: str) -> list[Run]:

@@ -1,4 +1,4 @@
-"""Obtain pinned upstream files: verified copy, then offline mirrors, then HTTPS, always sha256-checked."""
+"""Obtain pinned upstream files: verified copy, mirrors, then HTTPS; sha256 always checked."""
 
 from __future__ import annotations
 
@@ -35,7 +35,9 @@ def load_catalog(path: Path | str) -> dict[str, UpstreamFile]:
         doc = yaml.safe_load(fh) or {}
     files = doc.get("files")
     if not isinstance(files, dict):
-        raise ConfigError(f"{path}: expected a top-level mapping 'files: {{path: {{url, sha256}}}}'")
+        raise ConfigError(
+            f"{path}: expected a top-level mapping 'files: {{path: {{url, sha256}}}}'"
+        )
     catalog: dict[str, UpstreamFile] = {}
     for rel, entry in files.items():
         if not isinstance(entry, dict) or "url" not in entry or "sha256" not in entry:
@@ -96,7 +98,10 @@ def _download(entry: UpstreamFile, dest: Path, timeout: float) -> None:
     tmp = Path(tmp_name)
     try:
         try:
-            with urllib.request.urlopen(entry.url, timeout=timeout) as response, tmp.open("wb") as out:
+            with (
+                urllib.request.urlopen(entry.url, timeout=timeout) as response,
+                tmp.open("wb") as out,
+            ):
                 shutil.copyfileobj(response, out)
         except OSError as exc:
             raise DataError(

@@ -37,7 +37,11 @@ def normalise_trace(source: Path, dest: Path, profiles: ThroughputProfiles) -> i
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(CANONICAL)
         for job, row in zip(jobs, raw, strict=True):
-            ddl = (row.get("ddl") or row.get("deadline") or "").strip() if job.best_effort else job.deadline
+            ddl = (
+                (row.get("ddl") or row.get("deadline") or "").strip()
+                if job.best_effort
+                else job.deadline
+            )
             writer.writerow(
                 (
                     job.job_id,

@@ -1,4 +1,4 @@
-"""Throughput profiles: iterations/second per (model, global batch, GPU count), as upstream's CSVs."""
+"""Throughput profiles: iterations/second per (model, global batch, GPU count), as upstream."""
 
 from __future__ import annotations
 
@@ -91,7 +91,9 @@ def load_profiles(directory: Path | str) -> ThroughputProfiles:
             try:
                 gpus = [int(h) for h in header[1:]]
             except ValueError:
-                raise TraceError(f"{path}: line 1: GPU columns must be integers: {header[1:]}") from None
+                raise TraceError(
+                    f"{path}: line 1: GPU columns must be integers: {header[1:]}"
+                ) from None
             for lineno, cells in enumerate(reader, start=2):
                 if not cells:
                     continue
@@ -99,7 +101,8 @@ def load_profiles(directory: Path | str) -> ThroughputProfiles:
                     batch = int(cells[0])
                 except ValueError:
                     raise TraceError(
-                        f"{path}: line {lineno}, column global_batch_size: {cells[0]!r} is not an integer"
+                        f"{path}: line {lineno}, column global_batch_size: "
+                        f"{cells[0]!r} is not an integer"
                     ) from None
                 texts = list(cells[1:]) + [""] * (len(gpus) - len(cells) + 1)
                 for g, text in zip(gpus, texts, strict=False):

@@ -85,7 +85,8 @@ def load_trace(path: Path | str, profiles: ThroughputProfiles | None = None) -> 
             for canon in ("submit_time", "iteration", "duration"):
                 if ints[canon] < 0:
                     raise TraceError(
-                        f"{path}: row {line}, column {mapping[canon]!r}: negative value {ints[canon]}"
+                        f"{path}: row {line}, column {mapping[canon]!r}: "
+                        f"negative value {ints[canon]}"
                     )
             for canon in ("batch_size", "num_gpu"):
                 if ints[canon] <= 0:

@@ -1,4 +1,4 @@
-"""Bar chart of deadline satisfactory ratios: reproduced bar, published marker, completion marker."""
+"""Deadline-ratio bar chart: reproduced bar, published marker, completion-based marker."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ import numpy as np
 from reprise.plots.style import COMPLETION, PUBLISHED, REPRODUCED, new_figure, save
 
 
-def plot_ratio_bars(
-    rows: Sequence[Mapping[str, str]], title: str, pdf: Path, png: Path
-) -> None:
-    """One bar per policy (labels from the table, never from bar order); "not run" rows stay empty."""
+def plot_ratio_bars(rows: Sequence[Mapping[str, str]], title: str, pdf: Path, png: Path) -> None:
+    """One bar per policy, labelled from the table row itself; "not run" rows stay empty."""
     fig, ax = new_figure()
     x = np.arange(len(rows))
     labels = [row["label"] for row in rows]
@@ -26,7 +24,11 @@ def plot_ratio_bars(
             if row["ratio_completion"]:
                 comp = float(row["ratio_completion"])
                 ax.plot(
-                    [i - 0.3, i + 0.3], [comp, comp], color=COMPLETION, linestyle="--", linewidth=1.2
+                    [i - 0.3, i + 0.3],
+                    [comp, comp],
+                    color=COMPLETION,
+                    linestyle="--",
+                    linewidth=1.2,
                 )
         else:
             ax.text(i, 0.02, "not run", ha="center", va="bottom", rotation=90, fontsize=8)

@@ -7,15 +7,16 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 REPRODUCED = "#3b6ea8"
 PUBLISHED = "#d1495b"
 COMPLETION = "#8a8a8a"
 
 
-def new_figure(width: float = 7.0, height: float = 3.6) -> tuple[Figure, plt.Axes]:
+def new_figure(width: float = 7.0, height: float = 3.6) -> tuple[Figure, Axes]:
     plt.rcParams.update({"font.size": 10, "svg.hashsalt": "reprise", "pdf.fonttype": 42})
     fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
     return fig, ax

@@ -56,9 +56,7 @@ def summarize(result: SimResult) -> dict[str, Any]:
     """Metrics derived from a result; everything here is deterministic for a given run."""
     slo = [j for j in result.jobs if not j.best_effort]
     met_completion = sum(1 for j in slo if met_by_completion(j))
-    late_counted = sum(
-        1 for j in slo if j.met_deadline_published and not met_by_completion(j)
-    )
+    late_counted = sum(1 for j in slo if j.met_deadline_published and not met_by_completion(j))
     be_jcts = [
         j.end_time - j.submit_time for j in result.jobs if j.best_effort and j.end_time is not None
     ]

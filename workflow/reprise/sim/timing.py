@@ -1,4 +1,4 @@
-"""Slot alignment and the restart/rescale overhead model of the upstream simulator (spec 2.1, 2.5)."""
+"""Slot alignment and the restart/rescale overhead model of upstream (spec 2.1, 2.5)."""
 
 from __future__ import annotations
 

@@ -15,3 +15,16 @@ rule figure_table:
         pending=get_pending_policies,
     script:
         "../scripts/make_table.py"
+
+
+rule metric_claims:
+    input:
+        "results/tables/{experiment}.csv",
+    output:
+        "results/claims/{experiment}_metric_agreement.json",
+    log:
+        "results/logs/claims/{experiment}.log",
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/make_claims.py"

@@ -104,6 +104,7 @@ def get_figure_title(wildcards):
 def get_figure_targets(experiment):
     return [
         f"results/tables/{experiment}.csv",
+        f"results/claims/{experiment}_metric_agreement.json",
         f"results/figures/{experiment}.pdf",
         f"results/figures/{experiment}.png",
     ]

@@ -1,9 +1,9 @@
 """Synthetic traces in the style of the artifact's generator (spec 7.6), every stream seeded.
 
 Upstream draws deadlines and best-effort flags from Python's unseeded global RNG; here that
-stream is `random.Random(deadline_seed)`, so Figures 9 and 11 become repeatable. With the Figure 10
-parameters (min_ddl = max_ddl = 1.5, no best-effort jobs) that stream has no influence on the output,
-and the generated trace equals the authors' Figure 10 trace.
+stream is `random.Random(deadline_seed)`, so Figures 9 and 11 become repeatable. With the
+Figure 10 parameters (min_ddl = max_ddl = 1.5, no best-effort jobs) that stream has no
+influence on the output, and the generated trace equals the authors' Figure 10 trace.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ from reprise.config import (
     cluster_spec_path,
     profile_files,
     runs_of,
+    split_instance,
+    trace_entry,
+    trace_source,
 )
 from reprise.data.fetch import load_catalog
 from reprise.data.profiles import load_profiles
@@ -47,14 +50,20 @@ validate_local_traces()
 
 
 def get_trace_source(wildcards):
-    trace = config["traces"][wildcards.trace]
-    if "file" in trace:
-        return trace["file"]
-    return f"{UPSTREAM_ROOT}/{trace['upstream']}"
+    source = trace_source(config, wildcards.trace)
+    return [] if source is None else [source]
+
+
+def get_trace_spec(wildcards):
+    return dict(trace_entry(config, wildcards.trace))
+
+
+def get_trace_seed(wildcards):
+    return split_instance(wildcards.trace)[1]
 
 
 def get_trace_gpu_type(wildcards):
-    return config["traces"][wildcards.trace]["gpu_type"]
+    return trace_entry(config, wildcards.trace)["gpu_type"]
 
 
 def get_profile_files(wildcards):

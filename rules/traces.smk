@@ -1,15 +1,18 @@
-# Traces stage: every trace validated and written in one canonical schema.
+# Traces stage: every trace validated and written in one canonical schema (or generated, seeded).
 
 
-rule normalise_trace:
+rule prepare_trace:
     input:
-        trace=get_trace_source,
+        source=get_trace_source,
         profiles=get_profile_files,
     output:
         "results/traces/{trace}.csv",
+    params:
+        spec=get_trace_spec,
+        seed=get_trace_seed,
     log:
         "results/logs/traces/{trace}.log",
     conda:
         "../envs/simulate.yaml"
     script:
-        "../scripts/normalise_trace.py"
+        "../scripts/prepare_trace.py"

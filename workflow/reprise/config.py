@@ -20,8 +20,47 @@ PROFILE_DIRS = {
 UPSTREAM_ROOT = "resources/upstream"
 
 
+ITP_ARCHIVE = "elasticflow-traces/data/elasticflow-traces.tar.gz"
+ITP_TRACES = (*(f"cluster{i:02d}" for i in range(1, 11)), "195job")
+SEED_SEPARATOR = ".s"
+"""A generated trace instance is named <trace>.s<deadline seed>."""
+
+
 def cluster_spec_path(name: str) -> str:
     return f"{ARTIFACT}/scheduler/cluster_specs/{name}.csv"
+
+
+def trace_instances(config: Mapping[str, Any], name: str) -> list[str]:
+    """The concrete traces behind a configured name: one per deadline seed if generated."""
+    entry = config["traces"][name]
+    if "generated" in entry:
+        return [f"{name}{SEED_SEPARATOR}{seed}" for seed in entry.get("deadline_seeds", [0])]
+    return [name]
+
+
+def split_instance(instance: str) -> tuple[str, int | None]:
+    base, sep, seed = instance.rpartition(SEED_SEPARATOR)
+    if sep and seed.isdigit():
+        return base, int(seed)
+    return instance, None
+
+
+def trace_entry(config: Mapping[str, Any], instance: str) -> Mapping[str, Any]:
+    base, _ = split_instance(instance)
+    entry: Mapping[str, Any] = config["traces"][base]
+    return entry
+
+
+def trace_source(config: Mapping[str, Any], instance: str) -> str | None:
+    """The file a trace is read from; None for generated traces."""
+    entry = trace_entry(config, instance)
+    if "upstream" in entry:
+        return f"{UPSTREAM_ROOT}/{entry['upstream']}"
+    if "file" in entry:
+        return str(entry["file"])
+    if "itp" in entry:
+        return f"resources/traces/itp/{entry['itp']}.csv"
+    return None
 
 
 @dataclass(frozen=True)
@@ -49,6 +88,12 @@ def check_config(config: Mapping[str, Any], catalog: Mapping[str, UpstreamFile])
         local = trace.get("file")
         if local is not None and not Path(local).is_file():
             raise ConfigError(f"config key traces.{name}.file: no such file {local!r}")
+        itp = trace.get("itp")
+        if itp is not None and itp not in ITP_TRACES:
+            raise ConfigError(
+                f"config key traces.{name}.itp: {itp!r} is not in the elasticflow-traces tarball "
+                f"({', '.join(ITP_TRACES)})"
+            )
     for exp_name, exp in config["experiments"].items():
         for i, run in enumerate(exp["runs"]):
             if run["trace"] not in traces:
@@ -70,8 +115,9 @@ def check_config(config: Mapping[str, Any], catalog: Mapping[str, UpstreamFile])
 def runs_of(config: Mapping[str, Any], experiment: str) -> list[Run]:
     exp = config["experiments"][experiment]
     return [
-        Run(experiment, r["trace"], r["cluster"], policy)
+        Run(experiment, instance, r["cluster"], policy)
         for r in exp["runs"]
+        for instance in trace_instances(config, r["trace"])
         for policy in exp["policies"]
     ]
 

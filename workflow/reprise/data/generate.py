@@ -11,10 +11,13 @@ from __future__ import annotations
 import csv
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from reprise.data.profiles import ThroughputProfiles
+from reprise.errors import ConfigError
 
 # (model, global batch) in the order of upstream's job table; choice() indexes into it
 TEMPLATES: tuple[tuple[str, int], ...] = (
@@ -117,3 +120,17 @@ def write_generated_trace(params: GeneratorParams, profiles: ThroughputProfiles,
         writer.writerows(rows)
     tmp.replace(dest)
     return len(rows)
+
+
+def generator_params(spec: Mapping[str, Any], deadline_seed: int | None) -> GeneratorParams:
+    """Build parameters from a config `generated:` block (keys as GeneratorParams fields)."""
+    known = set(GeneratorParams.__dataclass_fields__)
+    unknown = set(spec) - known
+    if unknown:
+        raise ConfigError(
+            f"generated trace: unknown key(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    values = dict(spec)
+    values["deadline_seed"] = deadline_seed or 0
+    return GeneratorParams(**values)

@@ -96,6 +96,14 @@ def get_run_summaries(wildcards):
     ]
 
 
+def get_run_events(wildcards):
+    return [f"{run.directory}/events.csv" for run in runs_of(config, wildcards.experiment)]
+
+
+def get_plot_kind(wildcards):
+    return config["experiments"][wildcards.experiment].get("plot", "ratio_bars")
+
+
 def get_paper(wildcards):
     return config["experiments"][wildcards.experiment]["paper"]
 

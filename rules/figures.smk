@@ -1,25 +1,28 @@
-# Figures stage: matplotlib figures from the tables.
+# Figures stage: matplotlib figures from the tables (and run events for efficiency curves).
 
 
-rule ratio_figure:
+rule figure:
     input:
-        "results/tables/{experiment}.csv",
+        table="results/tables/{experiment}.csv",
+        events=get_run_events,
+        paper=get_paper,
     output:
         pdf=report(
             "results/figures/{experiment}.pdf",
             category="Figures",
-            caption="../report/ratio_figure.rst",
+            caption="../report/figure.rst",
         ),
         png=report(
             "results/figures/{experiment}.png",
             category="Figures",
-            caption="../report/ratio_figure.rst",
+            caption="../report/figure.rst",
         ),
+    params:
+        kind=get_plot_kind,
+        title=get_figure_title,
     log:
         "results/logs/figures/{experiment}.log",
     conda:
         "../envs/figures.yaml"
-    params:
-        title=get_figure_title,
     script:
-        "../scripts/plot_ratio_figure.py"
+        "../scripts/plot_figure.py"

@@ -1,22 +1,33 @@
-"""Figure tables: reproduced ratios from run records beside the published numbers."""
+"""Figure tables: reproduced ratios from run records beside the published numbers.
+
+A paper file says how its numbers are keyed: `group_by: none` (one value per policy), `trace`
+(Figures 8b and 11: per trace) or `cluster` (Figure 9: per cluster size). Runs of the same group
+and policy that differ only in their seed are aggregated into mean and spread.
+"""
 
 from __future__ import annotations
 
 import csv
 import math
+import statistics
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from reprise.config import split_instance
 from reprise.sim.records import read_summary
 
 TABLE_COLUMNS = (
+    "group",
     "policy",
     "label",
     "trace",
     "cluster",
     "status",
+    "seeds",
     "ratio_published_rule",
+    "ratio_std",
     "published",
     "delta",
     "within_tolerance",
@@ -25,6 +36,7 @@ TABLE_COLUMNS = (
     "ratio_completion",
     "completion_minus_published_rule",
     "late_but_counted_met",
+    "best_effort_mean_jct",
 )
 
 
@@ -34,58 +46,95 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
+def _group_of(summary: Mapping[str, Any], group_by: str) -> str:
+    if group_by == "trace":
+        return split_instance(str(summary.get("trace", "")))[0]
+    if group_by == "cluster":
+        return str(summary["cluster"]["name"])
+    return ""
+
+
+def _published(paper: Mapping[str, Any], group: str, policy: str) -> float | None:
+    table = paper["published"]
+    if paper.get("group_by", "none") != "none":
+        table = table.get(group, {})
+    value = table.get(policy)
+    return None if value is None else float(value)
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    clean = [v for v in values if not math.isnan(v)]
+    return statistics.fmean(clean) if clean else None
+
+
 def figure_rows(
     paper: Mapping[str, Any], run_dirs: Sequence[Path], pending: Sequence[str]
 ) -> list[dict[str, str]]:
-    """One row per (policy, trace, cluster) run plus one "not run" row per pending policy."""
-    published: Mapping[str, float] = paper["published"]
+    """One row per (group, policy) plus one "not run" row per pending policy and group."""
     labels: Mapping[str, str] = paper["labels"]
     tolerance = float(paper.get("tolerance", 0.0))
+    group_by = str(paper.get("group_by", "none"))
     order = {p: i for i, p in enumerate(paper["order"])}
-    rows: list[tuple[int, dict[str, str]]] = []
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for rundir in run_dirs:
         summary = read_summary(rundir)
-        metrics = summary["metrics"]
-        policy = summary["policy"]
-        ratio = float(metrics["ratio_published_rule"])
-        pub = published.get(policy)
-        delta = None if pub is None else ratio - float(pub)
-        completion = float(metrics["ratio_completion"])
-        rows.append(
-            (
-                order.get(policy, len(order)),
-                {
-                    "policy": policy,
-                    "label": labels.get(policy, policy),
-                    "trace": summary.get("trace", ""),
-                    "cluster": summary["cluster"]["name"],
-                    "status": "ok",
-                    "ratio_published_rule": _fmt(ratio),
-                    "published": "" if pub is None else str(pub),
-                    "delta": _fmt(delta),
-                    "within_tolerance": ""
-                    if delta is None
-                    else str(abs(delta) <= tolerance + 1e-12).lower(),
-                    "accepted": str(metrics["accepted"]),
-                    "total": str(metrics["accepted"] + metrics["declined"]),
-                    "ratio_completion": _fmt(completion),
-                    "completion_minus_published_rule": _fmt(completion - ratio),
-                    "late_but_counted_met": str(metrics["late_but_counted_met"]),
-                },
+        runs[(_group_of(summary, group_by), summary["policy"])].append(summary)
+    groups = sorted({g for g, _ in runs}) or [""]
+    rows: list[tuple[str, int, dict[str, str]]] = []
+    for (group, policy), summaries in runs.items():
+        metrics = [s["metrics"] for s in summaries]
+        ratios = [float(m["ratio_published_rule"]) for m in metrics]
+        ratio = statistics.fmean(ratios)
+        completion = _mean([float(m["ratio_completion"]) for m in metrics])
+        jct = _mean([float(m["best_effort_mean_jct"] or math.nan) for m in metrics])
+        pub = _published(paper, group, policy)
+        delta = None if pub is None else ratio - pub
+        traces = sorted({split_instance(str(s.get("trace", "")))[0] for s in summaries})
+        seeds = sorted(
+            str(seed)
+            for s in summaries
+            if (seed := split_instance(str(s.get("trace", "")))[1]) is not None
+        )
+        row = {
+            "group": group,
+            "policy": policy,
+            "label": labels.get(policy, policy),
+            "trace": ";".join(traces),
+            "cluster": ";".join(sorted({s["cluster"]["name"] for s in summaries})),
+            "status": "ok",
+            "seeds": ";".join(seeds),
+            "ratio_published_rule": _fmt(ratio),
+            "ratio_std": _fmt(statistics.stdev(ratios)) if len(ratios) > 1 else "",
+            "published": "" if pub is None else f"{pub:g}",
+            "delta": _fmt(delta),
+            "within_tolerance": ""
+            if delta is None
+            else str(abs(delta) <= tolerance + 1e-12).lower(),
+            "accepted": str(sum(m["accepted"] for m in metrics)),
+            "total": str(sum(m["accepted"] + m["declined"] for m in metrics)),
+            "ratio_completion": _fmt(completion),
+            "completion_minus_published_rule": _fmt(
+                None if completion is None else completion - ratio
+            ),
+            "late_but_counted_met": str(sum(m["late_but_counted_met"] for m in metrics)),
+            "best_effort_mean_jct": _fmt(jct, 1),
+        }
+        rows.append((group, order.get(policy, len(order)), row))
+    for group in groups:
+        for policy in pending:
+            pub = _published(paper, group, policy)
+            row = dict.fromkeys(TABLE_COLUMNS, "")
+            row.update(
+                group=group,
+                policy=policy,
+                label=labels.get(policy, policy),
+                status="not run",
+                published="" if pub is None else f"{pub:g}",
             )
-        )
-    for policy in pending:
-        pub = published.get(policy)
-        row = dict.fromkeys(TABLE_COLUMNS, "")
-        row.update(
-            policy=policy,
-            label=labels.get(policy, policy),
-            status="not run",
-            published="" if pub is None else str(pub),
-        )
-        rows.append((order.get(policy, len(order)), row))
-    rows.sort(key=lambda item: item[0])
-    return [row for _, row in rows]
+            rows.append((group, order.get(policy, len(order)), row))
+    group_order = {g: i for i, g in enumerate(paper.get("groups", groups))}
+    rows.sort(key=lambda item: (group_order.get(item[0], len(group_order)), item[0], item[1]))
+    return [row for _, _, row in rows]
 
 
 def write_table(rows: Sequence[Mapping[str, str]], path: Path) -> None:

@@ -29,3 +29,10 @@ def save(fig: Figure, pdf: Path, png: Path) -> None:
     fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None, "Producer": "reprise"})
     fig.savefig(png, dpi=150, metadata={"Software": "reprise"})
     plt.close(fig)
+
+
+PALETTE = ("#3b6ea8", "#e39c37", "#5a9e4b", "#8c5fa8", "#c44e52", "#4fa3a5", "#7f7f7f")
+
+
+def policy_colors(policies: list[str]) -> dict[str, str]:
+    return {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(policies)}

@@ -91,9 +91,7 @@ def get_simulator_switches(wildcards):
 
 
 def get_run_summaries(wildcards):
-    return [
-        f"{run.directory}/summary.json" for run in runs_of(config, wildcards.experiment)
-    ]
+    return [f"{run.directory}/summary.json" for run in runs_of(config, wildcards.experiment)]
 
 
 def get_run_events(wildcards):
@@ -113,9 +111,7 @@ def get_pending_policies(wildcards):
 
 
 def get_figure_title(wildcards):
-    return config["experiments"][wildcards.experiment].get(
-        "title", wildcards.experiment
-    )
+    return config["experiments"][wildcards.experiment].get("title", wildcards.experiment)
 
 
 def get_figure_targets(experiment):

@@ -17,12 +17,12 @@ rule figure:
             category="Figures",
             caption="../report/figure.rst",
         ),
-    params:
-        kind=get_plot_kind,
-        title=get_figure_title,
     log:
         "results/logs/figures/{experiment}.log",
     conda:
         "../envs/figures.yaml"
+    params:
+        kind=get_plot_kind,
+        title=get_figure_title,
     script:
         "../scripts/plot_figure.py"

@@ -7,12 +7,12 @@ rule prepare_trace:
         profiles=get_profile_files,
     output:
         "results/traces/{trace}.csv",
-    params:
-        spec=get_trace_spec,
-        seed=get_trace_seed,
     log:
         "results/logs/traces/{trace}.log",
     conda:
         "../envs/simulate.yaml"
+    params:
+        spec=get_trace_spec,
+        seed=get_trace_seed,
     script:
         "../scripts/prepare_trace.py"

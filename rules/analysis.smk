@@ -17,14 +17,29 @@ rule figure_table:
         "../scripts/make_table.py"
 
 
-rule metric_claims:
+rule claims:
     input:
         "results/tables/{experiment}.csv",
     output:
-        "results/claims/{experiment}_metric_agreement.json",
+        "results/claims/{experiment}.json",
     log:
         "results/logs/claims/{experiment}.log",
     conda:
         "../envs/figures.yaml"
     script:
         "../scripts/make_claims.py"
+
+
+rule scorecard:
+    input:
+        tables=get_all_tables,
+        claims=get_all_claims,
+    output:
+        html=report("results/scorecard.html", category="0. Scorecard"),
+        csv="results/scorecard.csv",
+    log:
+        "results/logs/scorecard.log",
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/make_scorecard.py"

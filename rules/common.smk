@@ -117,11 +117,20 @@ def get_figure_title(wildcards):
 def get_figure_targets(experiment):
     return [
         f"results/tables/{experiment}.csv",
-        f"results/claims/{experiment}_metric_agreement.json",
+        f"results/claims/{experiment}.json",
         f"results/figures/{experiment}.pdf",
         f"results/figures/{experiment}.png",
     ]
 
 
+def get_all_tables(wildcards):
+    return [f"results/tables/{exp}.csv" for exp in config["experiments"]]
+
+
+def get_all_claims(wildcards):
+    return [f"results/claims/{exp}.json" for exp in config["experiments"]]
+
+
 def get_all_targets():
-    return [t for exp in config["experiments"] for t in get_figure_targets(exp)]
+    figures = [t for exp in config["experiments"] for t in get_figure_targets(exp)]
+    return [*figures, "results/scorecard.html"]

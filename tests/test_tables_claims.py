@@ -62,3 +62,40 @@ def test_table_puts_published_beside_reproduced_and_flags_metric_gap(tmp_path: P
     assert not claim["holds"] and claim["runs_checked"] == 2
     assert [f["policy"] for f in claim["flagged"]] == ["ef-accessctrl"]
     assert claim["flagged"][0]["late_but_counted_met"] == 1
+
+
+def test_best_policy_claim_and_scorecard(tmp_path: Path) -> None:
+    from reprise.analysis.claims import best_policy_claim
+    from reprise.analysis.scorecard import render_scorecard, scorecard_rows
+
+    def row(group: str, policy: str, ratio: str, pub: str, ok: str) -> dict[str, str]:
+        return {
+            "group": group,
+            "policy": policy,
+            "label": policy.upper(),
+            "status": "ok",
+            "ratio_published_rule": ratio,
+            "published": pub,
+            "within_tolerance": ok,
+        }
+
+    rows = [
+        row("t1", "ef-accessctrl", "0.9000", "0.9", "true"),
+        row("t1", "edf", "0.5000", "0.6", "false"),
+        row("t2", "ef-accessctrl", "0.4000", "0.5", "false"),
+        row("t2", "gandiva", "0.4000", "0.3", "false"),
+    ]
+    claim = best_policy_claim("figure8b", rows)
+    assert not claim["holds"]
+    assert claim["failures"] == [{"group": "t2", "ratio": 0.4, "not_below": ["gandiva"]}]
+    table = tmp_path / "figure8b.csv"
+    full = [
+        dict.fromkeys(("trace", "cluster", "seeds", "delta", "ratio_completion"), "") | r
+        for r in rows
+    ]
+    write_table(full, table)
+    card = scorecard_rows({"figure8b": table})
+    assert [r["mark"] for r in card] == ["pass", "warn", "warn", "warn"]
+    render_scorecard(card, [claim], tmp_path / "s.html")
+    page = (tmp_path / "s.html").read_text()
+    assert "does not hold" in page and "EF-ACCESSCTRL" in page and page.count("<tr") == 5

@@ -49,6 +49,42 @@ def metric_agreement_claim(experiment: str, rows: Sequence[Mapping[str, str]]) -
     }
 
 
-def write_claim(claim: Mapping[str, Any], path: Path) -> None:
+def figure_claims(experiment: str, rows: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
+    """Every claim checked for a figure."""
+    return [metric_agreement_claim(experiment, rows), best_policy_claim(experiment, rows)]
+
+
+def write_claims(claims: Sequence[Mapping[str, Any]], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(claim, indent=2, sort_keys=True) + "\n")
+    path.write_text(json.dumps(list(claims), indent=2, sort_keys=True) + "\n")
+
+
+def read_claims(path: Path) -> list[dict[str, Any]]:
+    claims: list[dict[str, Any]] = json.loads(path.read_text())
+    return claims
+
+
+def best_policy_claim(
+    experiment: str, rows: Sequence[Mapping[str, str]], policy: str = "ef-accessctrl"
+) -> dict[str, Any]:
+    """`policy` meets more deadlines than every other policy that ran, in every group."""
+    groups = sorted({r["group"] for r in rows if r["status"] == "ok"})
+    failures = []
+    for group in groups:
+        ran = {
+            r["policy"]: float(r["ratio_published_rule"])
+            for r in rows
+            if r["group"] == group and r["status"] == "ok"
+        }
+        if policy not in ran:
+            continue
+        beaten_by = sorted(p for p, v in ran.items() if p != policy and v >= ran[policy])
+        if beaten_by:
+            failures.append({"group": group, "ratio": ran[policy], "not_below": beaten_by})
+    return {
+        "experiment": experiment,
+        "claim": f"{policy} meets more deadlines than every baseline in every group",
+        "holds": not failures,
+        "groups_checked": len(groups),
+        "failures": failures,
+    }

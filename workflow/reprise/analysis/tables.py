@@ -137,10 +137,13 @@ def figure_rows(
     return [row for _, _, row in rows]
 
 
-def write_table(rows: Sequence[Mapping[str, str]], path: Path) -> None:
+def write_table(
+    rows: Sequence[Mapping[str, str]], path: Path, extra_columns: Sequence[str] = ()
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=TABLE_COLUMNS, lineterminator="\n")
+        columns = [*extra_columns, *TABLE_COLUMNS]
+        writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
 

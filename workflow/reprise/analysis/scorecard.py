@@ -1,0 +1,82 @@
+"""The report's front page: every figure, policy and group, reproduced vs published, pass/warn."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from reprise.analysis.tables import read_table
+
+STATUS_STYLE = {
+    "pass": "#d8f0d2",
+    "warn": "#fbe3c2",
+    "not run": "#e6e6e6",
+    "no reference": "#ffffff",
+}
+
+
+def scorecard_rows(tables: Mapping[str, Path]) -> list[dict[str, str]]:
+    """Flatten the figure tables into one list with a mark per row."""
+    out: list[dict[str, str]] = []
+    for figure, path in tables.items():
+        for row in read_table(path):
+            if row["status"] != "ok":
+                mark = "not run"
+            elif not row["published"]:
+                mark = "no reference"
+            else:
+                mark = "pass" if row["within_tolerance"] == "true" else "warn"
+            out.append({"figure": figure, **row, "mark": mark})
+    return out
+
+
+def render_scorecard(
+    rows: Sequence[Mapping[str, str]], claims: Sequence[Mapping[str, Any]], dest: Path
+) -> None:
+    """A self-contained HTML page (no scripts), so it opens in any browser."""
+    counts = {m: sum(1 for r in rows if r["mark"] == m) for m in STATUS_STYLE}
+    head = (
+        "<th>figure</th><th>group</th><th>policy</th><th>reproduced</th><th>published</th>"
+        "<th>delta</th><th>completion-based</th><th>seeds</th><th>mark</th>"
+    )
+    body = []
+    for r in rows:
+        style = STATUS_STYLE[r["mark"]]
+        cells = (
+            r["figure"],
+            r["group"],
+            r["label"],
+            r["ratio_published_rule"],
+            r["published"],
+            r["delta"],
+            r["ratio_completion"],
+            r["seeds"],
+            r["mark"],
+        )
+        body.append(
+            f'<tr style="background:{style}">'
+            + "".join(f"<td>{html.escape(c or '')}</td>" for c in cells)
+            + "</tr>"
+        )
+    claim_items = "".join(
+        f"<li><b>{'holds' if c['holds'] else 'does not hold'}</b>: {html.escape(str(c['claim']))}"
+        f" ({html.escape(str(c.get('experiment', '')))})</li>"
+        for c in claims
+    )
+    summary = ", ".join(f"{n} {m}" for m, n in counts.items() if n)
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Reprise scorecard</title>
+<style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #bbb;padding:2px 6px;font-size:13px;text-align:right}}</style></head>
+<body><h1>Reprise scorecard</h1>
+<p>Reproduced deadline satisfactory ratios (each policy's own counting rule, as published)
+beside the published values; "pass" means within the figure's tolerance declared in
+<code>config/paper/</code>. The completion-based column counts a job as met only if its recorded
+completion is no later than its deadline. Summary: {html.escape(summary)}.</p>
+<h2>Claims</h2><ul>{claim_items}</ul>
+<h2>Numbers</h2><table><tr>{head}</tr>{"".join(body)}</table></body></html>
+"""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(page)

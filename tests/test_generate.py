@@ -18,6 +18,8 @@ def test_first_rows_of_the_figure10_trace(a100_profiles: ThroughputProfiles) -> 
     # first rows as in the spec (7.4), which match the authors' job logs
     assert rows[0] == (0, 0, 7246, "resnet50", 5896, 256, 1, 3930, 0)
     assert rows[1] == (1, 4686, 19793, "gpt2", 11932, 256, 1, 4830, 0)
+    # the 14th template (deepspeech2, batch 32): upstream's generator gives this row byte for byte
+    assert rows[2] == (2, 9116, 2274, "deepspeech2", 10244, 32, 1, 752, 0)
 
 
 def test_figure10_trace_matches_every_committed_job_log(

@@ -19,7 +19,7 @@ from typing import Any
 from reprise.data.profiles import ThroughputProfiles
 from reprise.errors import ConfigError
 
-# (model, global batch) in the order of upstream's job table; choice() indexes into it
+# (model, global batch) in the order of upstream's 14-entry job table; choice() indexes into it
 TEMPLATES: tuple[tuple[str, int], ...] = (
     ("resnet50", 64),
     ("resnet50", 128),
@@ -34,6 +34,7 @@ TEMPLATES: tuple[tuple[str, int], ...] = (
     ("bert", 128),
     ("bert", 64),
     ("deepspeech2", 64),
+    ("deepspeech2", 32),
 )
 
 Row = tuple[int, int, int, str, int, int, int, int, int]

@@ -1,0 +1,495 @@
+"""EDF (spec 3.3) and EDF + admission control (spec 3.4): greedy elastic earliest-deadline-first."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from reprise.data.clusters import ClusterSpec
+from reprise.data.profiles import ThroughputProfiles
+from reprise.data.traces import TraceJob, submission_order
+from reprise.errors import SimulationError
+from reprise.sim.events import EventList
+from reprise.sim.limits import max_gpu_from_profile
+from reprise.sim.outcome import JobOutcome, RoundSample, SimOptions, SimResult
+from reprise.sim.placement_elastic import ElasticPlacement, PlacementCache, cache_flags
+from reprise.sim.timing import align, overhead
+
+Timeline = dict[float, int]
+"""Free GPUs from each key time until the next key; keys kept in ascending insertion order."""
+
+
+@dataclass(slots=True, eq=False)
+class EdfJob:
+    """Mutable state of one job under EDF; `plan_*` hold the latest planner output."""
+
+    trace: TraceJob
+    base: int
+    """GPUs EDF gives whenever it can: min(max_gpu, cluster size)."""
+    columns: tuple[int, ...]
+    rates: dict[int, float]
+    iter_left: float
+    gpus: int = 0
+    end_time: float = 0
+    """Planned end (plus pushed-back overheads for EDF+AC); upstream's `end_time`."""
+    start_time: float | None = None
+    overhead: float = 0.0
+    cached: bool = False
+    running: bool = False
+    plan_gpus: int = 0
+    plan_end: float = 0
+    admitted: bool = False
+    done: bool = False
+    met: bool | None = None
+
+    @property
+    def idx(self) -> int:
+        return self.trace.idx
+
+    @property
+    def deadline(self) -> int:
+        return self.trace.deadline
+
+    def rate(self, gpus: int) -> float:
+        value = self.rates.get(gpus)
+        if value is None:
+            raise SimulationError(f"job {self.idx}: no throughput cached for {gpus} GPUs")
+        return value
+
+
+def _merge_runs(timeline: Timeline) -> Timeline:
+    """Drop every key whose value repeats the previous kept value (the first key always stays)."""
+    merged: Timeline = {}
+    last: int | None = None
+    for t, v in timeline.items():
+        if v != last:
+            merged[t] = v
+            last = v
+    return merged
+
+
+def edf_plan(
+    job: EdfJob, t0: float, timeline: Timeline, num_gpus: int, slot: int
+) -> tuple[int, float, bool, Timeline]:
+    """Plan one job greedily on the free-GPU timeline (spec 3.3 `edf_plan`).
+
+    Returns (GPUs at t0, planned end, deadline met, committed timeline). Quirks kept from upstream:
+    the release breakpoint inserted after the job is the slot-ALIGNED end (and overwrites any value
+    already at that key) while the unaligned end is what is tested and returned; past the last key
+    the whole cluster is assumed free.
+    """
+    if t0 not in timeline:
+        raise SimulationError(f"planning time {t0} is not a key of the free-GPU timeline")
+    base = job.base
+    deadline = job.deadline
+    iters = job.iter_left
+    new = dict(timeline)
+    seg_start = t0
+    free = timeline[t0]
+    alloc_now = 0
+    ok = True
+    for k in timeline:
+        if k <= seg_start:
+            free = timeline[k]
+            if k < seg_start:  # keys before the planning time are dropped
+                del new[k]
+            continue
+        span = k - seg_start
+        if free >= base:
+            g = base
+        elif free >= 1:
+            g = 0
+            for c in job.columns:
+                if c > free:
+                    break
+                g = c
+        else:
+            g = 0
+        if seg_start == t0:
+            alloc_now = g
+        if g > 0:
+            rate = job.rate(g)
+            end = math.ceil(seg_start + iters / rate)
+            if k >= end:
+                release_value = num_gpus
+                for t in timeline:
+                    if seg_start <= t < end:
+                        release_value = new[t]
+                        new[t] -= g
+                        if new[t] < 0:
+                            raise SimulationError(f"job {job.idx} overdraws the timeline at {t}")
+                # upstream skips this reset in the full-share branch when the job has no work
+                # left (end == seg_start); kept for exactness
+                if g != base or seg_start != end:
+                    new[seg_start] = free - g
+                if end not in timeline:
+                    new[align(t0, end, slot)] = release_value
+                committed = _merge_runs(dict(sorted(new.items())))
+                return alloc_now, end, ok and end <= deadline, committed
+            iters -= span * rate
+            new[seg_start] -= g
+            if new[seg_start] < 0:
+                raise SimulationError(f"job {job.idx} overdraws the timeline at {seg_start}")
+        free = new[k]
+        seg_start = k
+        if seg_start > deadline:
+            ok = False
+    # past the last breakpoint: assume the whole cluster is free again
+    if seg_start == t0:
+        alloc_now = base
+    end = math.ceil(seg_start + iters / job.rate(base))
+    if end > deadline:
+        ok = False
+    new[seg_start] = num_gpus - base
+    new[align(t0, end, slot)] = num_gpus
+    return alloc_now, end, ok, _merge_runs(dict(sorted(new.items())))
+
+
+class _EdfSim:
+    """State shared by both EDF variants: job lists in upstream's orders, events, placement."""
+
+    def __init__(
+        self,
+        trace: list[TraceJob],
+        cluster: ClusterSpec,
+        profiles: ThroughputProfiles,
+        options: SimOptions,
+    ) -> None:
+        self.cluster = cluster
+        self.n = cluster.num_gpus
+        self.slot = options.slot
+        self.options = options
+        self.profiles = profiles
+        self.jobs: dict[int, EdfJob] = {}
+        for t in trace:
+            row = profiles.row(t.model, t.batch_size)
+            columns = row.columns()
+            rates = {g: profiles.tput(t.model, t.batch_size, g) for g, text in row.cells if text}
+            base = min(max_gpu_from_profile(profiles, t.model, t.batch_size), self.n)
+            self.jobs[t.idx] = EdfJob(t, base, columns, rates, t.iterations)
+        order = submission_order(trace)
+        self.events = EventList.from_arrivals((t.idx, t.submit_time) for t in order)
+        self.runnable: list[EdfJob] = []
+        self.running: list[EdfJob] = []
+        self.pending: list[EdfJob] = []
+        self.placement = ElasticPlacement(cluster)
+        self.cache = PlacementCache(self.n)
+        self.accepted = 0
+        self.declined = 0
+        self.schedule_count = 0
+        self.rounds: list[RoundSample] = []
+        self.planner_calls = 0
+        self.bar = tqdm(total=len(trace), disable=not options.show_progress, unit="job")
+
+    # ---- helpers mirroring the upstream job bookkeeping -------------------------------------
+
+    def advance(self, time_diff: int, now: float) -> None:
+        """Progress of every job holding GPUs over the elapsed interval (spec 2.3)."""
+        for job in self.runnable:
+            if job.gpus == 0:
+                continue
+            run = float(time_diff)
+            if now > job.end_time:
+                run -= now - job.end_time
+            if run <= 0:
+                raise SimulationError(
+                    f"job {job.idx}: non-positive run time at {now} (upstream asserts here)"
+                )
+            run = 0 if run < job.overhead else run - job.overhead
+            rate = job.rate(job.gpus)
+            iters = run * rate
+            if job.iter_left <= iters and job.end_time > now:
+                # finishes before its planned end: complete it in this round at its exact end
+                actual_end = now - time_diff + math.ceil(job.iter_left / rate)
+                iters = (job.end_time - now + time_diff) * rate
+                self.events.move_completion(job.idx, job.end_time, now)
+                job.end_time = actual_end
+            job.iter_left -= iters
+            job.overhead = 0
+
+    def estimate(self, jobs: list[EdfJob], now: float) -> bool:
+        """Plan `jobs` (sorted in place by deadline, stably) from an empty timeline."""
+        jobs.sort(key=_deadline)
+        timeline: Timeline = {now: self.n}
+        all_ok = True
+        for job in jobs:
+            self.planner_calls += 1
+            gpus, end, ok, timeline = edf_plan(job, now, timeline, self.n, self.slot)
+            job.plan_gpus = gpus
+            job.plan_end = end
+            all_ok = all_ok and ok
+        return all_ok
+
+    def start(self, job: EdfJob, now: float) -> None:
+        """Pending -> running (upstream `remove_from_pending`)."""
+        job.start_time = now
+        self.pending.remove(job)
+        self.running.append(job)
+        job.running = True
+        if job not in self.runnable:
+            self.runnable.append(job)
+        if not job.trace.best_effort:
+            self.accepted += 1
+
+    def admit(self, job: EdfJob) -> None:
+        job.admitted = True
+        self.pending.append(job)
+        if job not in self.runnable:
+            self.runnable.append(job)
+
+    def decline_arrival(self, job: EdfJob) -> None:
+        # quirk: upstream counts every rejected arrival, best-effort ones included
+        self.declined += 1
+        job.met = False if not job.trace.best_effort else None
+        job.done = True
+        self.bar.update(1)
+
+    def complete(self, job: EdfJob) -> None:
+        late = job.end_time > job.deadline
+        if late:
+            self.declined += 1
+            self.accepted -= 1
+        job.met = None if job.trace.best_effort else not late
+        job.done = True
+        if job in self.running:
+            self.running.remove(job)
+        if job in self.runnable:
+            self.runnable.remove(job)
+        self.bar.update(1)
+
+    def place(self, job: EdfJob) -> None:
+        if not self.placement.place(job.idx, job.gpus):
+            raise SimulationError(
+                f"job {job.idx} with {job.gpus} GPUs cannot be placed (upstream asserts here)"
+            )
+
+    def log_round(self, now: float, flags_needed: bool) -> None:
+        """The `scheduling_events.csv` row (spec 6.3) and, for EDF+AC, the cache flags."""
+        layout = None
+        if flags_needed or self.options.record_gpu_map:
+            layout = self.placement.layout()
+        if flags_needed and layout is not None:
+            for idx, cached in cache_flags(layout, self.cache).items():
+                self.jobs[idx].cached = cached
+        ce = 0.0
+        in_use = 0
+        for job in self.running:
+            if job.gpus == 0:
+                continue
+            if not self.placement.is_placed(job.idx):
+                raise SimulationError(f"running job {job.idx} holds GPUs but no placement")
+            ce += job.rate(job.gpus) / job.rate(1)
+            in_use += job.gpus
+        self.rounds.append(
+            RoundSample(
+                time=now,
+                gpus_in_use=in_use,
+                ce=ce / self.n,
+                running=len(self.running),
+                pending=len(self.pending),
+                gpu_map=layout.gpu_map if (layout and self.options.record_gpu_map) else None,
+            )
+        )
+
+    def restart_round(self) -> bool:
+        """Every `slot`-th round restarts jobs (quirk: seconds used as a round count)."""
+        restart = self.schedule_count > 0 and self.schedule_count % self.slot == 0
+        self.schedule_count += 1
+        if restart:
+            self.cache.clear()
+        return restart
+
+    def next_round(self, now: float) -> tuple[float, int]:
+        next_time = self.events.coalesce(now, self.slot)
+        return next_time, int(next_time - now)
+
+    def result(self, policy: str) -> SimResult:
+        self.bar.close()
+        outcomes: list[JobOutcome] = []
+        for idx in sorted(self.jobs):
+            job = self.jobs[idx]
+            t = job.trace
+            finished = job.done and job.admitted
+            outcomes.append(
+                JobOutcome(
+                    idx=t.idx,
+                    job_id=t.job_id,
+                    model=t.model,
+                    batch_size=t.batch_size,
+                    num_gpu=t.num_gpu,
+                    submit_time=t.submit_time,
+                    deadline=None if t.best_effort else t.deadline,
+                    best_effort=t.best_effort,
+                    admitted=job.admitted,
+                    start_time=job.start_time,
+                    end_time=job.end_time if finished else None,
+                    gpus_at_end=job.gpus if finished else None,
+                    met_deadline_published=None if t.best_effort else bool(job.met),
+                )
+            )
+        return SimResult(
+            jobs=outcomes,
+            rounds=self.rounds,
+            accepted=self.accepted,
+            declined=self.declined,
+            extra={"policy": policy, "planner_calls": self.planner_calls},
+        )
+
+
+def _deadline(job: EdfJob) -> int:
+    return job.deadline
+
+
+def _gpus(job: EdfJob) -> int:
+    return job.gpus
+
+
+def simulate(
+    trace: list[TraceJob],
+    cluster: ClusterSpec,
+    profiles: ThroughputProfiles,
+    options: SimOptions,
+) -> SimResult:
+    """EDF without admission control (`--schedule=edf`): no overheads, every arrival admitted."""
+    sim = _EdfSim(trace, cluster, profiles, options)
+    jobs = sim.jobs
+    events = sim.events
+    now = events.first.time
+    time_diff = 0
+    while events or sim.pending:
+        if not events:
+            raise SimulationError(f"pending jobs but no events left at {now}")
+        sim.advance(time_diff, now)
+        for job in sim.runnable:
+            job.overhead = 0
+        event = events.first
+        event_time = event.time
+        for idx in event.completions:
+            job = jobs[idx]
+            sim.placement.release(idx)
+            sim.complete(job)
+        arrivals = [jobs[i] for i in event.arrivals]
+        if arrivals:
+            sim.estimate(sim.runnable + arrivals, event_time)
+            for job in arrivals:
+                sim.admit(job)
+        else:
+            sim.estimate(sim.runnable, event_time)
+        for job in sim.running:
+            if job.gpus > 0:
+                sim.placement.release(job.idx)
+        to_place: list[EdfJob] = []
+        for job in list(sim.runnable):
+            job.gpus = job.plan_gpus
+            old_end = job.end_time
+            job.end_time = job.plan_end
+            if job.running:
+                if job.gpus > 0:
+                    to_place.append(job)
+                events.move_completion(job.idx, old_end, job.end_time)
+            elif job.gpus > 0:
+                to_place.append(job)
+                sim.start(job, event_time)
+                events.add_completion(job.idx, job.end_time)
+        to_place.sort(key=_gpus, reverse=True)
+        for job in to_place:
+            sim.place(job)
+        sim.log_round(event_time, flags_needed=False)
+        events.remove(event)
+        if not events:
+            time_diff = sim.slot
+            continue
+        sim.restart_round()  # EDF pays no overhead (upstream comments the estimate out)
+        now, time_diff = sim.next_round(now)
+    return sim.result("edf")
+
+
+def simulate_with_admission(
+    trace: list[TraceJob],
+    cluster: ClusterSpec,
+    profiles: ThroughputProfiles,
+    options: SimOptions,
+) -> SimResult:
+    """EDF + admission control (`--schedule=edf-accessctrl`): arrivals tested one by one."""
+    sim = _EdfSim(trace, cluster, profiles, options)
+    jobs = sim.jobs
+    events = sim.events
+    n = sim.n
+    now = events.first.time
+    time_diff = 0
+    while events or sim.pending:
+        if not events:
+            raise SimulationError(f"pending jobs but no events left at {now}")
+        sim.advance(time_diff, now)
+        round_start_end: dict[int, float] = {}
+        for job in sim.runnable:
+            job.overhead = 0
+        for job in sim.runnable:
+            round_start_end[job.idx] = job.end_time
+            if sim.placement.is_placed(job.idx):
+                sim.placement.release(job.idx)
+        if sim.placement.free_gpus() != n:
+            raise SimulationError(f"GPUs still held after releasing every job at {now}")
+        event = events.first
+        event_time = event.time
+        for idx in event.completions:
+            sim.complete(jobs[idx])
+        admitted_any = False
+        for idx in event.arrivals:
+            job = jobs[idx]
+            if not sim.estimate([*sim.runnable, job], event_time):
+                sim.decline_arrival(job)
+                continue
+            sim.admit(job)
+            admitted_any = True
+            for r in sim.running:
+                r.gpus = r.plan_gpus
+                old_end = r.end_time
+                r.end_time = r.plan_end
+                events.move_completion(r.idx, old_end, r.end_time)
+            starting: list[EdfJob] = []
+            for p in sim.pending:
+                p.gpus = p.plan_gpus
+                p.end_time = p.plan_end
+                if p.gpus > 0:
+                    starting.append(p)
+            for p in starting:
+                sim.start(p, event_time)
+                events.add_completion(p.idx, p.end_time)
+        if admitted_any:
+            # upstream places in runnable-list order here, without the GPU-count sort
+            for job in sim.runnable:
+                if job.gpus > 0:
+                    sim.place(job)
+        else:
+            sim.estimate(sim.runnable, event_time)
+            for job in list(sim.runnable):
+                job.gpus = job.plan_gpus
+                if job.gpus == 0:
+                    # quirk: a running job cut to 0 GPUs keeps its old end time and event
+                    continue
+                sim.place(job)
+                if not job.running:
+                    sim.start(job, event_time)
+                    # filed at the stale end time first, then moved (upstream order)
+                    events.add_completion(job.idx, job.end_time)
+                job.end_time = job.plan_end
+                events.move_completion(job.idx, round_start_end[job.idx], job.end_time)
+        sim.log_round(event_time, flags_needed=True)
+        events.remove(event)
+        if not events:
+            time_diff = 10
+            continue
+        restart = sim.restart_round()
+        for job in sim.running:
+            if job.gpus > 0:
+                job.overhead = overhead(job.gpus, restart, job.cached, n)
+                old_end = job.end_time
+                job.end_time = old_end + job.overhead
+                events.move_completion(job.idx, old_end, job.end_time)
+            else:
+                job.overhead = 0
+        now, time_diff = sim.next_round(now)
+    return sim.result("edf-accessctrl")

@@ -28,3 +28,23 @@ rule all:
 rule figure8a:
     input:
         get_figure_targets("figure8a"),
+
+
+rule figure8b:
+    input:
+        get_figure_targets("figure8b"),
+
+
+rule figure9:
+    input:
+        get_figure_targets("figure9"),
+
+
+rule figure10:
+    input:
+        get_figure_targets("figure10"),
+
+
+rule figure11:
+    input:
+        get_figure_targets("figure11"),

@@ -41,6 +41,8 @@ class TraceJob:
     num_gpu: int
     duration: int
     best_effort: bool
+    raw_deadline: int | None = None
+    """The `ddl` cell as written, kept for best-effort jobs too (Chronus' converter reads it)."""
 
     @property
     def relative_deadline(self) -> int:
@@ -127,6 +129,7 @@ def load_trace(path: Path | str, profiles: ThroughputProfiles | None = None) -> 
                     num_gpu=ints["num_gpu"],
                     duration=ints["duration"],
                     best_effort=best_effort,
+                    raw_deadline=ints["ddl"],
                 )
             )
     if not jobs:

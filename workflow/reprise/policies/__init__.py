@@ -34,6 +34,9 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "gandiva": ("reprise.policies.gandiva", "simulate"),
     "dlas-gpu": ("reprise.policies.tiresias", "simulate"),
     "themis": ("reprise.policies.themis", "simulate"),
+    "chronus": ("reprise.policies.chronus", "simulate_milp"),
+    "chronus-greedy": ("reprise.policies.chronus", "simulate_greedy"),
+    "pollux": ("reprise.policies.pollux", "simulate"),
 }
 
 

@@ -17,6 +17,10 @@ class SimOptions:
     record_gpu_map: bool = False
     """Keep the per-GPU job map of every round (Figure 10); off by default, it is large."""
     show_progress: bool = False
+    data_root: str = ""
+    """Directory holding `ElasticFlow-artifact/...` (Pollux reads its ground truth there)."""
+    seed: int = 0
+    """Seed of the randomised policies (Pollux's search)."""
 
 
 @dataclass

@@ -1,0 +1,275 @@
+"""Lease packing for the Chronus baseline: latest-first greedy packing and the lease MIP (HiGHS)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.sparse import coo_matrix
+
+IntArray = npt.NDArray[np.int64]
+Plan = npt.NDArray[np.int8]
+"""One job's lease plan: entry t is 1 when the job holds lease t (0 = the next lease)."""
+
+OPTION_VALUE = 10
+"""Value of a job's (single) deadline option in the MIP objective (upstream MAX_EXPECT_VALUE)."""
+
+
+@dataclass(slots=True)
+class LeaseItem:
+    """One deadline option of one accepted job, as the packers see it."""
+
+    demand: int
+    """GPUs per lease, rounded up to a power-of-two bin (3-4 -> 4, 5-7 -> 8)."""
+    leases: int
+    """Leases still needed."""
+    horizon: int
+    """Leases before the deadline, counted from the next lease (may be <= 0)."""
+    owner: int
+    """The job's trace index; an owner is packed at most once per pass."""
+
+
+def capacity_vector(base: IntArray, length: int, full: int) -> IntArray:
+    """Free GPUs in the first `length` leases: `base` where known, a whole cluster beyond it."""
+    out = np.full(max(length, 0), full, dtype=np.int64)
+    known = min(len(base), len(out))
+    out[:known] = base[:known]
+    return out
+
+
+def take_latest(free: IntArray, item: LeaseItem) -> IntArray | None:
+    """Reserve the item's leases latest-first among those with enough room; None if impossible.
+
+    On success `free` is debited; on failure it is left unchanged (upstream either stops at the
+    first failure or rolls the partial reservation back, both equivalent to not touching it).
+    """
+    if item.horizon <= 0:
+        return None
+    if item.leases <= 0:
+        # quirk: upstream tests "found == needed" only after looking at the latest lease, so a
+        # zero-lease item succeeds only when that lease has no room for it
+        if free[item.horizon - 1] >= item.demand:
+            return None
+        return np.empty(0, dtype=np.int64)
+    fits = np.flatnonzero(free[: item.horizon] >= item.demand)
+    if len(fits) < item.leases:
+        return None
+    chosen = fits[-item.leases :]
+    free[chosen] -= item.demand
+    return chosen
+
+
+def _check_order(items: Sequence[LeaseItem]) -> list[int]:
+    """Largest bins first, then least slack, then the latest deadline (stable)."""
+    return sorted(
+        range(len(items)),
+        key=lambda k: (-items[k].demand, items[k].horizon - items[k].leases, -items[k].horizon),
+    )
+
+
+def packable(items: Sequence[LeaseItem], base: IntArray, full: int) -> bool:
+    """Upstream's admission test: can every item be packed latest-first on top of `base`?"""
+    if not items:
+        return True
+    free = capacity_vector(base, max(it.horizon for it in items), full)
+    seen: set[int] = set()
+    ok = False
+    for k in _check_order(items):
+        item = items[k]
+        if item.owner in seen:
+            continue
+        seen.add(item.owner)
+        ok = take_latest(free, item) is not None
+        if not ok:
+            break
+    return ok
+
+
+def select_latest_first(items: Sequence[LeaseItem], base: IntArray, full: int) -> list[Plan | None]:
+    """Upstream's no-solver lease planning: a plan (length = horizon) per item, None if it failed.
+
+    Items are taken by (-value, -bins, slack, -horizon); a failed item is rolled back and the
+    next one is tried.
+    """
+    plans: list[Plan | None] = [None] * len(items)
+    if not items:
+        return plans
+    free = capacity_vector(base, max(it.horizon for it in items), full)
+    placed: set[int] = set()
+    order = sorted(
+        range(len(items)),
+        key=lambda k: (
+            -OPTION_VALUE,
+            -items[k].demand,
+            items[k].horizon - items[k].leases,
+            -items[k].horizon,
+        ),
+    )
+    for k in order:
+        item = items[k]
+        if item.owner in placed:
+            continue
+        chosen = take_latest(free, item)
+        if chosen is None:
+            continue
+        plan = np.zeros(item.horizon, dtype=np.int8)
+        plan[chosen] = 1
+        plans[k] = plan
+        placed.add(item.owner)
+    return plans
+
+
+@dataclass(slots=True)
+class MipResult:
+    """Outcome of one lease MIP. `rows` holds X[i, :horizon_i] per item, None on failure."""
+
+    status: str
+    """'optimal', 'time_limit' (incumbent used), 'time_limit_no_solution', 'infeasible' or
+    'failed' (any other solver status)."""
+    rows: list[Plan] | None
+    binaries: int
+    """X binaries of upstream's formulation (items x horizons, fixed zeros left out)."""
+    solved_vars: int
+    """Variables of the reduced model that HiGHS actually saw."""
+    seconds: float
+
+
+def solve_lease_mip(
+    items: Sequence[LeaseItem],
+    capacity: IntArray,
+    maximize_now: bool,
+    time_limit: float,
+) -> MipResult:
+    """Solve upstream's lease MIP exactly, with HiGHS (scipy.optimize.milp).
+
+    Upstream's model: binaries X[i, t] (item i holds lease t < horizon_i) and S[i] (item
+    selected); maximise sum_i 10 S[i] + sigma * sum_i (bins_i / max capacity) X[i, 0] with
+    sigma = +1 or -1, subject to sum_t X[i, t] = leases_i S[i], sum_i bins_i X[i, t] <=
+    capacity_t, and S[i] = 1 (each job has a single deadline option).
+
+    Solved as an equivalent smaller model: a capacity row that cannot bind (all items alive at
+    t fit together) is dropped, and for t >= 1 the leases without a capacity row are identical
+    for an item, so one integer Y[i] (how many of them item i takes) replaces their binaries.
+    The Y[i] leases are then laid out latest-first. HiGHS' presolve needs seconds on the full
+    model (thousands of leases per item) even when it reduces it to nothing.
+    """
+    n = len(items)
+    horizon = np.array([max(it.horizon, 0) for it in items], dtype=np.int64)
+    leases = np.array([it.leases for it in items], dtype=np.int64)
+    demand = np.array([it.demand for it in items], dtype=np.int64)
+    binaries = int(horizon.sum())
+    span = int(horizon.max()) if n else 0
+    cap = np.full(span, np.iinfo(np.int64).max // 4, dtype=np.int64)
+    known = min(span, len(capacity))
+    cap[:known] = capacity[:known]
+
+    # load_t = GPUs if every item alive at lease t held it
+    ends = np.zeros(span + 1, dtype=np.int64)
+    np.add.at(ends, horizon, demand)
+    load = np.cumsum(ends[::-1])[::-1][1:]
+    binding = load > cap
+    tight = np.flatnonzero(binding[1:]) + 1
+    loose = np.flatnonzero(~binding[1:]) + 1
+
+    has_now = horizon > 0
+    n_now = int(has_now.sum())
+    now_item = np.flatnonzero(has_now)
+    n_tight = np.searchsorted(tight, horizon, side="left").astype(np.int64)
+    n_loose = np.maximum(horizon - 1, 0) - n_tight
+    n_x = int(n_tight.sum())
+    x_item = np.repeat(np.arange(n, dtype=np.int64), n_tight)
+    first = np.zeros(n, dtype=np.int64)
+    if n > 1:
+        first[1:] = np.cumsum(n_tight)[:-1]
+    x_lease = tight[np.arange(n_x, dtype=np.int64) - np.repeat(first, n_tight)]
+    y_item = np.flatnonzero(n_loose > 0)
+    n_y = len(y_item)
+
+    # columns: [X0 | X(tight leases) | Y | S]
+    c_now = np.arange(n_now, dtype=np.int64)
+    c_x = n_now + np.arange(n_x, dtype=np.int64)
+    c_y = n_now + n_x + np.arange(n_y, dtype=np.int64)
+    c_s = n_now + n_x + n_y + np.arange(n, dtype=np.int64)
+    n_var = n_now + n_x + n_y + n
+
+    sigma = 1.0 if maximize_now else -1.0
+    top = float(capacity.max()) if len(capacity) else 0.0
+    if top <= 0:
+        # upstream divides by the largest capacity and takes its fallback on the error
+        return MipResult("failed", None, binaries, 0, 0.0)
+    gain = np.zeros(n_var)
+    gain[c_s] = OPTION_VALUE
+    gain[c_now] = sigma * demand[now_item] / top
+    cost = -gain  # milp minimises
+
+    # rows: [0, n) lease counts, then one capacity row per binding lease, then S[i] = 1
+    row_of_lease = np.full(span, -1, dtype=np.int64)
+    bound_leases = np.flatnonzero(binding)
+    row_of_lease[bound_leases] = n + np.arange(len(bound_leases), dtype=np.int64)
+    n_cap = len(bound_leases)
+    now_rows = row_of_lease[0] if span and binding[0] else -1
+    parts_r = [now_item, x_item, y_item, np.arange(n), row_of_lease[x_lease]]
+    parts_c = [c_now, c_x, c_y, c_s, c_x]
+    parts_v = [
+        np.ones(n_now),
+        np.ones(n_x),
+        np.ones(n_y),
+        -leases.astype(float),
+        demand[x_item].astype(float),
+    ]
+    if now_rows >= 0:
+        parts_r.append(np.full(n_now, now_rows, dtype=np.int64))
+        parts_c.append(c_now)
+        parts_v.append(demand[now_item].astype(float))
+    parts_r.append(n + n_cap + np.arange(n))
+    parts_c.append(c_s)
+    parts_v.append(np.ones(n))
+    n_rows = 2 * n + n_cap
+    matrix = coo_matrix(
+        (np.concatenate(parts_v), (np.concatenate(parts_r), np.concatenate(parts_c))),
+        shape=(n_rows, n_var),
+    ).tocsr()
+    lower = np.concatenate([np.zeros(n), np.full(n_cap, -np.inf), np.ones(n)])
+    upper = np.concatenate([np.zeros(n), cap[bound_leases].astype(float), np.ones(n)])
+    var_upper = np.ones(n_var)
+    var_upper[c_y] = n_loose[y_item]
+
+    began = time.perf_counter()
+    res = milp(
+        cost,
+        integrality=np.ones(n_var),
+        bounds=Bounds(0, var_upper),
+        constraints=LinearConstraint(matrix, lower, upper),
+        options={"time_limit": time_limit, "disp": False},
+    )
+    seconds = time.perf_counter() - began
+    if res.x is None:
+        if res.status == 1:
+            status = "time_limit_no_solution"
+        elif res.status == 2:
+            status = "infeasible"
+        else:
+            status = "failed"
+        return MipResult(status, None, binaries, n_var, seconds)
+    status = "optimal" if res.status == 0 else "time_limit"
+    x = np.rint(np.asarray(res.x)).astype(np.int64)
+    if not bool((x[c_s] == 1).all()):
+        # every item is its job's only option, so a solution always selects it
+        return MipResult("failed", None, binaries, n_var, seconds)
+    start = np.zeros(n, dtype=np.int64)
+    if n > 1:
+        start[1:] = np.cumsum(horizon)[:-1]
+    flat = np.zeros(binaries, dtype=np.int8)
+    flat[start[now_item]] = x[c_now]
+    flat[start[x_item] + x_lease] = x[c_x]
+    for k, i in enumerate(y_item.tolist()):
+        take = int(x[c_y[k]])
+        if take:
+            own = loose[: np.searchsorted(loose, horizon[i])]
+            flat[start[i] + own[-take:]] = 1
+    rows = [flat[a : a + h] for a, h in zip(start.tolist(), horizon.tolist(), strict=True)]
+    return MipResult(status, rows, binaries, n_var, seconds)

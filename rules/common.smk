@@ -51,7 +51,10 @@ validate_local_traces()
 
 def get_trace_source(wildcards):
     source = trace_source(config, wildcards.trace)
-    return [] if source is None else [source]
+    if source is None:
+        return []
+    # a user's own trace file is read where it is, never from the default storage (Kubernetes)
+    return [local(source)] if "file" in trace_entry(config, wildcards.trace) else [source]
 
 
 def get_trace_spec(wildcards):
@@ -82,6 +85,11 @@ def get_mirrors(wildcards):
     return list(config["data"].get("mirrors", []))
 
 
+def get_mem_mb(wildcards, attempt):
+    """Memory of a simulation job in MB: 2000, times the attempt, so a retry asks for more."""
+    return 2000 * attempt
+
+
 def get_slot(wildcards):
     return config["experiments"][wildcards.experiment]["slot"]
 
@@ -103,11 +111,16 @@ def get_plot_kind(wildcards):
 
 
 def get_paper(wildcards):
-    return config["experiments"][wildcards.experiment]["paper"]
+    # part of the workflow's sources: local, also when outputs go to a default storage provider
+    return local(config["experiments"][wildcards.experiment]["paper"])
 
 
 def get_pending_policies(wildcards):
     return config["experiments"][wildcards.experiment].get("pending_policies", [])
+
+
+def get_note_policies(wildcards):
+    return config["experiments"][wildcards.experiment].get("note_policies", [])
 
 
 def get_figure_title(wildcards):

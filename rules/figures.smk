@@ -24,5 +24,6 @@ rule figure:
     params:
         kind=get_plot_kind,
         title=get_figure_title,
+        notes=get_note_policies,
     script:
         "../scripts/plot_figure.py"

@@ -17,4 +17,5 @@ draw_figure(
     snakemake.params.title,
     Path(snakemake.output.pdf),
     Path(snakemake.output.png),
+    snakemake.params.notes,
 )

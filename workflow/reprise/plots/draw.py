@@ -23,10 +23,11 @@ def draw_figure(
     title: str,
     pdf: Path,
     png: Path,
+    notes: Sequence[str] = (),
 ) -> None:
     rows = read_table(table)
     if kind == "ratio_bars":
-        plot_ratio_bars(rows, title, pdf, png)
+        plot_ratio_bars(rows, title, pdf, png, notes)
     elif kind == "grouped_bars":
         plot_grouped_bars(rows, title, pdf, png)
     elif kind == "best_effort_mix":
@@ -35,7 +36,12 @@ def draw_figure(
         curves = {}
         for rundir in run_dirs:
             policy = read_summary(rundir)["policy"]
-            curves[policy] = sample_efficiency(*read_efficiency(rundir / "events.csv"))
+            times, ces = read_efficiency(rundir / "events.csv")
+            if policy.startswith("chronus"):
+                # plot_fig10.py drops Chronus' idle rows (ce == 0) before sampling
+                kept = [(t, c) for t, c in zip(times, ces, strict=True) if c != 0]
+                times, ces = [t for t, _ in kept], [c for _, c in kept]
+            curves[policy] = sample_efficiency(times, ces)
         plot_efficiency(curves, paper["labels"], title, pdf, png)
     else:
         raise ConfigError(f"unknown plot kind {kind!r}")

@@ -10,8 +10,19 @@ import numpy as np
 from reprise.plots.style import COMPLETION, PUBLISHED, REPRODUCED, new_figure, save
 
 
-def plot_ratio_bars(rows: Sequence[Mapping[str, str]], title: str, pdf: Path, png: Path) -> None:
-    """One bar per policy, labelled from the table row itself; "not run" rows stay empty."""
+def plot_ratio_bars(
+    rows: Sequence[Mapping[str, str]],
+    title: str,
+    pdf: Path,
+    png: Path,
+    notes: Sequence[str] = (),
+) -> None:
+    """One bar per policy, labelled from the table row itself; "not run" rows stay empty.
+
+    Policies in `notes` get no bar but a line under the figure (e.g. a second mode of a baseline).
+    """
+    noted = [row for row in rows if row["policy"] in notes and row["status"] == "ok"]
+    rows = [row for row in rows if row["policy"] not in notes]
     fig, ax = new_figure()
     x = np.arange(len(rows))
     labels = [row["label"] for row in rows]
@@ -39,6 +50,13 @@ def plot_ratio_bars(rows: Sequence[Mapping[str, str]], title: str, pdf: Path, pn
     ax.plot([], [], color=COMPLETION, linestyle="--", label="completion-based ratio")
     ax.plot([], [], marker="<", color=PUBLISHED, linestyle="none", label="published")
     ax.legend(loc="upper left", fontsize=8, frameon=False)
+    if noted:
+        text = "; ".join(
+            f"{row['label']}: {float(row['ratio_published_rule']):.3f} "
+            f"({row['accepted']}/{row['total']}), not drawn"
+            for row in noted
+        )
+        fig.text(0.01, 0.005, text, fontsize=7, ha="left", va="bottom")
     ax.set_xticks(x, labels)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("Deadline satisfactory ratio")

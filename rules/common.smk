@@ -128,7 +128,11 @@ def get_figure_title(wildcards):
 
 
 def get_figure_targets(experiment):
+    """A figure's outputs and its run records: listing the runs as targets too makes a deleted
+    run directory be rebuilt (Snakemake skips missing intermediates whose consumers are fresh)."""
+    runs = [f"{run.directory}/summary.json" for run in runs_of(config, experiment)]
     return [
+        *runs,
         f"results/tables/{experiment}.csv",
         f"results/claims/{experiment}.json",
         f"results/figures/{experiment}.pdf",

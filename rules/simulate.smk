@@ -17,7 +17,7 @@ rule simulate:
     conda:
         "../envs/simulate.yaml"
     resources:
-        mem_mb=2000,
+        mem_mb=get_mem_mb,
         runtime=30,
     params:
         slot=get_slot,

@@ -6,10 +6,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir)))
 from _log import redirect_stderr
+from reprise.faults import inject as inject_faults
 from reprise.sim.outcome import SimOptions
 from reprise.simulate import run_simulation
 
 redirect_stderr(snakemake)
+inject_faults(snakemake)  # test-only faults chosen by REPRISE_FAIL_RUN etc.; none by default
 w = snakemake.wildcards
 switches = snakemake.params.switches
 options = SimOptions(

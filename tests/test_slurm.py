@@ -1,0 +1,229 @@
+"""The workflow on a real one-node Slurm cluster through `--profile slurm`.
+
+The cluster is started by tests/infra/start-slurm.sh and stopped by tests/infra/stop-slurm.sh.
+
+The cluster has no accounting database, so the profile's automatic status mode must pick squeue
+(MinJobAge=600 in the test cluster's slurm.conf). Every snakemake call runs under `timeout -k 5`:
+with a status command that cannot answer, the executor plugin would wait forever.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from infra.workflow import (
+    REPO,
+    RESULT_PATTERNS,
+    SNAKEMAKE,
+    copy_workflow,
+    digest,
+    fields,
+    job_blocks,
+    run_snakemake,
+    tiny_config,
+)
+
+INFRA = REPO / "tests" / "infra"
+SLURM_DIR = Path(os.environ.get("REPRISE_SLURM_DIR", "/tmp/reprise-infra/slurm"))
+POLICIES = ["edf", "gandiva"]
+TARGET = "results/tables/tiny.csv"
+SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+)")
+CLUSTER_SPEC = (
+    "resources/upstream/ElasticFlow-artifact/ElasticFlow/scheduler/cluster_specs/n4g8.csv"
+)
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[dict[str, str]]:
+    """A running one-node Slurm cluster; yields the environment its clients need."""
+    installed = all(shutil.which(d) for d in ("slurmctld", "slurmd", "munged", "sbatch"))
+    if os.geteuid() != 0:
+        pytest.skip(
+            "a local Slurm cluster needs root (munged/slurmctld/slurmd switch users); "
+            "run the suite as root, as CI does, to include the Slurm tests"
+        )
+    if not installed and shutil.which("apt-get") is None:
+        pytest.skip("slurm-wlm and munge are not installed and apt-get is not available")
+    started = subprocess.run(
+        ["bash", str(INFRA / "start-slurm.sh")],
+        env={**os.environ, "REPRISE_SLURM_DIR": str(SLURM_DIR)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if started.returncode != 0:
+        pytest.fail(f"start-slurm.sh failed:\n{started.stdout}\n{started.stderr}")
+    try:
+        yield {
+            "SLURM_CONF": str(SLURM_DIR / "etc" / "slurm.conf"),
+            # the first status query after 2 s, not 40 s: MinJobAge=600 >= 3 x 2
+            "REPRISE_SLURM_INIT_SECONDS": "2",
+            "REPRISE_SLURM_JOBS": "4",
+        }
+    finally:
+        subprocess.run(
+            ["bash", str(INFRA / "stop-slurm.sh")],
+            env={**os.environ, "REPRISE_SLURM_DIR": str(SLURM_DIR)},
+            capture_output=True,
+            timeout=120,
+        )
+
+
+@dataclass(frozen=True)
+class Runs:
+    local: Path
+    slurm: Path
+    config: Path
+    output: str  # what `snakemake --profile slurm` printed
+    seconds: float
+
+
+def slurm_jobs(env: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Every job slurmctld still knows (MinJobAge=600): id -> (state, working directory)."""
+    shown = subprocess.run(
+        ["squeue", "-t", "all", "-h", "-o", "%i|%T|%Z"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    jobs = {}
+    for line in shown.splitlines():
+        job_id, state, workdir = line.strip().split("|", 2)
+        jobs[job_id] = (state, workdir)
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, mirror: Path, slurm: dict[str, str]) -> Runs:
+    base = tmp_path_factory.mktemp("slurm")
+    config = tiny_config(base, mirror, POLICIES)
+    env = {"REPRISE_MIRRORS": str(mirror)}
+    local = copy_workflow(base / "local")
+    result = run_snakemake(local, TARGET, "-c2", "--configfile", str(config), env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    on_slurm = copy_workflow(base / "on-slurm", resources_from=local)
+    (on_slurm / CLUSTER_SPEC).unlink()  # so the data stage runs one job on Slurm too
+    start = time.monotonic()
+    result = run_snakemake(
+        on_slurm,
+        "--profile",
+        "slurm",
+        TARGET,
+        "--configfile",
+        str(config),
+        env={**env, **slurm},
+        timeout=420,
+    )
+    seconds = time.monotonic() - start
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    return Runs(local, on_slurm, config, output, seconds)
+
+
+@pytest.mark.slow
+def test_profile_slurm_runs_every_job_through_slurm(runs: Runs, slurm: dict[str, str]) -> None:
+    submitted = SUBMITTED.findall(runs.output)
+    # fetch_upstream + prepare_trace + 2 x simulate + figure_table
+    assert len(submitted) == 5, runs.output
+    known = slurm_jobs(slurm)
+    for job_id in submitted:
+        state, workdir = known[job_id]
+        assert state == "COMPLETED", (job_id, state)
+        assert Path(workdir).resolve() == runs.slurm.resolve()
+    assert "Falling back" not in runs.output  # the squeue mode was accepted as is
+    print(f"snakemake --profile slurm: {len(submitted)} Slurm jobs in {runs.seconds:.1f} s")
+
+
+@pytest.mark.slow
+def test_results_on_slurm_equal_the_local_run(runs: Runs) -> None:
+    local = digest(runs.local / "results", RESULT_PATTERNS)
+    assert local and digest(runs.slurm / "results", RESULT_PATTERNS) == local
+    assert (runs.slurm / CLUSTER_SPEC).read_bytes() == (runs.local / CLUSTER_SPEC).read_bytes()
+
+
+@pytest.mark.slow
+def test_profile_resources_reach_the_jobs(runs: Runs) -> None:
+    simulate = job_blocks(runs.output, "simulate")
+    assert len(simulate) == 2
+    for job in simulate:
+        resources = fields(job["resources"])
+        assert resources["mem_mb"] == "2000" and resources["runtime"] == "30"
+        assert resources["cpus_per_task"] == "1"
+    table = fields(job_blocks(runs.output, "figure_table")[0]["resources"])
+    assert (table["mem_mb"], table["runtime"]) == ("1000", "10")
+
+
+@pytest.mark.slow
+def test_scancelled_job_is_detected_and_retried(
+    runs: Runs, slurm: dict[str, str], mirror: Path, tmp_path: Path
+) -> None:
+    run = runs.slurm / "results/runs/sim/tiny/tiny/n4g8/edf"
+    shutil.rmtree(run)
+    target = str(run.relative_to(runs.slurm) / "summary.json")
+    args = ["--profile", "slurm", target, "--configfile", str(runs.config)]
+    env = {**os.environ, "REPRISE_MIRRORS": str(mirror), "REPRISE_PROGRESS": "0", **slurm}
+    lines: list[str] = []
+    cancelled = None
+    with subprocess.Popen(
+        ["timeout", "-k", "5", "300", *SNAKEMAKE, *args],
+        cwd=runs.slurm,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as controller:
+        assert controller.stdout is not None
+        for line in controller.stdout:
+            lines.append(line)
+            match = SUBMITTED.search(line)
+            if match and cancelled is None:
+                cancelled = match.group(1)
+                subprocess.run(["scancel", cancelled], env=env, check=True, timeout=30)
+        controller.wait(timeout=60)
+    output = "".join(lines)
+    assert controller.returncode == 0, output
+    assert cancelled is not None, output
+    assert f"SLURM-job '{cancelled}' failed, SLURM status is: 'CANCELLED'" in output
+    assert "Trying to restart job" in output
+    retried = [j for j in SUBMITTED.findall(output) if j != cancelled]
+    assert len(retried) == 1, output
+    known = slurm_jobs(slurm)
+    assert known[cancelled][0] == "CANCELLED"
+    assert known[retried[0]][0] == "COMPLETED"
+    memory = [fields(job["resources"])["mem_mb"] for job in job_blocks(output, "simulate")]
+    assert memory == ["2000", "4000"], output  # the retry asks for more memory
+    local = digest(runs.local / "results/runs/sim/tiny/tiny/n4g8/edf")
+    assert digest(run) == local
+
+
+def test_site_values_come_from_the_environment(tmp_path: Path) -> None:
+    """REPRISE_SLURM_ACCOUNT/PARTITION reach every job's resources (dry run, no cluster needed)."""
+    profile = yaml.safe_load((REPO / "slurm" / "config.yaml").read_text())
+    assert profile["executor"] == "slurm" and profile["__use_yte__"] is True
+    env = {
+        "REPRISE_SLURM_ACCOUNT": "proj-42",
+        "REPRISE_SLURM_PARTITION": "short",
+        "REPRISE_SLURM_STATUS_COMMAND": "sacct",
+    }
+    root = copy_workflow(tmp_path / "wf")
+    result = run_snakemake(root, "--profile", "slurm", "all", "-n", env=env, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    jobs = job_blocks(output, "simulate")
+    assert jobs, output
+    for job in jobs:
+        resources = fields(job["resources"])
+        assert resources["slurm_account"] == "proj-42"
+        assert resources["slurm_partition"] == "short"

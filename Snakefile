@@ -19,6 +19,21 @@ include: "rules/analysis.smk"
 include: "rules/figures.smk"
 
 
+# cheap steps stay on the submitting host under cluster profiles
+localrules:
+    all,
+    figure8a,
+    figure8b,
+    figure9,
+    figure10,
+    figure11,
+    fetch_upstream,
+    extract_itp_traces,
+    figure_table,
+    claims,
+    scorecard,
+
+
 rule all:
     default_target: True
     input:

@@ -1,0 +1,594 @@
+"""ElasticFlow (`ef-accessctrl`, spec 3.1) and ElasticFlow without admission control (`ef`, 3.2).
+
+Both re-plan every job with the Minimum-Satisfactory-Share planner each round, then hand out the
+leftover GPUs by the (descending) marginal GPU-time rule; they differ in admission and bookkeeping.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from reprise.data.clusters import ClusterSpec
+from reprise.data.profiles import ThroughputProfiles
+from reprise.data.traces import TraceJob, submission_order
+from reprise.errors import SimulationError
+from reprise.sim.events import Event, EventList
+from reprise.sim.limits import max_gpu_elasticflow
+from reprise.sim.mss_planner import (
+    Allocation,
+    Plan,
+    ScalingCurve,
+    Timeline,
+    allocation_gpu_time,
+    plan_job,
+    plan_with_fixed_start,
+    timeline_without,
+)
+from reprise.sim.outcome import JobOutcome, RoundSample, SimOptions, SimResult
+from reprise.sim.placement_elastic import (
+    NODE_SET_CLASSES,
+    ElasticPlacement,
+    PlacementCache,
+    cache_flags,
+)
+from reprise.sim.timing import overhead
+
+NO_CHANGE = sys.maxsize
+"""Upstream's "no re-plan time" sentinel (a re-plan mark can land there after the last job)."""
+
+
+@dataclass(slots=True, eq=False)
+class EfJob:
+    """Mutable state of one job; field names follow upstream's job dict where it helps."""
+
+    trace: TraceJob
+    curve: ScalingCurve
+    iter_left: float
+    gpus: int = 0
+    alloc: Allocation = field(default_factory=dict)
+    end_time: float = 0
+    """Planned aligned end plus the overheads pushed onto it; the exact end once finished early."""
+    real_end: float | None = None
+    """Unaligned planned end of the latest plan (no overheads); None before the first plan."""
+    overhead: float = 0.0
+    cached: bool = False
+    start_time: float | None = None
+    admitted: bool = False
+    pending: bool = False
+    running: bool = False
+    done: bool = False
+    met: bool | None = None
+    next_gpus: int = 0
+    marginal: float = 0.0
+    offer: Plan | None = None
+    """Tentative plan with `next_gpus` GPUs from now (from the latest marginal computation)."""
+
+    @property
+    def idx(self) -> int:
+        return self.trace.idx
+
+    @property
+    def deadline(self) -> int:
+        return self.trace.deadline
+
+
+def _deadline(job: EfJob) -> int:
+    return job.deadline
+
+
+def _gpus(job: EfJob) -> int:
+    return job.gpus
+
+
+def _marginal(job: EfJob) -> float:
+    return job.marginal
+
+
+class _EfSim:
+    """State of one run: job lists in upstream's orders, events, timeline, placement."""
+
+    def __init__(
+        self,
+        trace: list[TraceJob],
+        cluster: ClusterSpec,
+        profiles: ThroughputProfiles,
+        options: SimOptions,
+        admission: bool,
+    ) -> None:
+        self.n = cluster.num_gpus
+        self.gpn = cluster.gpus_per_node
+        self.slot = options.slot
+        self.options = options
+        self.admission = admission
+        self.jobs: dict[int, EfJob] = {}
+        for t in trace:
+            max_gpu = max_gpu_elasticflow(options.gpu_type, t.model, t.batch_size)
+            row = profiles.row(t.model, t.batch_size)
+            levels: list[int] = []
+            for g in row.columns():
+                if g > max_gpu:
+                    break
+                levels.append(g)
+            rates = {g: float(text) for g, text in row.cells if g in levels and text.strip()}
+            self.jobs[t.idx] = EfJob(t, ScalingCurve(levels, rates, max_gpu), t.iterations)
+        order = submission_order(trace)
+        self.events = EventList.from_arrivals((t.idx, t.submit_time) for t in order)
+        self.runnable: list[EfJob] = []
+        self.running: list[EfJob] = []
+        self.pending: list[EfJob] = []
+        self.timeline: Timeline = {}
+        self.placement = ElasticPlacement(cluster)
+        self.cache = PlacementCache(self.n)
+        self.accepted = 0
+        self.declined = 0
+        self.schedule_count = 0
+        self.rounds: list[RoundSample] = []
+        self.planner_calls = 0
+        self.marginal_calls = 0
+        self.grants = 0
+        self.rejected_batches = 0
+        self.first_change: float = NO_CHANGE
+        """Earliest plan change after the current round (ef-accessctrl's one re-plan mark)."""
+        self.bar = tqdm(total=len(trace), disable=not options.show_progress, unit="job")
+
+    # ---- job bookkeeping (upstream JOBS methods) --------------------------------------------
+
+    def advance(self, time_diff: int, now: float) -> None:
+        """Progress of every job holding GPUs over the elapsed interval (spec 2.3)."""
+        for job in self.runnable:
+            if job.gpus == 0:
+                continue
+            run: float = time_diff
+            limit = job.real_end if job.real_end is not None else job.end_time
+            if now > limit:
+                run -= now - limit
+            if run <= 0:
+                raise SimulationError(
+                    f"job {job.idx}: non-positive run time at {now} (upstream asserts here)"
+                )
+            run = 0 if run < job.overhead else run - job.overhead
+            rate = job.curve.rate(job.gpus)
+            iters = run * rate
+            if job.iter_left <= iters and job.end_time > now:
+                # done before its planned end: it completes in this round at its exact end
+                actual_end = now - time_diff + math.ceil(job.iter_left / rate)
+                iters = (job.end_time - now + time_diff) * rate
+                self.events.move_completion(job.idx, job.end_time, now)
+                job.end_time = actual_end
+            job.iter_left -= iters
+            job.overhead = 0
+
+    def admit(self, job: EfJob) -> None:
+        job.admitted = True
+        job.pending = True
+        self.pending.append(job)
+        self.runnable.append(job)
+
+    def decline(self, job: EfJob) -> None:
+        self.declined += 1
+        job.met = False
+        job.done = True
+        self.bar.update(1)
+
+    def start(self, job: EfJob, now: float) -> None:
+        """Pending -> running (upstream `remove_from_pending`)."""
+        job.start_time = now
+        job.pending = False
+        job.running = True
+        self.pending.remove(job)
+        self.running.append(job)
+        if not job.trace.best_effort:
+            self.accepted += 1
+
+    def complete(self, job: EfJob, late: bool) -> None:
+        if late:
+            self.declined += 1
+            self.accepted -= 1
+        job.met = None if job.trace.best_effort else not late
+        job.done = True
+        job.running = job.pending = False
+        if job in self.running:
+            self.running.remove(job)
+        if job in self.runnable:
+            self.runnable.remove(job)
+        self.bar.update(1)
+
+    # ---- planning ---------------------------------------------------------------------------
+
+    def plan_in_order(self, jobs: list[EfJob], now: float) -> tuple[list[Plan], Timeline, bool]:
+        """Plan `jobs` in list order from an empty timeline (upstream `estimate_all_jobs`)."""
+        timeline: Timeline = {now: self.n}
+        plans: list[Plan] = []
+        all_met = True
+        for job in jobs:
+            self.planner_calls += 1
+            plan = plan_job(
+                job.curve, job.iter_left, job.deadline, now, timeline, self.n, self.slot
+            )
+            timeline = plan.timeline
+            plans.append(plan)
+            all_met = all_met and plan.meets_deadline
+        return plans, timeline, all_met
+
+    @staticmethod
+    def adopt(jobs: list[EfJob], plans: list[Plan]) -> None:
+        for job, plan in zip(jobs, plans, strict=True):
+            job.alloc = plan.alloc
+            job.end_time = plan.end
+            job.real_end = plan.real_end
+
+    def release_placed(self, jobs: list[EfJob]) -> None:
+        for job in jobs:
+            if self.placement.is_placed(job.idx):
+                self.placement.release(job.idx)
+
+    def apply_plans(self, now: float, old_end: dict[int, float]) -> None:
+        """Every runnable job takes its planned GPUs for now; completions follow the plans."""
+        for job in self.runnable:
+            job.gpus = job.alloc[now]
+            self.events.move_completion(job.idx, old_end.get(job.idx, 0), job.end_time)
+
+    # ---- leftover GPUs (spec 3.1.4) -----------------------------------------------------------
+
+    def price(self, job: EfJob, free: int, now: float) -> None:
+        """Marginal GPU-time of growing `job` to its next level now, with the tentative plan."""
+        if job.next_gpus - job.gpus > free or job.next_gpus == job.gpus:
+            job.marginal = -math.inf
+            return
+        self.marginal_calls += 1
+        given_back = timeline_without(self.timeline, job.alloc, job.end_time, self.n)
+        offer = plan_with_fixed_start(
+            job.curve,
+            job.iter_left,
+            job.deadline,
+            now,
+            given_back,
+            self.n,
+            self.slot,
+            job.next_gpus,
+        )
+        job.offer = offer
+        job.marginal = (offer.gpu_time - allocation_gpu_time(job.alloc, job.end_time)) / (
+            job.next_gpus - job.gpus
+        )
+        if job.gpus == 0:
+            job.marginal = math.inf
+
+    def distribute_leftover(self, now: float) -> None:
+        """Grow jobs one level at a time, highest marginal first (quirk: DESCENDING sort)."""
+        used = 0
+        for job in self.runnable:
+            job.next_gpus = job.curve.next_level(job.gpus)
+            used += job.gpus
+        free = self.n - used
+        if free < 0 or self.timeline.get(now) != free:
+            raise SimulationError(
+                f"free GPUs {free} at {now} disagree with the timeline (upstream asserts)"
+            )
+        if free == 0:
+            return
+        for job in self.runnable:
+            self.price(job, free, now)
+        self.runnable.sort(key=_marginal, reverse=True)
+        granted = True
+        while free > 0 and granted:
+            granted = False
+            for job in self.runnable:
+                if job.next_gpus - job.gpus > free or job.next_gpus == job.gpus:
+                    continue
+                offer = job.offer
+                if offer is None:
+                    raise SimulationError(f"job {job.idx} grows without a tentative plan")
+                self.grants += 1
+                self.timeline = offer.timeline
+                job.alloc = offer.alloc
+                old_gpus = job.gpus
+                job.gpus = job.next_gpus
+                old_end = job.end_time
+                job.end_time = offer.end
+                if self.options.ef_scaleup_updates_real_end:
+                    job.real_end = offer.real_end  # HEAD (a8c66e6) only
+                if job.pending:
+                    self.start(job, now)
+                self.events.move_completion(job.idx, old_end, job.end_time)
+                free -= job.gpus - old_gpus
+                if self.timeline.get(now) != free:
+                    raise SimulationError(f"timeline and free GPUs disagree at {now}")
+                granted = True
+                job.next_gpus = job.curve.next_level(job.gpus)
+                job.offer = None
+                break
+            # quirk: re-priced (with the new free count) even once nothing is left to give
+            for job in self.runnable:
+                if job.next_gpus - job.gpus > 0:
+                    self.price(job, free, now)
+            self.runnable.sort(key=_marginal, reverse=True)
+
+    # ---- placement, round log, overheads ------------------------------------------------------
+
+    def place_all(self, jobs: list[EfJob], now: float) -> None:
+        """Big jobs in list order, then each smaller class (descending) in list order."""
+        first_change: float = NO_CHANGE
+        for job in jobs:
+            job.alloc = dict(sorted(job.alloc.items()))
+            for t in job.alloc:
+                if t > now:
+                    if self.admission:
+                        first_change = min(first_change, t)
+                    else:
+                        self.events.add_mark(t)
+                    break
+            if job.gpus >= self.gpn:
+                self._place(job)
+        for size in reversed(NODE_SET_CLASSES):
+            if size >= self.gpn:
+                continue
+            for job in jobs:
+                if job.gpus == size:
+                    self._place(job)
+        if self.admission:
+            self.first_change = first_change
+
+    def _place(self, job: EfJob) -> None:
+        if not self.placement.place(job.idx, job.gpus):
+            raise SimulationError(
+                f"job {job.idx} with {job.gpus} GPUs cannot be placed (upstream asserts here)"
+            )
+
+    def log_round(self, now: float) -> None:
+        """The `scheduling_events.csv` row (spec 6.3); sets each placed job's cache flag."""
+        layout = self.placement.layout()
+        for idx, cached in cache_flags(layout, self.cache).items():
+            self.jobs[idx].cached = cached
+        ce = 0.0
+        in_use = 0
+        for job in self.running:
+            if job.gpus == 0:
+                continue
+            if not self.placement.is_placed(job.idx):
+                raise SimulationError(f"running job {job.idx} holds GPUs but no placement")
+            ce += job.curve.rate(job.gpus) / job.curve.rate(1)
+            in_use += job.gpus
+        self.rounds.append(
+            RoundSample(
+                time=now,
+                gpus_in_use=in_use,
+                ce=ce / self.n,
+                running=len(self.running),
+                pending=len(self.pending),
+                gpu_map=layout.gpu_map if self.options.record_gpu_map else None,
+            )
+        )
+
+    def charge_overheads(self, jobs: list[EfJob]) -> None:
+        """Restart/rescale cost of this round, pushed onto every planned end (spec 2.5)."""
+        restart = self.schedule_count > 0 and self.schedule_count % self.slot == 0
+        self.schedule_count += 1
+        if restart:
+            self.cache.clear()
+        for job in jobs:
+            if job.gpus > 0:
+                job.overhead = overhead(job.gpus, restart, job.cached, self.n)
+                old_end = job.end_time
+                job.end_time += job.overhead
+                self.events.move_completion(job.idx, old_end, job.end_time)
+            else:
+                job.overhead = 0
+
+    def start_pending(self, now: float, add_marks: bool) -> None:
+        """Pending jobs whose plan gives them GPUs now (not later) start (3.1.1 step 5a)."""
+        starters: list[EfJob] = []
+        for job in self.pending:
+            later = False
+            first_use = now
+            for t, g in job.alloc.items():
+                first_use = t
+                if g == 0:
+                    continue
+                if t > now:
+                    later = True
+                break
+            job.gpus = job.alloc[now]
+            if later and add_marks:
+                self.events.add_mark(first_use)
+            if job.gpus <= self.placement.free_gpus() and not later:
+                starters.append(job)
+        for job in starters:
+            self.start(job, now)
+            self.events.add_completion(job.idx, job.end_time)
+
+    # ---- results ------------------------------------------------------------------------------
+
+    def result(self, policy: str) -> SimResult:
+        self.bar.close()
+        outcomes: list[JobOutcome] = []
+        for idx in sorted(self.jobs):
+            job = self.jobs[idx]
+            t = job.trace
+            finished = job.done and job.admitted
+            outcomes.append(
+                JobOutcome(
+                    idx=t.idx,
+                    job_id=t.job_id,
+                    model=t.model,
+                    batch_size=t.batch_size,
+                    num_gpu=t.num_gpu,
+                    submit_time=t.submit_time,
+                    deadline=None if t.best_effort else t.deadline,
+                    best_effort=t.best_effort,
+                    admitted=job.admitted,
+                    start_time=job.start_time,
+                    end_time=job.end_time if finished else None,
+                    gpus_at_end=job.gpus if finished else None,
+                    met_deadline_published=None if t.best_effort else bool(job.met),
+                )
+            )
+        return SimResult(
+            jobs=outcomes,
+            rounds=self.rounds,
+            accepted=self.accepted,
+            declined=self.declined,
+            extra={
+                "policy": policy,
+                "planner_calls": self.planner_calls,
+                "marginal_calls": self.marginal_calls,
+                "scale_ups": self.grants,
+                "rejected_batches": self.rejected_batches,
+                "ef_scaleup_updates_real_end": self.options.ef_scaleup_updates_real_end,
+            },
+        )
+
+    def next_round(self, now: float, event: Event | None) -> tuple[float, int]:
+        if event is None:
+            raise SimulationError(f"round at {now} had no event (upstream crashes here)")
+        next_time = self.events.coalesce(now, self.slot)
+        return next_time, int(next_time - event.time)
+
+
+def _run_with_admission(sim: _EfSim) -> None:
+    """The ef-accessctrl round loop (spec 3.1.1)."""
+    jobs = sim.jobs
+    events = sim.events
+    now: float = events.first.time
+    time_diff = 0
+    idle_skip = False
+    while events or sim.pending or sim.running:
+        if idle_skip:
+            # upstream's next iteration finds no event at `now` and crashes on it
+            raise SimulationError(f"idle event at {now} followed by more events (upstream crashes)")
+        sim.advance(time_diff, now)
+        for job in sim.runnable:
+            job.overhead = 0
+        event = events.find(now)
+        if event is None:
+            raise SimulationError(f"no event at {now} (upstream crashes here)")
+        events.remove(event)
+        if not sim.pending and not sim.running and event.is_empty():
+            idle_skip = True
+            continue
+        for idx in event.completions:
+            job = jobs[idx]
+            if not sim.placement.is_placed(idx):
+                continue  # quirk: listed but never placed (no GPUs): stays runnable
+            sim.placement.release(idx)
+            late = job.real_end is not None and job.real_end > job.deadline
+            sim.complete(job, late)
+        old_end = {job.idx: job.end_time for job in sim.runnable}
+        arrivals = [jobs[i] for i in event.arrivals]
+        if arrivals:
+            candidates = sorted(sim.runnable + arrivals, key=_deadline)
+            sim.release_placed(candidates)
+            plans, timeline, all_met = sim.plan_in_order(candidates, now)
+            if all_met:
+                sim.adopt(candidates, plans)
+                sim.timeline = timeline
+                for job in arrivals:
+                    sim.admit(job)
+                sim.runnable.sort(key=_deadline)
+            else:
+                # all-or-nothing per merged batch; best-effort arrivals are never refused
+                sim.rejected_batches += 1
+                for job in arrivals:
+                    if job.trace.best_effort:
+                        sim.admit(job)
+                    else:
+                        sim.decline(job)
+                sim.runnable.sort(key=_deadline)
+                plans, sim.timeline, _ = sim.plan_in_order(sim.runnable, now)
+                sim.adopt(sim.runnable, plans)
+        else:
+            sim.runnable.sort(key=_deadline)
+            sim.release_placed(sim.runnable)
+            plans, sim.timeline, _ = sim.plan_in_order(sim.runnable, now)
+            sim.adopt(sim.runnable, plans)
+        sim.apply_plans(now, old_end)
+
+        if sim.placement.free_gpus() <= 0:
+            raise SimulationError(f"no free GPUs after releasing everything at {now}")
+        sim.start_pending(now, add_marks=False)
+        sim.distribute_leftover(now)
+        sim.runnable.sort(key=_gpus, reverse=True)
+        sim.place_all(sim.runnable, now)
+        sim.log_round(now)
+
+        events.sort()
+        if not events or sim.first_change < events.first.time:
+            events.add_mark(sim.first_change)
+            events.sort()
+        sim.charge_overheads(sim.runnable)
+        now, time_diff = sim.next_round(now, event)
+
+
+def _run_without_admission(sim: _EfSim) -> None:
+    """The ef round loop (spec 3.2): every arrival admitted, late jobs keep competing."""
+    jobs = sim.jobs
+    events = sim.events
+    now: float = events.first.time
+    time_diff = 0
+    while events or sim.pending or sim.running:
+        sim.advance(time_diff, now)
+        for job in sim.runnable:
+            job.overhead = 0
+        event = events.find(now)
+        if event is not None:
+            for idx in event.completions:
+                job = jobs[idx]
+                if not sim.placement.is_placed(idx):
+                    raise SimulationError(
+                        f"job {idx} completes at {now} without a placement (upstream crashes)"
+                    )
+                sim.placement.release(idx)
+                sim.complete(job, job.end_time > job.deadline)
+            old_end = {job.idx: job.end_time for job in sim.runnable}
+            for idx in event.arrivals:
+                sim.admit(jobs[idx])
+            sim.runnable.sort(key=_deadline)
+            sim.release_placed(sim.runnable)
+            plans, sim.timeline, _ = sim.plan_in_order(sim.runnable, now)
+            sim.adopt(sim.runnable, plans)
+            sim.apply_plans(now, old_end)
+            events.remove(event)
+
+        if sim.placement.free_gpus() > 0:
+            sim.start_pending(now, add_marks=True)
+            sim.distribute_leftover(now)
+            sim.place_all(sim.running, now)
+            sim.log_round(now)
+
+        if not events:
+            if sim.pending or sim.running:
+                # upstream steps 10 s and then fails on the missing event
+                raise SimulationError(f"jobs left but no events at {now} (upstream crashes)")
+            break
+        sim.charge_overheads(sim.running)
+        now, time_diff = sim.next_round(now, event)
+        if time_diff < 0:
+            raise SimulationError(f"time goes backwards at {now} (upstream asserts)")
+
+
+def simulate_with_admission(
+    trace: list[TraceJob],
+    cluster: ClusterSpec,
+    profiles: ThroughputProfiles,
+    options: SimOptions,
+) -> SimResult:
+    """ElasticFlow as published (`--schedule=ef-accessctrl`)."""
+    sim = _EfSim(trace, cluster, profiles, options, admission=True)
+    _run_with_admission(sim)
+    return sim.result("ef-accessctrl")
+
+
+def simulate_without_admission(
+    trace: list[TraceJob],
+    cluster: ClusterSpec,
+    profiles: ThroughputProfiles,
+    options: SimOptions,
+) -> SimResult:
+    """ "EDF + Elastic Scaling" of Fig. 9 (`--schedule=ef`): ElasticFlow minus admission control."""
+    sim = _EfSim(trace, cluster, profiles, options, admission=False)
+    _run_without_admission(sim)
+    return sim.result("ef")

@@ -1,0 +1,389 @@
+"""Themis (spec 3.7): fixed one-slot leases handed out by finish-time fairness.
+
+Each round solves the min-max finish-time-fairness program with ECOS directly (spec 12).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import ecos
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from tqdm import tqdm
+
+from reprise.data.clusters import ClusterSpec
+from reprise.data.profiles import ThroughputProfiles
+from reprise.data.traces import INT64_MAX, TraceJob, submission_order
+from reprise.errors import SimulationError
+from reprise.sim.outcome import JobOutcome, RoundSample, SimOptions, SimResult
+from reprise.sim.placement_elastic import ElasticPlacement
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+# ECOS exit codes under which cvxpy still hands back a solution: optimal, optimal but
+# inaccurate, iteration limit. Anything else leaves upstream with no x values and it crashes.
+_ECOS_USABLE_EXITS = frozenset({0, 10, -1})
+
+
+@dataclass(slots=True, eq=False)
+class _Job:
+    """Mutable state of one submitted job."""
+
+    spec: TraceJob
+    tput: float
+    """Iterations per second at the trace's GPU count (the only size Themis runs a job at)."""
+    speedup: float
+    """tput / tput at 1 GPU: the job's contribution to `ce`."""
+    iters_left: float
+    time_left: int
+    """Quirk: a second, duration-based clock; the job ends when either clock runs out."""
+    iso_elapsed: float = 0.0
+    """C_i: isolated-time equivalent of the work done so far (spec 3.7)."""
+    last_iters: float | None = None
+    last_iso: float = 1.0
+    share: float = 0.0
+    end_time: int | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Event:
+    time: int
+    arrivals: list[_Job] = field(default_factory=list)
+    completions: list[_Job] = field(default_factory=list)
+
+
+class _ConicModel:
+    """The exact second-order-cone program cvxpy 1.9 hands to ECOS for the round problem.
+
+    Variables z = (t, x_1..x_n, s_1..s_n); minimise t subject to
+      t >= elapsed_i / D_i + (I_i / D_i) s_i        (rows 0..n-1, one per fraction of the max)
+      x_i >= 0, x_i <= 1, sum_i g_i x_i <= N        (rows n..3n)
+      s_i * (tput_i x_i) >= 1                       (one 3-dim SOC per job, inv_pos epigraph)
+    Row/column order, coefficient arithmetic (I * (1/D), not I / D) and sparsity pattern are
+    bit-identical to cvxpy's output (checked against cvxpy's `get_problem_data`), so ECOS returns
+    the very x values upstream saw; the priority order depends on their last digits.
+    """
+
+    def __init__(self, n: int, num_gpus: int) -> None:
+        rows = np.arange(n, dtype=np.int64)
+        cone = 3 * n + 1 + 3 * rows
+        self.n = n
+        self.shape = (6 * n + 1, 2 * n + 1)
+        col_x = np.stack([n + rows, 2 * n + rows, np.full(n, 3 * n), cone, cone + 1], axis=1)
+        col_s = np.stack([rows, cone, cone + 1], axis=1)
+        self.indices: IntArray = np.concatenate([rows, col_x.ravel(), col_s.ravel()])
+        self.indptr: IntArray = np.concatenate(
+            [
+                np.array([0, n], dtype=np.int64),
+                n + 5 * np.arange(1, n + 1, dtype=np.int64),
+                6 * n + 3 * np.arange(1, n + 1, dtype=np.int64),
+            ]
+        )
+        self.data: FloatArray = np.empty(9 * n)
+        self.data[:n] = -1.0
+        x_part = self.data[n : 6 * n].reshape(n, 5)
+        x_part[:, 0] = -1.0
+        x_part[:, 1] = 1.0
+        self._x_part = x_part
+        s_part = self.data[6 * n :].reshape(n, 3)
+        s_part[:, 1] = -1.0
+        s_part[:, 2] = 1.0
+        self._s_part = s_part
+        self.h: FloatArray = np.zeros(6 * n + 1)
+        self.h[2 * n : 3 * n] = 1.0
+        self.h[3 * n] = float(num_gpus)
+        self.h[3 * n + 3 :: 3] = 2.0
+        self.c: FloatArray = np.zeros(2 * n + 1)
+        self.c[0] = 1.0
+        self.dims = {"l": 3 * n + 1, "q": [3] * n, "e": 0}
+
+    def solve(
+        self,
+        gpus: FloatArray,
+        tput: FloatArray,
+        iters: FloatArray,
+        elapsed: FloatArray,
+        denom: FloatArray,
+    ) -> FloatArray:
+        n = self.n
+        inv = 1.0 / denom
+        self._x_part[:, 2] = gpus
+        self._x_part[:, 3] = -tput
+        self._x_part[:, 4] = -tput
+        self._s_part[:, 0] = iters * inv
+        self.h[:n] = -(elapsed * inv)
+        g_matrix = sp.csc_matrix((self.data, self.indices, self.indptr), shape=self.shape)
+        solution = ecos.solve(self.c, g_matrix, self.h, self.dims, verbose=False)
+        flag = int(solution["info"]["exitFlag"])
+        if flag not in _ECOS_USABLE_EXITS:
+            raise SimulationError(
+                f"ECOS found no usable Themis allocation for {n} jobs (exit flag {flag}); "
+                "upstream crashes here"
+            )
+        shares: FloatArray = np.asarray(solution["x"][1 : 1 + n], dtype=np.float64)
+        return shares
+
+
+def _round_shares(
+    runnable: list[_Job], num_gpus: int, t_event: int, models: dict[int, _ConicModel]
+) -> FloatArray | None:
+    """Update C_i and solve the round's program; None when a single job makes x irrelevant."""
+    n = len(runnable)
+    share_each = -(-num_gpus // n)
+    gpus = np.array([j.spec.num_gpu for j in runnable], dtype=np.float64)
+    # quirk: upstream's "isolated throughput" helper returns this dimensionless share
+    iso = np.minimum(share_each / gpus, 1.0)
+    iters = np.empty(n)
+    for i, job in enumerate(runnable):
+        if job.last_iters is not None:
+            job.iso_elapsed += (job.last_iters - job.iters_left) / job.last_iso
+        job.last_iters = job.iters_left
+        job.last_iso = float(iso[i])
+        iters[i] = job.iters_left
+    if n == 1:
+        # the lone job runs whatever x is, and a one-element sort changes nothing
+        return None
+    denom = np.array([j.iso_elapsed for j in runnable]) + iters / iso
+    # quirk: the elapsed term uses the time of the last processed event, not `now`
+    elapsed = np.array([float(t_event - j.spec.submit_time) for j in runnable])
+    tput = np.array([j.tput for j in runnable])
+    model = models.get(n)
+    if model is None:
+        model = models[n] = _ConicModel(n, num_gpus)
+    return model.solve(gpus, tput, iters, elapsed, denom)
+
+
+def _arrival_events(jobs: list[_Job]) -> list[_Event]:
+    events: dict[int, _Event] = {}
+    for job in jobs:
+        t = job.spec.submit_time
+        if t not in events:
+            events[t] = _Event(t)
+        events[t].arrivals.append(job)
+    return sorted(events.values(), key=lambda e: e.time)
+
+
+def _coalesce(events: list[_Event], now: int, slot: int) -> None:
+    """Pull events within one slot of `now` to now + slot, merging them (spec 3.7 step 4)."""
+    if not events:
+        return
+    nearest = events[0].time
+    while int(nearest - now) <= slot and len(events) > 1:
+        events[0].time = now + slot
+        if events[1].time - now > slot:
+            nearest = events[0].time
+            break
+        nearest = events[1].time
+        events[0].arrivals.extend(events[1].arrivals)
+        events[0].completions.extend(events[1].completions)
+        del events[1]
+    if int(nearest - now) < slot:
+        # Themis-only: a lone near event snaps to the round grid too
+        events[0].time = now + slot
+
+
+class _Placer:
+    """Places each round's chosen jobs with the `elastic` scheme and yields the GPU map.
+
+    Upstream releases every job and re-places the chosen ones each round. Releasing everything
+    empties every node set; on a one-switch cluster the free-node list is then back in node order
+    whatever the release order, so the layout depends only on the sequence of job sizes and is
+    memoised per size sequence (jobs are mere labels). Several switches: the literal path.
+    """
+
+    def __init__(self, cluster: ClusterSpec, want_map: bool) -> None:
+        self._cluster = cluster
+        self._want_map = want_map
+        self._memo = cluster.num_switch == 1
+        self._templates: dict[tuple[int, ...], tuple[int | None, ...]] = {}
+        self._live = ElasticPlacement(cluster)
+
+    def release(self, order: list[int]) -> None:
+        """Round start: release last round's jobs in runnable-list order (literal path only)."""
+        if not self._memo:
+            self._live.release_all(order)
+
+    def place(self, now: int, jobs: list[_Job]) -> tuple[int | None, ...] | None:
+        """Place `jobs` in order; the GPU map (job idx per GPU) if it was asked for."""
+        if self._memo:
+            sizes = tuple(j.spec.num_gpu for j in jobs)
+            template = self._templates.get(sizes)
+            if template is None:
+                fresh = ElasticPlacement(self._cluster)
+                for pos, gpus in enumerate(sizes):
+                    self._check(fresh.place(pos, gpus), now, jobs[pos])
+                template = self._templates[sizes] = fresh.gpu_map()
+            if not self._want_map:
+                return None
+            return tuple(None if pos is None else jobs[pos].spec.idx for pos in template)
+        for job in jobs:
+            self._check(self._live.place(job.spec.idx, job.spec.num_gpu), now, job)
+        return self._live.gpu_map() if self._want_map else None
+
+    @staticmethod
+    def _check(ok: bool, now: int, job: _Job) -> None:
+        if not ok:
+            raise SimulationError(
+                f"t={now}: no node set can take job {job.spec.idx} ({job.spec.num_gpu} GPUs); "
+                "upstream asserts here"
+            )
+
+
+def simulate(
+    trace: list[TraceJob],
+    cluster: ClusterSpec,
+    profiles: ThroughputProfiles,
+    options: SimOptions,
+) -> SimResult:
+    """Run Themis over `trace`; every job is admitted and eventually completes."""
+    slot = options.slot
+    num_gpus = cluster.num_gpus
+    states: dict[int, _Job] = {}
+    for spec in submission_order(trace):
+        tput = profiles.tput(spec.model, spec.batch_size, spec.num_gpu)
+        if spec.num_gpu > num_gpus:
+            raise SimulationError(
+                f"job {spec.idx} asks for {spec.num_gpu} GPUs but the cluster has {num_gpus}"
+            )
+        states[spec.idx] = _Job(
+            spec=spec,
+            tput=tput,
+            speedup=tput / profiles.tput(spec.model, spec.batch_size, 1),
+            iters_left=float(spec.iterations),
+            time_left=spec.duration,
+        )
+    events = _arrival_events(list(states.values()))
+    placer = _Placer(cluster, options.record_gpu_map)
+    models: dict[int, _ConicModel] = {}
+    runnable: list[_Job] = []
+    placed: list[_Job] = []
+    rounds: list[RoundSample] = []
+    accepted = declined = 0
+    solver_calls = 0
+    now = events[0].time
+    t_event = now
+    bar = tqdm(
+        total=len(states),
+        unit="job",
+        desc="themis",
+        disable=not options.show_progress,
+        file=sys.stderr,
+    )
+    while events or runnable:
+        if placed:
+            held = {id(j) for j in placed}
+            placer.release([j.spec.idx for j in runnable if id(j) in held])
+        if events and events[0].time == now:
+            event = events.pop(0)
+            t_event = event.time
+            for job in event.completions:
+                assert job.end_time is not None
+                if job.end_time > job.spec.deadline:
+                    declined += 1  # quirk: `accepted` was never incremented, so no decrement
+                elif not job.spec.best_effort:
+                    accepted += 1
+                runnable.remove(job)
+                bar.update(1)
+            runnable.extend(event.arrivals)
+
+        placed = []
+        if runnable:
+            shares = _round_shares(runnable, num_gpus, t_event, models)
+            if shares is not None:
+                solver_calls += 1
+                for job, x in zip(runnable, shares.tolist(), strict=True):
+                    job.share = x
+                # priority = x * 1e9 with x as tie-break, i.e. plain x; stable, so list order
+                # (carried over between rounds) breaks exact ties
+                runnable.sort(key=_share, reverse=True)
+            free = num_gpus
+            for job in runnable:
+                if free <= 0:
+                    break
+                if job.spec.num_gpu <= free:
+                    placed.append(job)
+                    free -= job.spec.num_gpu
+            placed.sort(key=_gpus, reverse=True)
+        gpu_map = placer.place(now, placed)
+        ce = 0.0
+        for job in placed:
+            ce += job.speedup
+        rounds.append(
+            RoundSample(
+                time=now,
+                gpus_in_use=sum(j.spec.num_gpu for j in placed),
+                ce=ce / num_gpus,
+                running=len(placed),
+                pending=len(runnable) - len(placed),
+                gpu_map=gpu_map,
+            )
+        )
+
+        _coalesce(events, now, slot)
+        lease_end = now + slot
+        finishing: list[_Job] = []
+        running = set(map(id, placed))
+        for job in runnable:
+            if id(job) not in running:
+                continue
+            # overhead is always 0 (spec 2.5: the estimate is never computed for Themis)
+            end = now + job.time_left
+            job.time_left = max(0, job.time_left - slot)
+            job.iters_left -= slot * job.tput
+            if job.iters_left <= 0:
+                job.time_left = 0
+                end = lease_end
+            if end <= lease_end:
+                job.end_time = end
+                finishing.append(job)
+        if events and events[0].time == lease_end:
+            events[0].completions.extend(finishing)
+        elif finishing:
+            events.append(_Event(lease_end, completions=finishing))
+            events.sort(key=lambda e: e.time)
+        now = lease_end
+    bar.close()
+
+    outcomes: list[JobOutcome] = []
+    for spec in trace:
+        job = states[spec.idx]
+        slo = not spec.best_effort
+        outcomes.append(
+            JobOutcome(
+                idx=spec.idx,
+                job_id=spec.job_id,
+                model=spec.model,
+                batch_size=spec.batch_size,
+                num_gpu=spec.num_gpu,
+                submit_time=spec.submit_time,
+                deadline=spec.deadline if slo else None,
+                best_effort=spec.best_effort,
+                admitted=True,
+                # quirk: Themis never sets a start time, upstream's job.csv prints sys.maxsize
+                start_time=INT64_MAX,
+                end_time=job.end_time,
+                gpus_at_end=spec.num_gpu,
+                met_deadline_published=(
+                    None if not slo or job.end_time is None else job.end_time <= spec.deadline
+                ),
+            )
+        )
+    return SimResult(
+        jobs=outcomes,
+        rounds=rounds,
+        accepted=accepted,
+        declined=declined,
+        extra={"solver_calls": solver_calls, "rounds": len(rounds)},
+    )
+
+
+def _share(job: _Job) -> float:
+    return job.share
+
+
+def _gpus(job: _Job) -> int:
+    return job.spec.num_gpu

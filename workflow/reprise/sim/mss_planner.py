@@ -1,0 +1,625 @@
+"""ElasticFlow's Minimum-Satisfactory-Share planner on the free-GPU timeline (spec 2.4, 3.1.2).
+
+Policy-free: it knows a job only through its scaling curve, remaining iterations and deadline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from itertools import pairwise
+
+from reprise.errors import SimulationError
+from reprise.sim.timing import align
+
+Timeline = dict[float, int]
+"""Free GPUs from each key time until the next key. Keys are kept in ascending insertion order
+(upstream re-sorts after every insertion and iterates in insertion order)."""
+
+Allocation = dict[float, int]
+"""A job's per-interval plan: GPUs from each key time until the next key."""
+
+
+class ScalingCurve:
+    """The GPU counts a job may use ("levels", profile columns up to max_gpu, in column order)
+    and its throughput (iterations per second) at each of them."""
+
+    __slots__ = ("_fit", "levels", "max_gpu", "rates")
+
+    def __init__(self, levels: Iterable[int], rates: Mapping[int, float], max_gpu: int) -> None:
+        self.levels = tuple(levels)
+        self.rates = dict(rates)
+        self.max_gpu = max_gpu
+        self._fit: list[int] = []
+
+    def rate(self, gpus: int) -> float:
+        try:
+            return self.rates[gpus]
+        except KeyError:
+            raise SimulationError(
+                f"no throughput for {gpus} GPUs (levels {self.levels}); upstream aborts on "
+                "this lookup"
+            ) from None
+
+    def next_level(self, gpus: int) -> int:
+        """Smallest level above `gpus`; `gpus` itself if there is none or it is not a level
+        (0 counts as "below every level")."""
+        found = gpus == 0
+        for level in self.levels:
+            if level == gpus:
+                found = True
+            elif found:
+                return level
+        return gpus
+
+    def fit(self, free: int) -> int:
+        """Largest level <= `free` (0 if none)."""
+        return self.fit_table(free)[free]
+
+    def fit_table(self, upto: int) -> list[int]:
+        """`fit` for 0..upto (at least) as a list, for the planner's inner loops."""
+        table = self._fit
+        best = 0
+        for g in range(len(table), upto + 1):
+            while best < len(self.levels) and self.levels[best] <= g:
+                best += 1
+            table.append(self.levels[best - 1] if best else 0)
+        return table
+
+
+class Plan:
+    """Planner output: the job's plan, its ends, and the timeline with the plan committed.
+
+    `alloc` and `timeline` are compressed (2.4) on first access (most tentative plans are only
+    priced, never adopted). `gpu_time` is upstream's GPU-seconds of the raw plan up to `end`;
+    the marginal of 3.1.4 is a difference of these. `meets_deadline` = real_end <= deadline, the
+    verdict admission control and EF's bookkeeping use. `branch` says which path produced the
+    plan: "fixed" (fits in the reserved first interval), "share" (a level meets the deadline),
+    "late" (failure, finishes inside the timeline) or "overflow" (failure, runs past the last
+    breakpoint).
+    """
+
+    __slots__ = (
+        "_alloc",
+        "_raw_alloc",
+        "_raw_timeline",
+        "_timeline",
+        "branch",
+        "end",
+        "gpu_time",
+        "meets_deadline",
+        "real_end",
+    )
+
+    def __init__(
+        self,
+        raw_alloc: Allocation,
+        end: float,
+        real_end: float,
+        raw_timeline: Timeline,
+        deadline: float,
+        branch: str,
+    ) -> None:
+        self._raw_alloc = raw_alloc
+        self._raw_timeline = raw_timeline
+        self._alloc: Allocation | None = None
+        self._timeline: Timeline | None = None
+        self.end = end
+        """Planned end aligned to the slot grid of the planning time."""
+        self.real_end = real_end
+        """Unaligned planned end (upstream `real_end_time`)."""
+        self.gpu_time = allocation_gpu_time(raw_alloc, end)
+        self.meets_deadline = real_end <= deadline
+        self.branch = branch
+
+    @property
+    def alloc(self) -> Allocation:
+        if self._alloc is None:
+            self._alloc = merge_runs(self._raw_alloc)
+        return self._alloc
+
+    @property
+    def timeline(self) -> Timeline:
+        if self._timeline is None:
+            self._timeline = merge_runs(self._raw_timeline)
+        return self._timeline
+
+    def __repr__(self) -> str:
+        return (
+            f"Plan(alloc={self.alloc}, end={self.end}, real_end={self.real_end}, "
+            f"branch={self.branch!r}, timeline={self.timeline})"
+        )
+
+
+def merge_runs(mapping: Mapping[float, int]) -> dict[float, int]:
+    """Drop every key whose value repeats the previously kept value (insertion order)."""
+    merged: dict[float, int] = {}
+    last: int | None = None
+    for t, v in mapping.items():
+        if v != last:
+            merged[t] = v
+            last = v
+    return merged
+
+
+def allocation_gpu_time(alloc: Mapping[float, int], end: float) -> float:
+    """Sum of GPUs x segment length in insertion order, the last segment running to `end`.
+
+    quirk: the segment holding `end` counts up to the next key, not up to `end` (upstream).
+    """
+    total = 0.0
+    last_t: float | None = None
+    last_g = 0
+    for t, g in alloc.items():
+        if last_t is not None:
+            total += last_g * (t - last_t)
+        last_t = t
+        last_g = g
+    if last_t is None:
+        return 0.0
+    return total + last_g * (end - last_t)
+
+
+def value_at(timeline: Mapping[float, int], t: float, default: int) -> int:
+    """Free GPUs in force at `t` (the last key <= t), `default` before the first key."""
+    if t in timeline:
+        return timeline[t]
+    value = default
+    for k, v in timeline.items():
+        if k <= t:
+            value = v
+    return value
+
+
+def _sorted(mapping: dict[float, int]) -> dict[float, int]:
+    """The mapping with ascending keys (the same object when it already is)."""
+    previous: float | None = None
+    for t in mapping:
+        if previous is not None and t < previous:
+            return dict(sorted(mapping.items()))
+        previous = t
+    return mapping
+
+
+def _insert(mapping: dict[float, int], key: float, value: int) -> dict[float, int]:
+    """Set `key` and keep the keys ascending (upstream re-sorts after each insertion)."""
+    if key in mapping or not mapping or key > next(reversed(mapping)):
+        mapping[key] = value
+        return mapping
+    mapping[key] = value
+    return dict(sorted(mapping.items()))
+
+
+def _take(nf: Timeline, t: float, gpus: int) -> None:
+    nf[t] -= gpus
+    if nf[t] < 0:
+        raise SimulationError(f"plan overdraws the free-GPU timeline at {t} (upstream asserts)")
+
+
+def timeline_without(
+    timeline: Timeline, alloc: Mapping[float, int], end: float, num_gpus: int
+) -> Timeline:
+    """The timeline with a job's own plan given back on [plan start, end), compressed (3.1.4).
+
+    The job's end and its plan keys become breakpoints (with the value in force there).
+    """
+    keys = list(alloc)
+    if not all(a < b for a, b in pairwise(keys)):
+        return _timeline_without_literal(timeline, alloc, end, num_gpus)
+    added: dict[float, int] = {}
+    if end not in timeline:
+        before: int | None = None
+        for t, v in timeline.items():
+            if t >= end:
+                break
+            before = v
+        if before is None:
+            raise SimulationError(f"plan end {end} precedes the timeline (upstream crashes)")
+        added[end] = before
+    for ta in keys:
+        if ta not in timeline and ta not in added:
+            added[ta] = value_at(timeline, ta, num_gpus)
+    items = sorted([*timeline.items(), *added.items()]) if added else timeline.items()
+    # every key in [first plan key, end) gets back the GPUs the plan holds there: the same
+    # result as upstream's one delta pass per plan key when the plan is ascending
+    merged: Timeline = {}
+    last: int | None = None
+    i = 0
+    held = 0
+    for t, v in items:
+        if t < end:
+            while i < len(keys) and keys[i] <= t:
+                held = alloc[keys[i]]
+                i += 1
+            if i:
+                v += held
+        if v > num_gpus:
+            raise SimulationError(f"giving a plan back leaves {v} free GPUs at {t} (> cluster)")
+        if v != last:
+            merged[t] = v
+            last = v
+    return merged
+
+
+def _timeline_without_literal(
+    timeline: Timeline, alloc: Mapping[float, int], end: float, num_gpus: int
+) -> Timeline:
+    """Upstream's delta passes, one per plan key in the plan's own (unsorted) order."""
+    tmp = dict(timeline)
+    if end not in tmp:
+        before: int | None = None
+        for t, v in tmp.items():
+            if t >= end:
+                break
+            before = v
+        if before is None:
+            raise SimulationError(f"plan end {end} precedes the timeline (upstream crashes)")
+        tmp = _insert(tmp, end, before)
+    previous = 0
+    for ta, ga in alloc.items():
+        if ta not in tmp:
+            tmp = _insert(tmp, ta, value_at(tmp, ta, num_gpus))
+        delta = ga - previous
+        for t in tmp:
+            if t < ta:
+                continue
+            if t >= end:
+                break
+            tmp[t] += delta
+        previous = ga
+    for t, v in tmp.items():
+        if v > num_gpus:
+            raise SimulationError(f"giving a plan back leaves {v} free GPUs at {t} (> cluster)")
+    return merge_runs(tmp)
+
+
+def plan_job(
+    curve: ScalingCurve,
+    iter_left: float,
+    deadline: float,
+    t0: float,
+    timeline: Timeline,
+    num_gpus: int,
+    slot: int,
+    fixed_gpus: int | None = None,
+) -> Plan:
+    """Plan one job from `t0` on `timeline` (not modified); see spec 3.1.2.
+
+    With `fixed_gpus` this is `plan_with_fixed_start`: exactly that many GPUs on [t0, next
+    breakpoint), then the normal planner from that breakpoint.
+    """
+    if iter_left <= 0:
+        raise SimulationError(f"planning a job with {iter_left} iterations left (upstream asserts)")
+    if t0 not in timeline:
+        raise SimulationError(f"planning time {t0} is not a key of the free-GPU timeline")
+    try:
+        return _plan(curve, iter_left, deadline, t0, timeline, num_gpus, slot, fixed_gpus)
+    except KeyError as err:
+        raise SimulationError(
+            f"planner lookup of {err} failed (upstream aborts on the same lookup)"
+        ) from None
+
+
+def _plan(
+    curve: ScalingCurve,
+    iter_left: float,
+    deadline: float,
+    t0: float,
+    timeline: Timeline,
+    num_gpus: int,
+    slot: int,
+    fixed_gpus: int | None,
+) -> Plan:
+    d = deadline
+    rates = curve.rates
+    fits = curve.fit_table(num_gpus)
+    iters = iter_left
+    alloc: Allocation = {t0: 0}
+    nf: Timeline = dict(timeline)
+    d_al = align(t0, d, slot)
+    # upstream's function-wide `last_event_gpu`: some branches read a value an earlier one left
+    carried: int | None = None
+    if d_al >= t0 and d_al not in nf:
+        for t, v in nf.items():
+            if t >= d_al:
+                break
+            carried = v
+        if carried is None:
+            raise SimulationError("aligned deadline precedes the timeline")
+        nf = _insert(nf, d_al, carried)
+    start = t0
+
+    if fixed_gpus is not None:
+        g = fixed_gpus
+        available = nf[t0]
+        if g > available:
+            raise SimulationError(f"fixed start with {g} GPUs but only {available} free at {t0}")
+        nxt: float | None = None
+        for t, v in timeline.items():
+            if t < t0:
+                available = v
+                del nf[t]
+                continue
+            if t == t0:
+                available = v
+                continue
+            nxt = t
+            break
+        if nxt is None:
+            nxt = d_al
+        alloc[t0] = g
+        g_rate = rates[g]
+        real_end: float = math.ceil(t0 + iters / g_rate)
+        end = align(t0, real_end, slot)
+        if nxt >= end and d >= real_end:
+            for t in timeline:
+                if t < t0:
+                    continue
+                if t < end:
+                    carried = nf[t]
+                    _take(nf, t, g)
+            if t0 != end:
+                nf[t0] = available - g
+            if end not in timeline:
+                if carried is None:
+                    raise SimulationError("no breakpoint before the plan end (upstream crashes)")
+                nf = _insert(nf, end, carried)
+            return Plan(alloc, end, real_end, nf, d, "fixed")
+        # quirk: a job that would finish inside the reserved interval but after its deadline
+        # lands here too. If that interval ends at the aligned deadline it gets a failure plan;
+        # if it ends later, its remaining work becomes <= 0 and the failure branch asserts
+        # upstream (SimulationError here). Spec 3.1.2's "succeeds at once" cannot happen: no
+        # breakpoint lies between the next one and the aligned deadline.
+        span = (d - t0) if nxt == d_al else (nxt - t0)
+        iters -= span * g_rate
+        _take(nf, t0, g)
+        start = nxt
+        alloc[start] = 0
+
+    quota = curve.next_level(0)
+    last_quota = 0
+    if quota <= num_gpus and quota <= curve.max_gpu:
+        for t in nf:
+            if t < d_al and t not in alloc:
+                alloc[t] = 0
+    # Intervals [p, next key) between the planning start and the aligned deadline, latest first,
+    # with the most the free GPUs allow and their length; the last one is measured to the REAL
+    # deadline. Neither depends on the level tried, so they are collected once.
+    intervals: list[tuple[float, int, float]] = []
+    seg_end = d_al
+    for p in reversed(nf):
+        if p >= d_al:
+            continue
+        if p < start:
+            break
+        most = fits[nf[p]]
+        if most:
+            intervals.append((p, most, (d - p) if seg_end == d_al else (seg_end - p)))
+        seg_end = p
+    while quota <= num_gpus and quota <= curve.max_gpu:
+        acc = 0.0
+        for p, most, span in intervals:
+            acc += span * rates[most if most < quota else quota]
+            if acc >= iters:
+                return _commit_share(
+                    curve, iters, d, d_al, start, p, quota, last_quota, alloc, nf, timeline,
+                    num_gpus, slot,
+                )  # fmt: skip
+        last_quota = quota
+        quota = curve.next_level(quota)
+        if quota == last_quota:
+            break
+
+    return _commit_failure(
+        curve, iters, d, d_al, t0, start, last_quota, alloc, nf, timeline, num_gpus, slot,
+        carried, fixed_gpus,
+    )  # fmt: skip
+
+
+def _commit_share(
+    curve: ScalingCurve,
+    iters: float,
+    d: float,
+    d_al: float,
+    start: float,
+    split: float,
+    quota: int,
+    last_quota: int,
+    alloc: Allocation,
+    nf: Timeline,
+    timeline: Timeline,
+    num_gpus: int,
+    slot: int,
+) -> Plan:
+    """Success at level `quota`: the previous level before `split`, `quota` from it on."""
+    rates = curve.rates
+    fits = curve.fit_table(num_gpus)
+    seg: float | None = None
+    gpus = 0
+    end: float | None = None
+    real_end = 0.0
+    for t in nf:
+        if t > d_al:
+            break
+        if t < start:
+            continue
+        if seg is not None:
+            alloc[seg] = gpus
+            if gpus:
+                left_free = nf[seg] - gpus
+                if left_free < 0:
+                    raise SimulationError(
+                        f"plan overdraws the timeline at {seg} (upstream asserts)"
+                    )
+                nf[seg] = left_free
+                span = (d - seg) if t == d_al else (t - seg)
+                its = span * rates[gpus]
+                if seg < split:
+                    if its >= iters:
+                        raise SimulationError(
+                            "job finishes before its split point (upstream asserts)"
+                        )
+                    iters -= its
+                elif its < iters:
+                    iters -= its
+                else:
+                    left = math.ceil(iters / rates[gpus])
+                    end = seg + align(0, left, slot)
+                    real_end = seg + left
+                    if end > t:
+                        raise SimulationError(
+                            f"planned end {end} passes breakpoint {t} (upstream asserts)"
+                        )
+                    break
+        # the previous level before the split point, `quota` from it on, capped by what is free
+        seg = t
+        gpus = fits[nf[t]]
+        cap = quota if t >= split else last_quota
+        if gpus > cap:
+            gpus = cap
+    if end is None:
+        if seg is None:
+            raise SimulationError("no interval to plan in (upstream crashes)")
+        alloc[seg] = gpus
+        _take(nf, seg, gpus)
+        left = math.ceil(iters / rates[gpus])
+        real_end = seg + left
+        end = seg + align(0, left, slot)
+    alloc = _sorted(alloc)
+    # the job gives its GPUs back at `end`: the original value in force just before it
+    release = num_gpus
+    for t, v in timeline.items():
+        if t < start:
+            continue
+        if t < end:
+            release = v
+    if end not in timeline:
+        nf = _insert(nf, end, release)
+    return Plan(alloc, end, real_end, nf, d, "share")
+
+
+def _commit_failure(
+    curve: ScalingCurve,
+    iters: float,
+    d: float,
+    d_al: float,
+    t0: float,
+    start: float,
+    last_quota: int,
+    alloc: Allocation,
+    nf: Timeline,
+    timeline: Timeline,
+    num_gpus: int,
+    slot: int,
+    carried: int | None,
+    fixed_gpus: int | None,
+) -> Plan:
+    """No level meets the deadline: the largest level tried up to it, whatever fits after it."""
+    rate = curve.rate
+    fit = curve.fit
+    seg: float | None = None
+    gpus = 0
+    for t in list(nf):
+        if t > d_al:
+            break
+        if t < start:
+            continue
+        if seg is None:
+            seg, gpus = t, min(last_quota, fit(nf[t]))
+            continue
+        alloc[seg] = gpus
+        _take(nf, seg, gpus)
+        if gpus == 0:
+            seg, gpus = t, min(last_quota, fit(nf[t]))
+            continue
+        span = (d - seg) if t == d_al else (t - seg)
+        its = span * rate(gpus)
+        if its >= iters:
+            raise SimulationError("a failed plan finishes before its deadline (upstream asserts)")
+        iters -= its
+        seg, gpus = t, min(last_quota, fit(nf[t]))
+    if iters <= 0:
+        raise SimulationError("a failed plan has no work left (upstream asserts)")
+
+    # after the deadline: whatever the timeline allows, interval by interval
+    seg = max(d_al, start)
+    for t in list(nf):
+        if t <= d_al:
+            continue
+        if seg not in nf:
+            raise SimulationError(f"no breakpoint at {seg} (upstream crashes)")
+        q = min(fit(nf[seg]), curve.max_gpu)
+        if q == 0:
+            alloc[seg] = 0
+            seg = t
+            continue
+        alloc[seg] = q
+        # quirk: when keys before `seg` remain (fixed start past the deadline) this span is
+        # negative; kept as upstream computes it
+        its = (t - seg) * rate(q)
+        if its >= iters:
+            real_end: float = math.ceil(seg + iters / rate(q))
+            end = align(t0, real_end, slot)
+            if end > t:
+                raise SimulationError(f"planned end {end} passes breakpoint {t} (upstream asserts)")
+            for t1 in list(nf):
+                if t1 < d_al:
+                    continue
+                if t1 < end and t1 in timeline:
+                    carried = timeline[t1]
+                if seg <= t1 < end:
+                    _take(nf, t1, q)
+            if carried is None:
+                raise SimulationError("no value before the plan end (upstream crashes)")
+            # quirk: the start key gets (original value before `end`) - q rather than its own
+            # value - q; they differ only if it was drawn down before (a fixed start's reserved
+            # interval revisited past the deadline)
+            nf[seg] = carried - q
+            if nf[seg] < 0:
+                raise SimulationError(f"plan overdraws the timeline at {seg} (upstream asserts)")
+            if end not in timeline:
+                nf = _insert(nf, end, carried)
+            # upstream leaves this plan unsorted (insertion order is ascending in practice)
+            return Plan(alloc, end, real_end, nf, d, "late")
+        iters -= its
+        for t1 in timeline:
+            if t1 < seg:
+                if t1 not in nf:
+                    raise SimulationError(f"breakpoint {t1} vanished (upstream crashes)")
+                carried = nf[t1]
+        for t1 in nf:
+            if seg <= t1 < t:
+                _take(nf, t1, q)
+        seg = t
+
+    # past the last breakpoint the whole cluster is assumed free
+    if iters <= 0:
+        raise SimulationError("a failed plan has no work left (upstream asserts)")
+    q = min(num_gpus, curve.max_gpu)
+    if fixed_gpus is not None:
+        if fixed_gpus > q:
+            raise SimulationError(f"fixed start with {fixed_gpus} GPUs above the cap {q}")
+        q = fixed_gpus
+    alloc[seg] = q
+    alloc = _sorted(alloc)
+    real_end = math.ceil(seg + iters / rate(q))
+    end = align(t0, real_end, slot)
+    if end <= d:
+        raise SimulationError("a failed plan meets its deadline (upstream asserts)")
+    nf[seg] = num_gpus - q
+    nf = _insert(nf, end, num_gpus)
+    return Plan(alloc, end, real_end, nf, d, "overflow")
+
+
+def plan_with_fixed_start(
+    curve: ScalingCurve,
+    iter_left: float,
+    deadline: float,
+    t0: float,
+    timeline: Timeline,
+    num_gpus: int,
+    slot: int,
+    gpus: int,
+) -> Plan:
+    """`plan_job` with exactly `gpus` GPUs reserved on the first interval (used by 3.1.4)."""
+    return plan_job(curve, iter_left, deadline, t0, timeline, num_gpus, slot, fixed_gpus=gpus)

@@ -20,6 +20,7 @@ GOLDEN = {  # policy -> (accepted, total): what the upstream simulator prints on
     "dlas-gpu": (56, 195),
     "themis": (61, 195),
     "ef-accessctrl": (142, 195),
+    "chronus-greedy": (84, 195),  # upstream Chronus without a Gurobi licence
 }
 COPY_IGNORE = shutil.ignore_patterns(
     ".venv", ".git", "results", "resources", ".snakemake", "__pycache__", "*.egg-info", ".*cache"
@@ -71,7 +72,9 @@ def test_figure8a_matches_the_upstream_simulator_exactly(workdir: Path) -> None:
         assert (int(row["accepted"]), int(row["total"])) == (accepted, total), policy
         assert row["status"] == "ok"
         assert float(row["ratio_published_rule"]) == pytest.approx(accepted / total, abs=5e-5)
-    assert rows["chronus"]["status"] == rows["pollux"]["status"] == "not run"
+    # the lease MIP with HiGHS: no lease's capacity ever binds on this trace (see issue 3's note)
+    assert (rows["chronus"]["accepted"], rows["chronus"]["status"]) == ("83", "ok")
+    assert rows["pollux"]["status"] == "not run"
     assert rows["dlas-gpu"]["label"] == "Tiresias" and rows["gandiva"]["label"] == "Gandiva"
     for suffix in ("pdf", "png"):
         assert (workdir / f"results/figures/figure8a.{suffix}").stat().st_size > 1000

@@ -566,15 +566,8 @@ class _Chronus:
             met = job.end - job.submit <= job.expect
             met_count += int(met)
             jobs.append(
-                JobOutcome(
-                    idx=tj.idx,
-                    job_id=tj.job_id,
-                    model=tj.model,
-                    batch_size=tj.batch_size,
-                    num_gpu=tj.num_gpu,
-                    submit_time=tj.submit_time,
-                    deadline=None if tj.best_effort else tj.deadline,
-                    best_effort=tj.best_effort,
+                JobOutcome.of(
+                    tj,
                     admitted=True,
                     start_time=job.start,
                     end_time=job.end,

@@ -313,15 +313,8 @@ class _EdfSim:
             t = job.trace
             finished = job.done and job.admitted
             outcomes.append(
-                JobOutcome(
-                    idx=t.idx,
-                    job_id=t.job_id,
-                    model=t.model,
-                    batch_size=t.batch_size,
-                    num_gpu=t.num_gpu,
-                    submit_time=t.submit_time,
-                    deadline=None if t.best_effort else t.deadline,
-                    best_effort=t.best_effort,
+                JobOutcome.of(
+                    t,
                     admitted=job.admitted,
                     start_time=job.start_time,
                     end_time=job.end_time if finished else None,

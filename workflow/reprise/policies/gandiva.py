@@ -135,15 +135,8 @@ def simulate(
 def _outcome(sliced: SlicedJob) -> JobOutcome:
     job = sliced.job
     done = sliced.end_time is not None
-    return JobOutcome(
-        idx=job.idx,
-        job_id=job.job_id,
-        model=job.model,
-        batch_size=job.batch_size,
-        num_gpu=job.num_gpu,
-        submit_time=job.submit_time,
-        deadline=None if job.best_effort else job.deadline,
-        best_effort=job.best_effort,
+    return JobOutcome.of(
+        job,
         admitted=True,
         start_time=sliced.start_time,
         end_time=sliced.end_time,

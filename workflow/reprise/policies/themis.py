@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from reprise.data.clusters import ClusterSpec
 from reprise.data.profiles import ThroughputProfiles
-from reprise.data.traces import INT64_MAX, TraceJob, submission_order
+from reprise.data.traces import TraceJob, submission_order
 from reprise.errors import SimulationError
 from reprise.sim.outcome import JobOutcome, RoundSample, SimOptions, SimResult
 from reprise.sim.placement_elastic import ElasticPlacement
@@ -353,18 +353,12 @@ def simulate(
         job = states[spec.idx]
         slo = not spec.best_effort
         outcomes.append(
-            JobOutcome(
-                idx=spec.idx,
-                job_id=spec.job_id,
-                model=spec.model,
-                batch_size=spec.batch_size,
-                num_gpu=spec.num_gpu,
-                submit_time=spec.submit_time,
-                deadline=spec.deadline if slo else None,
-                best_effort=spec.best_effort,
+            JobOutcome.of(
+                spec,
                 admitted=True,
-                # quirk: Themis never sets a start time, upstream's job.csv prints sys.maxsize
-                start_time=INT64_MAX,
+                # quirk: upstream Themis never records a start (its job.csv prints sys.maxsize);
+                # the run record leaves the cell empty instead of printing a sentinel
+                start_time=None,
                 end_time=job.end_time,
                 gpus_at_end=spec.num_gpu,
                 met_deadline_published=(

@@ -265,15 +265,8 @@ def _gpus(las: _LasJob) -> int:
 def _outcome(las: _LasJob) -> JobOutcome:
     job = las.job
     done = las.state is _State.DONE
-    return JobOutcome(
-        idx=job.idx,
-        job_id=job.job_id,
-        model=job.model,
-        batch_size=job.batch_size,
-        num_gpu=job.num_gpu,
-        submit_time=job.submit_time,
-        deadline=None if job.best_effort else job.deadline,
-        best_effort=job.best_effort,
+    return JobOutcome.of(
+        job,
         admitted=True,
         start_time=las.start_time,
         end_time=las.end_time if done else None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from reprise.data.traces import TraceJob
+
 
 @dataclass(frozen=True)
 class SimOptions:
@@ -44,6 +46,36 @@ class JobOutcome:
     met_deadline_published: bool | None = None
     """The policy's own (as-published) verdict; None for best-effort jobs."""
     preempt: int = 0
+
+    @classmethod
+    def of(
+        cls,
+        job: TraceJob,
+        *,
+        admitted: bool,
+        start_time: float | None,
+        end_time: float | None,
+        gpus_at_end: int | None,
+        met_deadline_published: bool | None,
+        preempt: int = 0,
+    ) -> JobOutcome:
+        """The outcome of a trace job; the trace's fields are copied, the rest is the run's."""
+        return cls(
+            idx=job.idx,
+            job_id=job.job_id,
+            model=job.model,
+            batch_size=job.batch_size,
+            num_gpu=job.num_gpu,
+            submit_time=job.submit_time,
+            deadline=None if job.best_effort else job.deadline,
+            best_effort=job.best_effort,
+            admitted=admitted,
+            start_time=start_time,
+            end_time=end_time,
+            gpus_at_end=gpus_at_end,
+            met_deadline_published=met_deadline_published,
+            preempt=preempt,
+        )
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob, load_trace
 from reprise.policies import get_policy
 from reprise.sim.outcome import SimOptions, SimResult
-from reprise.sim.records import met_by_completion
+from reprise.sim.records import met_by_completion, summarize
 
 N1G2 = ClusterSpec("n1g2", 1, 1, 2)
 HEADER = "job_id,submit_time,iteration,model_name,ddl,batch_size,num_gpu,duration\n"
@@ -62,6 +62,20 @@ def test_overheads_push_an_admitted_job_past_its_deadline(
     assert job.met_deadline_published is verdict
     assert met_by_completion(job) is False
     assert [(r.time, r.ce) for r in res.rounds] == [(0, 0.5), (124.0, 0.0)]
+
+
+def test_the_two_ratios_differ_by_exactly_the_late_job(
+    tmp_path: Path, t4_profiles: ThroughputProfiles
+) -> None:
+    # ONE_LATE plus an easy job that finishes well before its deadline either way
+    res = _run(
+        "ef-accessctrl", tmp_path, ONE_LATE + "1,0,30,bert,5000,384,1,900\n", N1G2, t4_profiles
+    )
+    metrics = summarize(res)
+    assert (metrics["ratio_published_rule"], metrics["ratio_completion"]) == (1.0, 0.5)
+    assert metrics["late_but_counted_met"] == 1
+    late = [j.idx for j in res.jobs if j.met_deadline_published and not met_by_completion(j)]
+    assert late == [0]
 
 
 # job 0 as above; jobs 1 and 2 arrive at 30 (round at 60), job 3 (bert) at 200

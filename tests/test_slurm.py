@@ -228,3 +228,27 @@ def test_site_values_come_from_the_environment(tmp_path: Path) -> None:
         resources = fields(job["resources"])
         assert resources["slurm_account"] == "proj-42"
         assert resources["slurm_partition"] == "short"
+
+
+@pytest.mark.slow
+def test_figure8a_through_slurm_equals_the_local_run(
+    tmp_path: Path, mirror: Path, slurm: dict[str, str]
+) -> None:
+    """The issue's acceptance run: `snakemake --profile slurm figure8a` on this cluster."""
+    env = {"REPRISE_MIRRORS": str(mirror)}
+    local = copy_workflow(tmp_path / "local")
+    result = run_snakemake(local, "figure8a", "-c2", env=env, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    on_slurm = copy_workflow(tmp_path / "on-slurm", resources_from=local)
+    result = run_snakemake(
+        on_slurm, "--profile", "slurm", "figure8a", env={**env, **slurm}, timeout=1200
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    # prepare_trace, the seven simulations and the figure went through sbatch
+    assert len(SUBMITTED.findall(output)) == 9, output
+    assert digest(on_slurm / "results", RESULT_PATTERNS) == digest(
+        local / "results", RESULT_PATTERNS
+    )
+    table = (on_slurm / "results/tables/figure8a.csv").read_text()
+    assert ",142,195," in table and ",61,195," in table

@@ -588,7 +588,6 @@ class _Chronus:
             "greedy_leases": s.greedy_leases,
             "mip_fallback_reasons": dict(s.fallback_reasons),
             "mip_time_limit_with_incumbent": s.mip_time_limit_incumbent,
-            "mip_seconds": round(s.mip_seconds, 3),
             "mip_max_binaries": s.max_binaries,
             "mip_max_solved_vars": s.max_solved_vars,
             "admission_mip_solves": s.admission_mip_solves,
@@ -600,6 +599,7 @@ class _Chronus:
             accepted=met_count,
             declined=len(jobs) - met_count,
             extra=extra,
+            timings={"mip_seconds": s.mip_seconds},
         )
 
 

@@ -97,6 +97,9 @@ class SimResult:
     accepted: int
     declined: int
     extra: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    """Wall-clock measurements (benchmarks only); never written to run records, which stay
+    byte-stable."""
 
     @property
     def ratio_published_rule(self) -> float:

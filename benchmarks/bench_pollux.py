@@ -1,0 +1,91 @@
+"""Run the Pollux baseline on Figure 8(a) for some seeds; write wall/CPU time and the ratio.
+
+Run on demand, never in the test suite (one run takes tens of minutes):
+    .venv/bin/python benchmarks/bench_pollux.py [--seeds 0 1 2] [--mirror ../shared/upstream]
+Writes results/benchmarks/pollux_figure8a.csv (one row per seed) and prints a Markdown table.
+Published: 0.523 (Figure 8a); the artifact README's run: 0.5026, average JCT 71114 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+from reprise.data.clusters import load_cluster_spec
+from reprise.data.profiles import load_profiles
+from reprise.data.traces import load_trace
+from reprise.policies import get_policy
+from reprise.sim.outcome import SimOptions
+
+REPO = Path(__file__).resolve().parents[1]
+ART = "ElasticFlow-artifact/ElasticFlow"
+FIELDS = (
+    "seed",
+    "ratio",
+    "met",
+    "jobs",
+    "average_jct_s",
+    "wall_s",
+    "cpu_s",
+    "searches",
+    "generations",
+    "fits",
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--mirror", type=Path, default=REPO.parent / "shared" / "upstream")
+    parser.add_argument("--jobs", type=int, default=0, help="only the first N jobs (0 = all)")
+    parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--out", type=Path, default=REPO / "results/benchmarks/pollux_figure8a.csv")
+    args = parser.parse_args()
+    profiles = load_profiles(args.mirror / ART / "scheduler/throughputs_T4")
+    trace = load_trace(args.mirror / ART / "traces_for_ElasticFlow/elasticVpollux_e.csv", profiles)
+    if args.jobs:
+        trace = trace[: args.jobs]
+    cluster = load_cluster_spec(args.mirror / ART / "scheduler/cluster_specs/n16g4.csv")
+    simulate = get_policy("pollux")
+    rows: list[dict[str, str]] = []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:
+        options = SimOptions(
+            slot=60,
+            gpu_type="T4",
+            data_root=str(args.mirror),
+            seed=seed,
+            show_progress=args.progress,
+        )
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = simulate(trace, cluster, profiles, options)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        rows.append(
+            {
+                "seed": str(seed),
+                "ratio": f"{result.ratio_published_rule:.4f}",
+                "met": str(result.accepted),
+                "jobs": str(result.accepted + result.declined),
+                "average_jct_s": f"{result.extra['average_jct']:.1f}",
+                "wall_s": f"{wall:.1f}",
+                "cpu_s": f"{cpu:.1f}",
+                "searches": str(result.extra["searches"]),
+                "generations": str(result.extra["generations"]),
+                "fits": str(result.extra["fits"]),
+            }
+        )
+        with args.out.open("w", newline="") as fh:  # rewritten after every seed
+            writer = csv.DictWriter(fh, fieldnames=FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"seed {seed}: ratio {rows[-1]['ratio']}, wall {wall:.0f} s, cpu {cpu:.0f} s")
+    print("| " + " | ".join(FIELDS) + " |")
+    print("|" + "---|" * len(FIELDS))
+    for row in rows:
+        print("| " + " | ".join(row[f] for f in FIELDS) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -13,7 +13,7 @@ from reprise.data.traces import TraceJob, submission_order
 from reprise.errors import SimulationError
 from reprise.sim.events import EventList
 from reprise.sim.limits import max_gpu_from_profile
-from reprise.sim.outcome import JobOutcome, RoundSample, SimOptions, SimResult
+from reprise.sim.outcome import RoundSample, SimOptions, SimResult, planned_job_outcomes
 from reprise.sim.placement_elastic import ElasticPlacement, PlacementCache, cache_flags
 from reprise.sim.timing import align, overhead
 
@@ -307,23 +307,8 @@ class _EdfSim:
 
     def result(self, policy: str) -> SimResult:
         self.bar.close()
-        outcomes: list[JobOutcome] = []
-        for idx in sorted(self.jobs):
-            job = self.jobs[idx]
-            t = job.trace
-            finished = job.done and job.admitted
-            outcomes.append(
-                JobOutcome.of(
-                    t,
-                    admitted=job.admitted,
-                    start_time=job.start_time,
-                    end_time=job.end_time if finished else None,
-                    gpus_at_end=job.gpus if finished else None,
-                    met_deadline_published=None if t.best_effort else bool(job.met),
-                )
-            )
         return SimResult(
-            jobs=outcomes,
+            jobs=planned_job_outcomes(self.jobs.values()),
             rounds=self.rounds,
             accepted=self.accepted,
             declined=self.declined,

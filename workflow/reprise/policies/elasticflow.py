@@ -28,7 +28,7 @@ from reprise.sim.mss_planner import (
     plan_with_fixed_start,
     timeline_without,
 )
-from reprise.sim.outcome import JobOutcome, RoundSample, SimOptions, SimResult
+from reprise.sim.outcome import RoundSample, SimOptions, SimResult, planned_job_outcomes
 from reprise.sim.placement_elastic import (
     NODE_SET_CLASSES,
     ElasticPlacement,
@@ -405,23 +405,8 @@ class _EfSim:
 
     def result(self, policy: str) -> SimResult:
         self.bar.close()
-        outcomes: list[JobOutcome] = []
-        for idx in sorted(self.jobs):
-            job = self.jobs[idx]
-            t = job.trace
-            finished = job.done and job.admitted
-            outcomes.append(
-                JobOutcome.of(
-                    t,
-                    admitted=job.admitted,
-                    start_time=job.start_time,
-                    end_time=job.end_time if finished else None,
-                    gpus_at_end=job.gpus if finished else None,
-                    met_deadline_published=None if t.best_effort else bool(job.met),
-                )
-            )
         return SimResult(
-            jobs=outcomes,
+            jobs=planned_job_outcomes(self.jobs.values()),
             rounds=self.rounds,
             accepted=self.accepted,
             declined=self.declined,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from reprise.data.traces import TraceJob
 
@@ -105,3 +106,40 @@ class SimResult:
     def ratio_published_rule(self) -> float:
         total = self.accepted + self.declined
         return self.accepted / total if total else 0.0
+
+
+class PlannedJobState(Protocol):
+    """What the EF-family simulators (ElasticFlow, EDF) keep per job, read-only here."""
+
+    @property
+    def trace(self) -> TraceJob: ...
+    @property
+    def admitted(self) -> bool: ...
+    @property
+    def done(self) -> bool: ...
+    @property
+    def start_time(self) -> float | None: ...
+    @property
+    def end_time(self) -> float: ...
+    @property
+    def gpus(self) -> int: ...
+    @property
+    def met(self) -> bool | None: ...
+
+
+def planned_job_outcomes(jobs: Iterable[PlannedJobState]) -> list[JobOutcome]:
+    """Outcomes of EF-family jobs: only admitted, finished jobs have an end and a GPU count."""
+    outcomes = []
+    for job in sorted(jobs, key=lambda j: j.trace.idx):
+        finished = job.done and job.admitted
+        outcomes.append(
+            JobOutcome.of(
+                job.trace,
+                admitted=job.admitted,
+                start_time=job.start_time,
+                end_time=job.end_time if finished else None,
+                gpus_at_end=job.gpus if finished else None,
+                met_deadline_published=None if job.trace.best_effort else bool(job.met),
+            )
+        )
+    return outcomes

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from bisect import bisect_left
+from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
@@ -43,6 +44,7 @@ class EdfJob:
     admitted: bool = False
     done: bool = False
     met: bool | None = None
+    _shares: list[int] = field(default_factory=list, repr=False)
 
     @property
     def idx(self) -> int:
@@ -57,6 +59,35 @@ class EdfJob:
         if value is None:
             raise SimulationError(f"job {self.idx}: no throughput cached for {gpus} GPUs")
         return value
+
+    def shares(self, num_gpus: int) -> list[int]:
+        """`edf_plan`'s partial share for each free count 0..num_gpus (0 when nothing fits)."""
+        table = self._shares
+        if len(table) <= num_gpus:
+            table = _share_table(self.columns, num_gpus)
+            self._shares = table
+        return table
+
+
+_SHARE_TABLES: dict[tuple[tuple[int, ...], int], list[int]] = {}
+
+
+def _share_table(columns: tuple[int, ...], num_gpus: int) -> list[int]:
+    """For free = 0..num_gpus: the last column before the first one above `free` (edf_plan's
+    scan); shared by every job with the same columns."""
+    key = (columns, num_gpus)
+    table = _SHARE_TABLES.get(key)
+    if table is None:
+        table = [0]
+        for free in range(1, num_gpus + 1):
+            g = 0
+            for c in columns:
+                if c > free:
+                    break
+                g = c
+            table.append(g)
+        _SHARE_TABLES[key] = table
+    return table
 
 
 def _merge_runs(timeline: Timeline) -> Timeline:
@@ -147,6 +178,138 @@ def edf_plan(
     return alloc_now, end, ok, _merge_runs(dict(sorted(new.items())))
 
 
+class FreeTimeline:
+    """The free-GPU timeline as two parallel lists, edited in place by `edf_plan_inplace`.
+
+    Invariants (those of every timeline `edf_plan` commits when planning starts from
+    {now: N}): `times` strictly ascending, `times[0]` the planning time, no two neighbouring
+    values equal (compressed).
+    """
+
+    __slots__ = ("times", "vals")
+
+    def __init__(self, t0: float, free: int) -> None:
+        self.times: list[float] = [t0]
+        self.vals: list[int] = [free]
+
+    @classmethod
+    def of(cls, timeline: Timeline) -> FreeTimeline:
+        out = cls(0, 0)
+        out.times = list(timeline)
+        out.vals = list(timeline.values())
+        return out
+
+    def as_dict(self) -> Timeline:
+        return dict(zip(self.times, self.vals, strict=True))
+
+    def set_key(self, t: float, value: int) -> tuple[int, bool]:
+        """Overwrite the value at `t` or insert the key; returns (its index, inserted)."""
+        times = self.times
+        j = bisect_left(times, t)
+        if j < len(times) and times[j] == t:
+            self.vals[j] = value
+            return j, False
+        times.insert(j, t)
+        self.vals.insert(j, value)
+        return j, True
+
+    def set_and_compress(self, t: float, value: int, first_changed: int, last_changed: int) -> None:
+        """`set_key`, then `compress` over the edited indices (shifted by an insertion)."""
+        j, inserted = self.set_key(t, value)
+        if inserted and j <= last_changed:
+            last_changed += 1
+        self.compress(min(first_changed, j), max(last_changed, j))
+
+    def compress(self, first_changed: int, last_changed: int) -> None:
+        """Restore the no-equal-neighbours invariant after edits at indices in
+        [first_changed, last_changed] (upstream compresses the whole map; outside that range
+        neighbours already differ, except that last_changed + 1 may now repeat its
+        predecessor)."""
+        times, vals = self.times, self.vals
+        lo = max(first_changed, 1)
+        hi = min(last_changed + 2, len(times))
+        if lo >= hi:
+            return
+        last = vals[lo - 1]
+        kept_t: list[float] = []
+        kept_v: list[int] = []
+        for j in range(lo, hi):
+            v = vals[j]
+            if v != last:
+                kept_t.append(times[j])
+                kept_v.append(v)
+                last = v
+        if len(kept_t) != hi - lo:
+            times[lo:hi] = kept_t
+            vals[lo:hi] = kept_v
+
+
+def edf_plan_inplace(
+    job: EdfJob, timeline: FreeTimeline, num_gpus: int, slot: int
+) -> tuple[int, float, bool]:
+    """`edf_plan` from `timeline.times[0]`, committing into `timeline` in place.
+
+    Same result as `edf_plan` for a timeline with `FreeTimeline`'s invariants: only the walked
+    prefix and the release key are touched, and only they are re-compressed.
+    """
+    times, vals = timeline.times, timeline.vals
+    t0 = times[0]
+    base = job.base
+    deadline = job.deadline
+    iters = job.iter_left
+    shares = job.shares(num_gpus)
+    rates = job.rates
+    last = len(times) - 1
+    alloc_now = 0
+    ok = True
+    first_changed = -1
+    i = 0
+    while i < last:
+        free = vals[i]
+        g = base if free >= base else shares[free]
+        if i == 0:
+            alloc_now = g
+        if g > 0:
+            if first_changed < 0:
+                first_changed = i
+            seg_start = times[i]
+            rate = rates.get(g)
+            if rate is None:
+                rate = job.rate(g)
+            k = times[i + 1]
+            end = math.ceil(seg_start + iters / rate)
+            if k >= end:
+                if seg_start < end:
+                    release_value = free
+                    vals[i] = free - g
+                else:
+                    release_value = num_gpus
+                    if g != base or seg_start != end:
+                        vals[i] = free - g
+                j = bisect_left(times, end)
+                if j > last or times[j] != end:
+                    timeline.set_and_compress(align(t0, end, slot), release_value, first_changed, i)
+                else:
+                    timeline.compress(first_changed, i)
+                return alloc_now, end, ok and end <= deadline
+            iters -= (k - seg_start) * rate
+            vals[i] = free - g
+        i += 1
+        if times[i] > deadline:
+            ok = False
+    # past the last breakpoint: assume the whole cluster is free again
+    if last == 0:
+        alloc_now = base
+    end = math.ceil(times[last] + iters / job.rate(base))
+    if end > deadline:
+        ok = False
+    vals[last] = num_gpus - base
+    if first_changed < 0:
+        first_changed = last
+    timeline.set_and_compress(align(t0, end, slot), num_gpus, first_changed, last)
+    return alloc_now, end, ok
+
+
 class _EdfSim:
     """State shared by both EDF variants: job lists in upstream's orders, events, placement."""
 
@@ -209,14 +372,36 @@ class _EdfSim:
             job.iter_left -= iters
             job.overhead = 0
 
-    def estimate(self, jobs: list[EdfJob], now: float) -> bool:
-        """Plan `jobs` (sorted in place by deadline, stably) from an empty timeline."""
+    def estimate(self, jobs: list[EdfJob], now: float, skip_idle_tail: bool = False) -> bool:
+        """Plan `jobs` (sorted in place by deadline, stably) from an empty timeline.
+
+        With `skip_idle_tail` (plain EDF, which ignores the verdict), pending jobs after the
+        last running one are not planned once nothing is free at `now`: they would get 0 GPUs
+        and their plan is never read (it is recomputed before they can start). They keep
+        plan_gpus = 0 and a stale plan_end; the returned verdict then covers the planned jobs.
+        """
         jobs.sort(key=_deadline)
-        timeline: Timeline = {now: self.n}
+        n, slot = self.n, self.slot
+        timeline = FreeTimeline(now, n)
+        stop = len(jobs)
+        if skip_idle_tail:
+            stop = 0
+            for i, job in enumerate(jobs):
+                if job.running:
+                    stop = i + 1
+        self.planner_calls += len(jobs)
         all_ok = True
-        for job in jobs:
-            self.planner_calls += 1
-            gpus, end, ok, timeline = edf_plan(job, now, timeline, self.n, self.slot)
+        for i, job in enumerate(jobs):
+            if i >= stop and timeline.vals[0] == 0:
+                for rest in jobs[i:]:
+                    rest.plan_gpus = 0
+                break
+            if timeline.times[0] != now:
+                # a key before the planning time (only with work <= 0): the literal planner
+                gpus, end, ok, committed = edf_plan(job, now, timeline.as_dict(), n, slot)
+                timeline = FreeTimeline.of(committed)
+            else:
+                gpus, end, ok = edf_plan_inplace(job, timeline, n, slot)
             job.plan_gpus = gpus
             job.plan_end = end
             all_ok = all_ok and ok
@@ -350,11 +535,11 @@ def simulate(
             sim.complete(job)
         arrivals = [jobs[i] for i in event.arrivals]
         if arrivals:
-            sim.estimate(sim.runnable + arrivals, event_time)
+            sim.estimate(sim.runnable + arrivals, event_time, skip_idle_tail=True)
             for job in arrivals:
                 sim.admit(job)
         else:
-            sim.estimate(sim.runnable, event_time)
+            sim.estimate(sim.runnable, event_time, skip_idle_tail=True)
         for job in sim.running:
             if job.gpus > 0:
                 sim.placement.release(job.idx)

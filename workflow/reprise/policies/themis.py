@@ -8,10 +8,9 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-import ecos
+import _ecos
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 from tqdm import tqdm
 
 from reprise.data.clusters import ClusterSpec
@@ -116,8 +115,17 @@ class _ConicModel:
         self._x_part[:, 4] = -tput
         self._s_part[:, 0] = iters * inv
         self.h[:n] = -(elapsed * inv)
-        g_matrix = sp.csc_matrix((self.data, self.indices, self.indptr), shape=self.shape)
-        solution = ecos.solve(self.c, g_matrix, self.h, self.dims, verbose=False)
+        # the extension behind ecos.solve, called with the CSC arrays that wrapper would unpack
+        solution = _ecos.csolve(
+            (self.shape[0], self.shape[1], 0),
+            self.c,
+            self.data,
+            self.indices,
+            self.indptr,
+            self.h,
+            self.dims,
+            verbose=False,
+        )
         flag = int(solution["info"]["exitFlag"])
         if flag not in _ECOS_USABLE_EXITS:
             raise SimulationError(
@@ -128,10 +136,23 @@ class _ConicModel:
         return shares
 
 
-def _round_shares(
-    runnable: list[_Job], num_gpus: int, t_event: int, models: dict[int, _ConicModel]
-) -> FloatArray | None:
-    """Update C_i and solve the round's program; None when a single job makes x irrelevant."""
+@dataclass(slots=True, eq=False)
+class _RoundProblem:
+    """One round's program data, with the runnable list in the order it had when posed."""
+
+    jobs: list[_Job]
+    gpus: FloatArray
+    tput: FloatArray
+    iters: FloatArray
+    elapsed: FloatArray
+    denom: FloatArray
+
+    def all_fit(self, num_gpus: int) -> bool:
+        return float(self.gpus.sum()) <= num_gpus
+
+
+def _round_problem(runnable: list[_Job], num_gpus: int, t_event: int) -> _RoundProblem | None:
+    """Update C_i and pose the round's program; None when a single job makes x irrelevant."""
     n = len(runnable)
     share_each = -(-num_gpus // n)
     gpus = np.array([j.spec.num_gpu for j in runnable], dtype=np.float64)
@@ -151,10 +172,114 @@ def _round_shares(
     # quirk: the elapsed term uses the time of the last processed event, not `now`
     elapsed = np.array([float(t_event - j.spec.submit_time) for j in runnable])
     tput = np.array([j.tput for j in runnable])
-    model = models.get(n)
-    if model is None:
-        model = models[n] = _ConicModel(n, num_gpus)
-    return model.solve(gpus, tput, iters, elapsed, denom)
+    return _RoundProblem(list(runnable), gpus, tput, iters, elapsed, denom)
+
+
+class _Solver:
+    """ECOS on the round program, one reusable model per job count."""
+
+    def __init__(self, num_gpus: int) -> None:
+        self._num_gpus = num_gpus
+        self._models: dict[int, _ConicModel] = {}
+        self.calls = 0
+
+    def shares(self, problem: _RoundProblem) -> FloatArray:
+        n = len(problem.jobs)
+        model = self._models.get(n)
+        if model is None:
+            model = self._models[n] = _ConicModel(n, self._num_gpus)
+        self.calls += 1
+        return model.solve(
+            problem.gpus, problem.tput, problem.iters, problem.elapsed, problem.denom
+        )
+
+
+def _sort_by_shares(jobs: list[_Job], shares: FloatArray) -> None:
+    """Upstream's priority sort in place: x descending, stable, so list order breaks exact ties."""
+    for job, x in zip(jobs, shares.tolist(), strict=True):
+        job.share = x
+    jobs.sort(key=_share, reverse=True)
+
+
+def _has_ties(shares: FloatArray) -> bool:
+    ordered = np.sort(shares)
+    return bool((ordered[1:] == ordered[:-1]).any())
+
+
+def _carry_order(before: list[_Job], now: list[_Job]) -> list[_Job]:
+    """`now`'s jobs in the order they would have after `before`: removals keep the relative
+    order of the rest and arrivals are appended at the end, in `now`'s order."""
+    present = {id(j) for j in now}
+    known = {id(j) for j in before}
+    return [j for j in before if id(j) in present] + [j for j in now if id(j) not in known]
+
+
+class _PriorityOrder:
+    """Keeps the runnable list in upstream's priority order while skipping solves that cannot
+    change any output.
+
+    In a round where every runnable job fits, all of them run, whatever x is: the order then
+    only matters through the stable sort, as the tie-break of a later round whose x values tie
+    exactly, and through the GPU map and the float sum behind `ce`. Such a round is deferred
+    (its program is kept, unsolved) when the layout is memoised, no GPU map is recorded and
+    `ce` adds the same values in the same order whatever the order among equal-size jobs.
+    A later round with no tie in x sorts into the same order whatever came before, so the
+    deferred rounds are dropped unsolved; a round whose x values tie first replays them in
+    turn (solve, carry the order, sort) to rebuild the exact order upstream sorts from.
+    """
+
+    def __init__(self, solver: _Solver, num_gpus: int, can_defer: bool) -> None:
+        self._solver = solver
+        self._num_gpus = num_gpus
+        self._can_defer = can_defer
+        self._deferred: list[_RoundProblem] = []
+        self.deferred_rounds = 0
+        self.replayed_rounds = 0
+
+    def forget(self) -> None:
+        """The list's order is now known to be upstream's (empty or one job)."""
+        self._deferred.clear()
+
+    def order(self, runnable: list[_Job], problem: _RoundProblem) -> None:
+        """Bring `runnable` (the list `problem` was posed on) into this round's priority order."""
+        if self._can_defer and problem.all_fit(self._num_gpus) and _same_ce_terms(runnable):
+            self._deferred.append(problem)
+            self.deferred_rounds += 1
+            return
+        shares = self._solver.shares(problem)
+        if self._deferred and _has_ties(shares):
+            runnable[:] = self._replay(runnable)
+            shares = _aligned(shares, problem.jobs, runnable)
+        self._deferred.clear()
+        _sort_by_shares(runnable, shares)
+
+    def _replay(self, runnable: list[_Job]) -> list[_Job]:
+        order = list(self._deferred[0].jobs)
+        previous: list[_Job] | None = None
+        for problem in self._deferred:
+            if previous is not None:
+                order = _carry_order(previous, problem.jobs)
+            _sort_by_shares(order, _aligned(self._solver.shares(problem), problem.jobs, order))
+            self.replayed_rounds += 1
+            previous = order
+        return _carry_order(order, runnable)
+
+
+def _aligned(shares: FloatArray, posed: list[_Job], order: list[_Job]) -> FloatArray:
+    """`shares` (one per job of `posed`) rearranged to follow `order`."""
+    position = {id(j): i for i, j in enumerate(posed)}
+    return shares[[position[id(j)] for j in order]]
+
+
+def _same_ce_terms(runnable: list[_Job]) -> bool:
+    """Whether jobs of equal size all add the same `ce` term (then their order cannot change
+    the float sum, since placed jobs are summed in size order)."""
+    term: dict[int, float] = {}
+    for job in runnable:
+        seen = term.setdefault(job.spec.num_gpu, job.speedup)
+        if seen != job.speedup:
+            return False
+    return True
 
 
 def _arrival_events(jobs: list[_Job]) -> list[_Event]:
@@ -201,6 +326,11 @@ class _Placer:
         self._memo = cluster.num_switch == 1
         self._templates: dict[tuple[int, ...], tuple[int | None, ...]] = {}
         self._live = ElasticPlacement(cluster)
+
+    @property
+    def memoised(self) -> bool:
+        """Whether layouts depend on the sequence of job sizes alone."""
+        return self._memo
 
     def release(self, order: list[int]) -> None:
         """Round start: release last round's jobs in runnable-list order (literal path only)."""
@@ -258,12 +388,13 @@ def simulate(
         )
     events = _arrival_events(list(states.values()))
     placer = _Placer(cluster, options.record_gpu_map)
-    models: dict[int, _ConicModel] = {}
+    solver = _Solver(num_gpus)
+    # deferring needs layouts that depend on job sizes only, and no GPU map to label
+    priority = _PriorityOrder(solver, num_gpus, placer.memoised and not options.record_gpu_map)
     runnable: list[_Job] = []
     placed: list[_Job] = []
     rounds: list[RoundSample] = []
     accepted = declined = 0
-    solver_calls = 0
     now = events[0].time
     t_event = now
     bar = tqdm(
@@ -274,7 +405,7 @@ def simulate(
         file=sys.stderr,
     )
     while events or runnable:
-        if placed:
+        if placed and not placer.memoised:
             held = {id(j) for j in placed}
             placer.release([j.spec.idx for j in runnable if id(j) in held])
         if events and events[0].time == now:
@@ -292,14 +423,13 @@ def simulate(
 
         placed = []
         if runnable:
-            shares = _round_shares(runnable, num_gpus, t_event, models)
-            if shares is not None:
-                solver_calls += 1
-                for job, x in zip(runnable, shares.tolist(), strict=True):
-                    job.share = x
+            problem = _round_problem(runnable, num_gpus, t_event)
+            if problem is None:
+                priority.forget()
+            else:
                 # priority = x * 1e9 with x as tie-break, i.e. plain x; stable, so list order
                 # (carried over between rounds) breaks exact ties
-                runnable.sort(key=_share, reverse=True)
+                priority.order(runnable, problem)
             free = num_gpus
             for job in runnable:
                 if free <= 0:
@@ -308,6 +438,8 @@ def simulate(
                     placed.append(job)
                     free -= job.spec.num_gpu
             placed.sort(key=_gpus, reverse=True)
+        else:
+            priority.forget()
         gpu_map = placer.place(now, placed)
         ce = 0.0
         for job in placed:
@@ -371,7 +503,12 @@ def simulate(
         rounds=rounds,
         accepted=accepted,
         declined=declined,
-        extra={"solver_calls": solver_calls, "rounds": len(rounds)},
+        extra={
+            "solver_calls": solver.calls,
+            "deferred_rounds": priority.deferred_rounds,
+            "replayed_rounds": priority.replayed_rounds,
+            "rounds": len(rounds),
+        },
     )
 
 

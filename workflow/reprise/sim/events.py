@@ -32,6 +32,9 @@ class EventList:
         self.merge_completions = merge_completions
         self._events: list[Event] = []
         self._by_time: dict[float, Event] = {}
+        self._ascending = True
+        """True only while `_events` is known to be in ascending time order (times are unique,
+        so sorting would then change nothing)."""
 
     @classmethod
     def from_arrivals(
@@ -75,6 +78,8 @@ class EventList:
         event = self._by_time.get(time)
         if event is None:
             event = Event(time)
+            if self._events and time < self._events[-1].time:
+                self._ascending = False
             self._events.append(event)
             self._by_time[time] = event
         return event
@@ -110,12 +115,12 @@ class EventList:
         self.add_completion(job, new_time)
 
     def remove(self, event: Event) -> None:
-        for i, e in enumerate(self._events):
-            if e is event:
-                del self._events[i]
-                break
-        else:
-            raise SimulationError(f"event at {event.time} is not in the list")
+        try:
+            # events compare by identity (eq=False), so this finds exactly `event`
+            i = self._events.index(event)
+        except ValueError:
+            raise SimulationError(f"event at {event.time} is not in the list") from None
+        del self._events[i]
         if self._by_time.get(event.time) is event:
             del self._by_time[event.time]
 
@@ -136,9 +141,12 @@ class EventList:
             del self._by_time[event.time]
         event.time = time
         self._by_time[time] = event
+        self._ascending = False
 
     def sort(self) -> None:
-        self._events.sort(key=_time)
+        if not self._ascending:
+            self._events.sort(key=_time)
+            self._ascending = True
 
     def coalesce(self, now: float, slot: int) -> float:
         """Sort, then fold every event within one slot of `now` into one at now + slot (spec 2.2).
@@ -166,6 +174,8 @@ class EventList:
         if moved:
             # re-keyed once all folding is done: an event at exactly now + slot is folded first
             self.set_time(events[0], now + slot)
+            # every event left behind the head lies more than one slot past now
+            self._ascending = len(events) < 2 or events[0].time < events[1].time
         return events[0].time
 
 

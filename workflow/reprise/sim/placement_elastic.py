@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from reprise.data.clusters import ClusterSpec
 from reprise.errors import SimulationError
@@ -107,6 +108,8 @@ class ElasticPlacement:
         # one list per class, kept in ascending class order: the round log scans them in that order
         self._lists: dict[int, list[_NodeSet]] = {k: [] for k in NODE_SET_CLASSES}
         self._free_nodes: list[int] = list(range(self._num_nodes))
+        self._node_ids: list[int] = [n % self._nodes_per_switch for n in range(self._num_nodes)]
+        """Per-switch node id of each global node: the free-list sort key."""
         self._set_of: dict[int, _NodeSet] = {}
         self._gpus_of: dict[int, int] = {}
 
@@ -221,10 +224,11 @@ class ElasticPlacement:
         if node_set.util == 0:
             self._free_nodes.extend(node_set.nodes)
             for sets in self._lists.values():
-                if any(s is node_set for s in sets):
-                    sets[:] = [s for s in sets if s is not node_set]
+                # node sets compare by identity, so `in`/`remove` drop exactly this set
+                while node_set in sets:
+                    sets.remove(node_set)
             # node ids repeat across switches; the stable sort interleaves switches (as upstream)
-            self._free_nodes.sort(key=self._node_id)
+            self._free_nodes.sort(key=self._node_ids.__getitem__)
             return
         new_class = _largest_dividing_class(free)
         if free == node_set.label:
@@ -252,9 +256,6 @@ class ElasticPlacement:
         """
         for job in list(self._set_of) if order is None else list(order):
             self.release(job)
-
-    def _node_id(self, node: int) -> int:
-        return node % self._nodes_per_switch
 
     # ---- the round log's view --------------------------------------------------------------
 
@@ -306,5 +307,4 @@ class ElasticPlacement:
         return self.layout().gpu_map
 
 
-def _util(node_set: _NodeSet) -> int:
-    return node_set.util
+_util = attrgetter("util")

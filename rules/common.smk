@@ -8,6 +8,8 @@ from reprise.config import (
     UPSTREAM_ROOT,
     check_config,
     cluster_spec_path,
+    pending_policies,
+    policy_data_files,
     profile_files,
     runs_of,
     split_instance,
@@ -27,7 +29,7 @@ wildcard_constraints:
     experiment=r"[A-Za-z0-9_]+",
     trace=r"[A-Za-z0-9_.\-]+",
     cluster=r"n[0-9]+g[0-9]+",
-    policy=r"[a-z0-9\-]+",
+    policy=r"[a-z0-9\-]+(\.s[0-9]+)?",
 
 
 def validate_local_traces():
@@ -73,6 +75,10 @@ def get_profile_files(wildcards):
     return profile_files(CATALOG, get_trace_gpu_type(wildcards))
 
 
+def get_policy_data(wildcards):
+    return policy_data_files(CATALOG, wildcards.policy)
+
+
 def get_cluster_spec(wildcards):
     return f"{UPSTREAM_ROOT}/{cluster_spec_path(wildcards.cluster)}"
 
@@ -88,6 +94,11 @@ def get_mirrors(wildcards):
 def get_mem_mb(wildcards, attempt):
     """Memory of a simulation job in MB: 2000, times the attempt, so a retry asks for more."""
     return 2000 * attempt
+
+
+def get_runtime(wildcards):
+    """Minutes a simulation job may run: Pollux's search takes far longer than the others."""
+    return 120 if wildcards.policy.startswith("pollux") else 30
 
 
 def get_slot(wildcards):
@@ -116,7 +127,7 @@ def get_paper(wildcards):
 
 
 def get_pending_policies(wildcards):
-    return config["experiments"][wildcards.experiment].get("pending_policies", [])
+    return pending_policies(config["experiments"][wildcards.experiment])
 
 
 def get_note_policies(wildcards):

@@ -1,4 +1,4 @@
-# Simulate stage: one job per (experiment, trace, cluster, policy).
+# Simulate stage: one job per (experiment, trace, cluster, policy, seed of a randomised policy).
 
 
 rule simulate:
@@ -6,6 +6,7 @@ rule simulate:
         trace="results/traces/{trace}.csv",
         cluster_spec=get_cluster_spec,
         profiles=get_profile_files,
+        policy_data=get_policy_data,
     output:
         jobs="results/runs/sim/{experiment}/{trace}/{cluster}/{policy}/jobs.csv",
         events="results/runs/sim/{experiment}/{trace}/{cluster}/{policy}/events.csv",
@@ -18,7 +19,7 @@ rule simulate:
         "../envs/simulate.yaml"
     resources:
         mem_mb=get_mem_mb,
-        runtime=30,
+        runtime=get_runtime,
     params:
         slot=get_slot,
         gpu_type=get_trace_gpu_type,

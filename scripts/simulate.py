@@ -6,6 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir)))
 from _log import redirect_stderr
+from reprise.config import data_root_of, split_instance
 from reprise.faults import inject as inject_faults
 from reprise.sim.outcome import SimOptions
 from reprise.simulate import run_simulation
@@ -14,21 +15,26 @@ redirect_stderr(snakemake)
 inject_faults(snakemake)  # test-only faults chosen by REPRISE_FAIL_RUN etc.; none by default
 w = snakemake.wildcards
 switches = snakemake.params.switches
+policy, seed = split_instance(w.policy)
 options = SimOptions(
     slot=int(snakemake.params.slot),
     gpu_type=snakemake.params.gpu_type,
     ef_scaleup_updates_real_end=bool(switches.get("ef_scaleup_updates_real_end", False)),
     tiresias_min_slot_end_event=bool(switches.get("tiresias_min_slot_end_event", False)),
     show_progress=os.environ.get("REPRISE_PROGRESS", "1") != "0",
+    data_root=data_root_of(w.policy, list(snakemake.input.policy_data)),
+    seed=seed or 0,
 )
 summary = run_simulation(
     trace=Path(snakemake.input.trace),
     cluster_spec=Path(snakemake.input.cluster_spec),
     profile_dir=Path(snakemake.input.profiles[0]).parent,
-    policy=w.policy,
+    policy=policy,
     options=options,
     outdir=Path(snakemake.output.summary).parent,
     labels={"experiment": w.experiment, "trace": w.trace},
+    seeded=seed is not None,
+    policy_data=[Path(p) for p in snakemake.input.policy_data],
 )
 m = summary["metrics"]
 print(

@@ -10,7 +10,16 @@ import jsonschema
 import pytest
 import yaml
 
-from reprise.config import check_config, runs_of, split_instance, trace_instances
+from reprise.config import (
+    check_config,
+    data_root_of,
+    pending_policies,
+    policy_data_files,
+    policy_instances,
+    runs_of,
+    split_instance,
+    trace_instances,
+)
 from reprise.data.fetch import load_catalog
 from reprise.errors import ConfigError
 
@@ -82,3 +91,42 @@ def test_generated_traces_expand_to_one_instance_per_seed() -> None:
     ]
     assert split_instance("g.s3") == ("g", 3)
     assert split_instance("cluster01") == ("cluster01", None)
+
+
+def test_seeded_policy_expands_to_one_run_per_seed() -> None:
+    exp: dict[str, Any] = {
+        "runs": [{"trace": "t", "cluster": "n16g4"}],
+        "policies": ["edf", "pollux"],
+        "seeds": {"pollux": [0, 2]},
+    }
+    config = {"traces": {"t": {"upstream": "x.csv"}}, "experiments": {"e": exp}}
+    assert [r.policy for r in runs_of(config, "e")] == ["edf", "pollux.s0", "pollux.s2"]
+    assert split_instance("pollux.s2") == ("pollux", 2)
+    assert pending_policies(exp) == []
+    # without a seeds entry a randomised policy runs once, with seed 0
+    assert policy_instances({"policies": ["pollux"]}, "pollux") == ["pollux.s0"]
+    # an empty seed list is how a user (or a fast test) leaves it out: shown as "not run"
+    exp["seeds"]["pollux"] = []
+    assert [r.policy for r in runs_of(config, "e")] == ["edf"]
+    assert pending_policies(exp) == ["pollux"]
+
+
+def test_pollux_reads_its_ground_truth_below_the_upstream_root(config: dict[str, Any]) -> None:
+    catalog = load_catalog(REPO / config["data"]["catalog"])
+    files = policy_data_files(catalog, "pollux.s1")
+    apps = {Path(f).parent.name for f in files}
+    assert apps == {"bert", "cifar10", "deepspeech2", "imagenet", "ncf", "yolov3"}
+    assert all(Path(f).name.endswith(".csv") for f in files)
+    assert data_root_of("pollux.s1", files) == "resources/upstream"
+    assert policy_data_files(catalog, "edf") == []
+    assert data_root_of("edf", []) == ""
+
+
+def test_seeds_only_for_randomised_policies(config: dict[str, Any]) -> None:
+    bad = copy.deepcopy(config)
+    bad["experiments"]["figure8a"]["seeds"] = {"edf": [0]}
+    with pytest.raises(ConfigError, match=r"figure8a\.seeds\.edf"):
+        check_config(bad, load_catalog(REPO / config["data"]["catalog"]))
+    bad["experiments"]["figure8a"]["seeds"] = {"pollux": [-1]}
+    with pytest.raises(jsonschema.ValidationError, match="-1"):
+        jsonschema.validate(bad, schema())

@@ -24,6 +24,7 @@ from infra.workflow import (
     REPO,
     RESULT_PATTERNS,
     SNAKEMAKE,
+    WITHOUT_POLLUX,
     copy_workflow,
     digest,
     fields,
@@ -237,11 +238,17 @@ def test_figure8a_through_slurm_equals_the_local_run(
     """The issue's acceptance run: `snakemake --profile slurm figure8a` on this cluster."""
     env = {"REPRISE_MIRRORS": str(mirror)}
     local = copy_workflow(tmp_path / "local")
-    result = run_snakemake(local, "figure8a", "-c2", env=env, timeout=900)
+    result = run_snakemake(local, "figure8a", "-c2", *WITHOUT_POLLUX, env=env, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     on_slurm = copy_workflow(tmp_path / "on-slurm", resources_from=local)
     result = run_snakemake(
-        on_slurm, "--profile", "slurm", "figure8a", env={**env, **slurm}, timeout=1200
+        on_slurm,
+        "--profile",
+        "slurm",
+        "figure8a",
+        *WITHOUT_POLLUX,
+        env={**env, **slurm},
+        timeout=1200,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output

@@ -7,6 +7,7 @@ from pathlib import Path
 from reprise.analysis.claims import metric_agreement_claim
 from reprise.analysis.tables import figure_rows, read_table, write_table
 from reprise.config import load_paper
+from reprise.plots.ratio_bars import tick_label
 from reprise.sim.outcome import JobOutcome, SimResult
 from reprise.sim.records import write_run_record
 
@@ -99,3 +100,28 @@ def test_best_policy_claim_and_scorecard(tmp_path: Path) -> None:
     render_scorecard(card, [claim], tmp_path / "s.html")
     page = (tmp_path / "s.html").read_text()
     assert "does not hold" in page and "EF-ACCESSCTRL" in page and page.count("<tr") == 5
+
+
+def test_seeded_runs_show_mean_spread_seeds_and_policy_tolerance(tmp_path: Path) -> None:
+    meta = {"trace": "elasticVpollux_e", "cluster": {"name": "n16g4"}, "policy": "pollux"}
+    dirs = []
+    for seed, met in ((0, 2), (1, 1), (2, 1)):
+        result = SimResult(
+            jobs=[job(i, 10, 100, i < met) for i in range(4)],
+            rounds=[],
+            accepted=met,
+            declined=4 - met,
+        )
+        dirs.append(tmp_path / f"pollux.s{seed}")
+        write_run_record(result, dirs[-1], {**meta, "options": {"seed": seed}})
+    paper = load_paper(REPO / "config/paper/figure8a.yaml")
+    (row,) = figure_rows(paper, dirs, [])
+    assert row["policy"] == "pollux" and row["status"] == "ok"
+    assert row["seeds"] == "0;1;2" and row["accepted"] == "4" and row["total"] == "12"
+    assert row["ratio_published_rule"] == "0.3333" and row["ratio_std"] == "0.1443"
+    # a single Pollux run of the unseeded artifact is what was published: its own band
+    assert paper["policy_tolerance"]["pollux"] == 0.06
+    assert row["delta"] == "-0.1897" and row["within_tolerance"] == "false"
+    assert tick_label(row) == "Pollux\nseeds 0,1,2"
+    assert tick_label({**row, "seeds": "4"}) == "Pollux\nseed 4"
+    assert tick_label({**row, "seeds": ""}) == "Pollux"

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from infra.workflow import WITHOUT_POLLUX
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = {  # policy -> (accepted, total): what the upstream simulator prints on this trace
@@ -29,9 +30,10 @@ COPY_IGNORE = shutil.ignore_patterns(
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`snakemake ARGS` without the Pollux runs (see WITHOUT_POLLUX)."""
     env = {**os.environ, "REPRISE_PROGRESS": "0"}
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args],
+        [sys.executable, "-m", "snakemake", *args, *WITHOUT_POLLUX],
         cwd=workdir,
         env=env,
         capture_output=True,

@@ -16,6 +16,9 @@ COPY_IGNORE = shutil.ignore_patterns(
     ".venv", ".git", "results", "resources", ".snakemake", "__pycache__", "*.egg-info", ".*cache"
 )
 FIG8A_TRACE = "ElasticFlow-artifact/ElasticFlow/traces_for_ElasticFlow/elasticVpollux_e.csv"
+WITHOUT_POLLUX = ("--config", "experiments={figure8a: {seeds: {pollux: []}}}")
+"""Appended to a `snakemake figure8a` of a test: Pollux (three runs of many minutes) is shown as
+"not run" instead; its own tests run it on cut-down traces."""
 
 
 def copy_workflow(dest: Path, resources_from: Path | None = None) -> Path:
@@ -26,18 +29,30 @@ def copy_workflow(dest: Path, resources_from: Path | None = None) -> Path:
     return dest
 
 
-def tiny_config(directory: Path, mirror: Path, policies: list[str], jobs: int = 12) -> Path:
-    """A cut-down experiment `tiny`: the first jobs of the Figure 8(a) trace on 32 GPUs."""
+def tiny_config(
+    directory: Path,
+    mirror: Path,
+    policies: list[str],
+    jobs: int = 12,
+    seeds: Mapping[str, list[int]] | None = None,
+    cluster: str = "n4g8",
+) -> Path:
+    """A cut-down experiment `tiny`: the first jobs of the Figure 8(a) trace (on 32 GPUs)."""
     lines = (mirror / FIG8A_TRACE).read_text().splitlines()[: jobs + 1]
     trace = directory / "tiny_trace.csv"
     trace.write_text("\n".join(lines) + "\n")
     config = directory / "tiny.yaml"
     config.write_text(
         f"traces:\n  tiny:\n    file: {trace}\n    gpu_type: T4\n"
-        "experiments:\n  tiny:\n    runs:\n      - {trace: tiny, cluster: n4g8}\n"
+        f"experiments:\n  tiny:\n    runs:\n      - {{trace: tiny, cluster: {cluster}}}\n"
         f"    slot: 60\n    policies: [{', '.join(policies)}]\n"
         "    paper: config/paper/figure8a.yaml\n"
     )
+    if seeds:
+        with config.open("a") as fh:
+            fh.write("    seeds:\n")
+            for policy, values in seeds.items():
+                fh.write(f"      {policy}: [{', '.join(map(str, values))}]\n")
     return config
 
 

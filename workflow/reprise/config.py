@@ -23,7 +23,13 @@ UPSTREAM_ROOT = "resources/upstream"
 ITP_ARCHIVE = "elasticflow-traces/data/elasticflow-traces.tar.gz"
 ITP_TRACES = (*(f"cluster{i:02d}" for i in range(1, 11)), "195job")
 SEED_SEPARATOR = ".s"
-"""A generated trace instance is named <trace>.s<deadline seed>."""
+"""A generated trace instance is named <trace>.s<deadline seed>; a seeded run of a randomised
+policy <policy>.s<seed>."""
+SEEDED_POLICIES = frozenset({"pollux"})
+"""Policies with a random search; each of their runs takes a seed (experiments.<name>.seeds)."""
+POLICY_DATA = {"pollux": "ElasticFlow-artifact/pollux/pollux_simulator/traces/"}
+"""Upstream files a policy reads besides the trace and profiles: the catalog's files in the
+folders below this prefix (Pollux: one folder of measurements per application)."""
 
 
 def cluster_spec_path(name: str) -> str:
@@ -75,6 +81,44 @@ class Run:
         return f"results/runs/sim/{self.experiment}/{self.trace}/{self.cluster}/{self.policy}"
 
 
+def policy_instances(experiment: Mapping[str, Any], policy: str) -> list[str]:
+    """The runs of `policy` in one experiment: one per seed (default: seed 0) if it is seeded."""
+    if policy not in SEEDED_POLICIES:
+        return [policy]
+    seeds: list[int] = experiment.get("seeds", {}).get(policy, [0])
+    return [f"{policy}{SEED_SEPARATOR}{seed}" for seed in seeds]
+
+
+def pending_policies(experiment: Mapping[str, Any]) -> list[str]:
+    """Policies shown as "not run": the listed ones and the seeded ones given no seed."""
+    pending = list(experiment.get("pending_policies", []))
+    for policy in experiment["policies"]:
+        if not policy_instances(experiment, policy) and policy not in pending:
+            pending.append(policy)
+    return pending
+
+
+def policy_data_files(catalog: Mapping[str, UpstreamFile], policy_instance: str) -> list[str]:
+    """The upstream files (below resources/upstream) that one policy run reads besides the trace."""
+    prefix = POLICY_DATA.get(split_instance(policy_instance)[0])
+    if prefix is None:
+        return []
+    return sorted(
+        f"{UPSTREAM_ROOT}/{p}" for p in catalog if p.startswith(prefix) and "/" in p[len(prefix) :]
+    )
+
+
+def data_root_of(policy_instance: str, files: list[str]) -> str:
+    """The directory that holds `ElasticFlow-artifact/...` for a run whose policy reads `files`."""
+    prefix = POLICY_DATA.get(split_instance(policy_instance)[0])
+    if prefix is None or not files:
+        return ""
+    head, sep, _ = files[0].partition(prefix)
+    if not sep:
+        raise ConfigError(f"policy data file {files[0]!r} is not below {prefix!r}")
+    return head.rstrip("/") or "."
+
+
 def check_config(config: Mapping[str, Any], catalog: Mapping[str, UpstreamFile]) -> None:
     """Raise ConfigError naming the offending key for references the schema cannot check."""
     traces = config["traces"]
@@ -106,6 +150,12 @@ def check_config(config: Mapping[str, Any], catalog: Mapping[str, UpstreamFile])
                     f"config key experiments.{exp_name}.runs[{i}].cluster: no upstream cluster "
                     f"spec named {run['cluster']!r}"
                 )
+        for policy in exp.get("seeds", {}):
+            if policy not in SEEDED_POLICIES:
+                raise ConfigError(
+                    f"config key experiments.{exp_name}.seeds.{policy}: seeds are for the "
+                    f"randomised policies only ({', '.join(sorted(SEEDED_POLICIES))})"
+                )
         if not Path(exp["paper"]).is_file():
             raise ConfigError(
                 f"config key experiments.{exp_name}.paper: no such file {exp['paper']!r}"
@@ -115,10 +165,11 @@ def check_config(config: Mapping[str, Any], catalog: Mapping[str, UpstreamFile])
 def runs_of(config: Mapping[str, Any], experiment: str) -> list[Run]:
     exp = config["experiments"][experiment]
     return [
-        Run(experiment, instance, r["cluster"], policy)
+        Run(experiment, instance, r["cluster"], policy_run)
         for r in exp["runs"]
         for instance in trace_instances(config, r["trace"])
         for policy in exp["policies"]
+        for policy_run in policy_instances(exp, policy)
     ]
 
 

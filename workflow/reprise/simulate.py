@@ -36,8 +36,14 @@ def run_simulation(
     options: SimOptions,
     outdir: Path,
     labels: Mapping[str, str] | None = None,
+    seeded: bool = False,
+    policy_data: Sequence[Path] = (),
 ) -> dict[str, Any]:
-    """Simulate `policy` and write jobs.csv, events.csv, summary.json into `outdir`."""
+    """Simulate `policy` and write jobs.csv, events.csv, summary.json into `outdir`.
+
+    A `seeded` run (a randomised policy) records `options.seed`; `policy_data` are the extra
+    upstream files the policy reads (checksummed below `options.data_root`).
+    """
     profiles = load_profiles(profile_dir)
     jobs = load_trace(trace, profiles)
     cluster = load_cluster_spec(cluster_spec)
@@ -58,11 +64,17 @@ def run_simulation(
             "gpu_type": options.gpu_type,
             "ef_scaleup_updates_real_end": options.ef_scaleup_updates_real_end,
             "tiresias_min_slot_end_event": options.tiresias_min_slot_end_event,
+            **({"seed": options.seed} if seeded else {}),
         },
         "inputs": {
             "trace": {trace.name: sha256_of(trace)},
             "cluster_spec": {cluster_spec.name: sha256_of(cluster_spec)},
             "profiles": _checksums(profile_files, profile_dir),
+            **(
+                {"policy_data": _checksums(policy_data, Path(options.data_root))}
+                if policy_data
+                else {}
+            ),
         },
         "versions": {
             "reprise": reprise.__version__,

@@ -19,19 +19,24 @@ def plot_ratio_bars(
 ) -> None:
     """One bar per policy, labelled from the table row itself; "not run" rows stay empty.
 
-    Policies in `notes` get no bar but a line under the figure (e.g. a second mode of a baseline).
+    A policy run with several seeds shows their mean, an error bar of one standard deviation and
+    its seeds under its name. Policies in `notes` get no bar but a line under the figure (e.g. a
+    second mode of a baseline).
     """
     noted = [row for row in rows if row["policy"] in notes and row["status"] == "ok"]
     rows = [row for row in rows if row["policy"] not in notes]
     fig, ax = new_figure()
     x = np.arange(len(rows))
-    labels = [row["label"] for row in rows]
+    labels = [tick_label(row) for row in rows]
     for i, row in enumerate(rows):
         pub = float(row["published"]) if row["published"] else None
         if row["status"] == "ok":
             value = float(row["ratio_published_rule"])
+            std = float(row["ratio_std"]) if row.get("ratio_std") else 0.0
             ax.bar(i, value, width=0.6, color=REPRODUCED)
-            ax.text(i, value + 0.015, f"{value:.3f}", ha="center", va="bottom", fontsize=8)
+            if std:
+                ax.errorbar(i, value, yerr=std, color="black", capsize=3, linewidth=1)
+            ax.text(i, value + std + 0.015, f"{value:.3f}", ha="center", va="bottom", fontsize=8)
             if row["ratio_completion"]:
                 comp = float(row["ratio_completion"])
                 ax.plot(
@@ -63,3 +68,11 @@ def plot_ratio_bars(
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     save(fig, pdf, png)
+
+
+def tick_label(row: Mapping[str, str]) -> str:
+    """Tick label: the policy's label, with the seeds of a seeded run below it."""
+    seeds = row.get("seeds", "")
+    if not seeds or row["status"] != "ok":
+        return row["label"]
+    return f"{row['label']}\nseed{'s' if ';' in seeds else ''} {seeds.replace(';', ',')}"

@@ -477,15 +477,8 @@ def _result(
             missed += not verdict
         jct_sum += job.completion - job.row.time
         outcomes.append(
-            JobOutcome(
-                idx=tj.idx,
-                job_id=tj.job_id,
-                model=tj.model,
-                batch_size=tj.batch_size,
-                num_gpu=tj.num_gpu,
-                submit_time=tj.submit_time,
-                deadline=None if tj.best_effort else tj.deadline,
-                best_effort=tj.best_effort,
+            JobOutcome.of(
+                tj,
                 admitted=True,
                 start_time=None if job.start_time is None else float(job.start_time),
                 end_time=float(job.completion),

@@ -31,6 +31,9 @@ from reprise.policies.pollux import (
     _Model,
     pollux_workload,
 )
+from reprise.policies.pollux import (
+    simulate as simulate_pollux,
+)
 from reprise.policies.pollux_apps import canonical_placement, load_applications
 from reprise.policies.pollux_blas import single_threaded_blas
 from reprise.policies.pollux_goodput import (
@@ -43,13 +46,18 @@ from reprise.policies.pollux_goodput import (
 )
 from reprise.policies.pollux_search import (
     AllocationProblem,
+    Population,
+    SearchStats,
     SpeedupTable,
+    _offspring,
     carry_over,
     crowding_distance,
     front_crowding,
     nondominated_fronts,
     pareto_ranks,
     run_nsga2,
+    solution_keys,
+    survivors,
 )
 from reprise.sim.outcome import SimOptions
 
@@ -280,6 +288,27 @@ def test_crossover_swaps_job_prefixes() -> None:
         assert all(second[j].tolist() == ([1, 0] if j < cut else [0, 2]) for j in range(3))
 
 
+def test_offspring_are_new_unique_and_feasible() -> None:
+    # pymoo's mating with duplicate elimination: no offspring repeats another or a parent
+    rng = np.random.default_rng(2)
+    base = np.zeros((4, 3), dtype=np.int8)
+    base[0, 0] = base[1, 1] = 2
+    prob = _problem(base, [4, 2, 8])
+    states = prob.repair(np.repeat(base[:, :, None], 12, axis=2), rng)
+    states = prob.repair(prob.mutate(states, rng), rng)
+    keys = solution_keys(states)
+    first = sorted({k: i for i, k in reversed(list(enumerate(keys)))}.values())
+    states = states[:, :, first]
+    values = prob.evaluate(states)
+    idx, rank, crowd = survivors(values, len(first), rng)
+    pop = Population(states[:, :, idx], values[idx], [keys[first[i]] for i in idx], rank, crowd)
+    kids, kid_keys, share = _offspring(prob, pop, 40, rng, SearchStats(), 1.0)
+    assert kids.shape[2] == len(kid_keys) == len(set(kid_keys)) > 0
+    assert not set(kid_keys) & set(pop.keys) and 0.0 < share <= 1.0
+    assert solution_keys(kids) == kid_keys
+    assert np.array_equal(prob.repair(kids.copy(), rng), kids)  # repaired already
+
+
 def test_evaluate_power_mean_and_utility_by_hand() -> None:
     # 2 nodes x 4 GPUs, 2 jobs, speed-up = replicas; solution: job 0 has 2 replicas on node 0,
     # job 1 has 1 on node 1 (a change from the base, factor 0.5). Scaled speed-up = s * 2 / 8.
@@ -481,3 +510,18 @@ def test_workflow_runs_one_job_per_seed_reproducibly(tmp_path: Path, mirror: Pat
     assert result.returncode == 0, result.stdout + result.stderr
     assert "pollux.s0" in result.stdout + result.stderr
     assert {p.name: p.read_bytes() for p in (runs / "pollux.s0").iterdir()} == before
+
+
+def test_horizon_cuts_a_run_short_and_counts_unfinished_jobs_as_missed(
+    mirror: Path,
+    fig8a_trace: list[TraceJob],
+    n16g4: ClusterSpec,
+    t4_profiles: ThroughputProfiles,
+) -> None:
+    trace = [j for j in fig8a_trace[:8] if j.model in CUT_DOWN_MODELS]
+    options = SimOptions(slot=60, gpu_type="T4", data_root=str(mirror), seed=3)
+    result = simulate_pollux(trace, n16g4, t4_profiles, options, horizon=180)
+    unfinished = [j for j in result.jobs if j.end_time is None]
+    assert unfinished and len(result.rounds) == 3  # rounds at 60, 120, 180 s after the start
+    assert all(j.met_deadline_published is False for j in unfinished)
+    assert result.accepted + result.declined == len(trace)

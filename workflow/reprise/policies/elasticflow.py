@@ -23,7 +23,11 @@ from reprise.sim.mss_planner import (
     Plan,
     ScalingCurve,
     Timeline,
+    agreement_start,
     allocation_gpu_time,
+    first_break_given_back,
+    first_key_after,
+    is_ascending,
     plan_job,
     plan_with_fixed_start,
     timeline_without,
@@ -35,7 +39,7 @@ from reprise.sim.placement_elastic import (
     PlacementCache,
     cache_flags,
 )
-from reprise.sim.timing import overhead
+from reprise.sim.timing import align, overhead
 
 NO_CHANGE = sys.maxsize
 """Upstream's "no re-plan time" sentinel (a re-plan mark can land there after the last job)."""
@@ -65,7 +69,16 @@ class EfJob:
     next_gpus: int = 0
     marginal: float = 0.0
     offer: Plan | None = None
-    """Tentative plan with `next_gpus` GPUs from now (from the latest marginal computation)."""
+    """Tentative plan with `next_gpus` GPUs from now (from the latest marginal computation);
+    None when the marginal was known without it (it is then planned when granted)."""
+    price_stamp: int = -1
+    """Timeline stamp (`_EfSim.stamp`) the marginal holds for."""
+    price_break: float | None = None
+    """First breakpoint after now of the given-back timeline the marginal was planned on;
+    None when the marginal may depend on more than the timeline from that point on."""
+    price_fixed_end: float | None = None
+    """The aligned end of a "fixed" tentative plan: it stays that plan (same marginal) for as
+    long as the given-back timeline has no breakpoint before this end."""
 
     @property
     def idx(self) -> int:
@@ -131,6 +144,8 @@ class _EfSim:
         self.marginal_calls = 0
         self.grants = 0
         self.rejected_batches = 0
+        self.stamp = 0
+        """Counts timeline edits while leftover GPUs are handed out (see `price`)."""
         self.first_change: float = NO_CHANGE
         """Earliest plan change after the current round (ef-accessctrl's one re-plan mark)."""
         self.bar = tqdm(total=len(trace), disable=not options.show_progress, unit="job")
@@ -234,12 +249,57 @@ class _EfSim:
 
     # ---- leftover GPUs (spec 3.1.4) -----------------------------------------------------------
 
-    def price(self, job: EfJob, free: int, now: float) -> None:
-        """Marginal GPU-time of growing `job` to its next level now, with the tentative plan."""
+    def price(self, job: EfJob, free: int, now: float, agree_from: float = math.inf) -> None:
+        """Marginal GPU-time of growing `job` to its next level now (spec 3.1.4).
+
+        The tentative plan is kept only where it had to be computed. A pending job's marginal
+        is +inf whatever its plan. A running job's marginal is reused when the timeline is
+        unchanged from its plan's first breakpoint on (`agree_from` <= it, the timeline edit
+        since the last pricing ended before it) and that breakpoint is the same: a fixed-start
+        plan in the "fixed" or "share" branch reads nothing else of the timeline.
+        """
         if job.next_gpus - job.gpus > free or job.next_gpus == job.gpus:
             job.marginal = -math.inf
             return
         self.marginal_calls += 1
+        stamp = self.stamp
+        if job.gpus == 0:
+            job.marginal = math.inf
+            job.offer = None
+            job.price_stamp = stamp
+            job.price_break = job.price_fixed_end = None
+            return
+        brk = job.price_break
+        if job.price_stamp == stamp - 1 and brk is not None:
+            fixed_end = job.price_fixed_end
+            if fixed_end is not None or agree_from <= brk:
+                applies, now_brk = first_break_given_back(self.timeline, job.alloc, job.end_time)
+                if applies and (
+                    now_brk == brk
+                    if fixed_end is None
+                    else (now_brk if now_brk is not None else self.aligned_deadline(job, now))
+                    >= fixed_end
+                ):
+                    job.offer = None
+                    job.price_stamp = stamp
+                    return
+        given_back, offer = self.offer_for(job, now)
+        job.offer = offer
+        job.marginal = (offer.gpu_time - allocation_gpu_time(job.alloc, job.end_time)) / (
+            job.next_gpus - job.gpus
+        )
+        job.price_stamp = stamp
+        job.price_break = job.price_fixed_end = None
+        if offer.branch in ("fixed", "share") and is_ascending(job.alloc):
+            job.price_break = first_key_after(given_back, now)
+            if offer.branch == "fixed" and job.price_break is not None:
+                job.price_fixed_end = offer.end
+
+    def aligned_deadline(self, job: EfJob, now: float) -> float:
+        return align(now, job.deadline, self.slot)
+
+    def offer_for(self, job: EfJob, now: float) -> tuple[Timeline, Plan]:
+        """The job's own plan given back, and its plan with `next_gpus` GPUs from now."""
         given_back = timeline_without(self.timeline, job.alloc, job.end_time, self.n)
         offer = plan_with_fixed_start(
             job.curve,
@@ -251,12 +311,7 @@ class _EfSim:
             self.slot,
             job.next_gpus,
         )
-        job.offer = offer
-        job.marginal = (offer.gpu_time - allocation_gpu_time(job.alloc, job.end_time)) / (
-            job.next_gpus - job.gpus
-        )
-        if job.gpus == 0:
-            job.marginal = math.inf
+        return given_back, offer
 
     def distribute_leftover(self, now: float) -> None:
         """Grow jobs one level at a time, highest marginal first (quirk: DESCENDING sort)."""
@@ -271,19 +326,24 @@ class _EfSim:
             )
         if free == 0:
             return
+        self.stamp += 2  # nothing priced in an earlier round is reused
         for job in self.runnable:
             self.price(job, free, now)
         self.runnable.sort(key=_marginal, reverse=True)
         granted = True
         while free > 0 and granted:
             granted = False
+            agree_from = math.inf
             for job in self.runnable:
                 if job.next_gpus - job.gpus > free or job.next_gpus == job.gpus:
                     continue
                 offer = job.offer
                 if offer is None:
-                    raise SimulationError(f"job {job.idx} grows without a tentative plan")
+                    # the same plan the last pricing pass would have kept: nothing changed since
+                    offer = self.offer_for(job, now)[1]
                 self.grants += 1
+                agree_from = agreement_start(self.timeline, offer.timeline)
+                job.price_stamp = -1
                 self.timeline = offer.timeline
                 job.alloc = offer.alloc
                 old_gpus = job.gpus
@@ -303,9 +363,10 @@ class _EfSim:
                 job.offer = None
                 break
             # quirk: re-priced (with the new free count) even once nothing is left to give
+            self.stamp += 1
             for job in self.runnable:
                 if job.next_gpus - job.gpus > 0:
-                    self.price(job, free, now)
+                    self.price(job, free, now, agree_from)
             self.runnable.sort(key=_marginal, reverse=True)
 
     # ---- placement, round log, overheads ------------------------------------------------------

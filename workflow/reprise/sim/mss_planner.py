@@ -241,6 +241,91 @@ def timeline_without(
     return merged
 
 
+def is_ascending(mapping: Mapping[float, int]) -> bool:
+    """Keys strictly ascending in insertion order."""
+    return all(a < b for a, b in pairwise(mapping))
+
+
+def first_key_after(timeline: Mapping[float, int], t0: float) -> float | None:
+    """The first key after those <= t0, in insertion order (the planner's `nxt`)."""
+    for t in timeline:
+        if t > t0:
+            return t
+    return None
+
+
+def agreement_start(old: Timeline, new: Timeline) -> float:
+    """The earliest time from which two timelines hold the same free count for ever.
+
+    Both are read as step functions from their first key on; `math.inf` when they differ on
+    their last interval, or when either is not ascending or they start at different keys (no
+    claim made). Used to tell which planning results a timeline edit cannot have changed.
+    """
+    ka = list(old)
+    kb = list(new)
+    if not ka or not kb or ka[0] != kb[0] or not is_ascending(old) or not is_ascending(new):
+        return math.inf
+    i = len(ka) - 1
+    j = len(kb) - 1
+    upper = math.inf
+    while i >= 0 and j >= 0:
+        ta, tb = ka[i], kb[j]
+        t = ta if ta > tb else tb
+        if old[ta] != new[tb]:
+            return upper
+        upper = t
+        if ta == t:
+            i -= 1
+        if tb == t:
+            j -= 1
+    return upper
+
+
+def first_break_given_back(
+    timeline: Timeline, alloc: Mapping[float, int], end: float
+) -> tuple[bool, float | None]:
+    """`first_key_after(timeline_without(timeline, alloc, end, n), start)` without building it.
+
+    Returns (applies, key): applies is False where the shortcut makes no claim (plan keys not
+    ascending, or a plan key or the end before the timeline's first key); key is None when
+    the given-back timeline has a single key. Walks only up to that first breakpoint.
+    """
+    tk = list(timeline)
+    ak = list(alloc)
+    if not tk or not ak or not is_ascending(alloc):
+        return False, None
+    t0 = tk[0]
+    if ak[0] < t0 or end < t0:
+        return False, None
+    inf = math.inf
+    nt, na = len(tk), len(ak)
+    i = j = 0
+    free = held = 0
+    end_pending = True
+    first: int | None = None
+    while True:
+        t = tk[i] if i < nt else inf
+        if j < na and ak[j] < t:
+            t = ak[j]
+        if end_pending and end < t:
+            t = end
+        if t == inf:
+            return True, None
+        while i < nt and tk[i] <= t:
+            free = timeline[tk[i]]
+            i += 1
+        while j < na and ak[j] <= t:
+            held = alloc[ak[j]]
+            j += 1
+        if end_pending and end <= t:
+            end_pending = False
+        value = free + held if t < end else free
+        if first is None:
+            first = value
+        elif value != first:
+            return True, t
+
+
 def _timeline_without_literal(
     timeline: Timeline, alloc: Mapping[float, int], end: float, num_gpus: int
 ) -> Timeline:

@@ -1,0 +1,76 @@
+"""Shortcuts that ElasticFlow's leftover pass uses to skip re-planning, against the literal
+helpers they stand for, on random timelines and plans."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from reprise.sim.mss_planner import (
+    Timeline,
+    agreement_start,
+    first_break_given_back,
+    first_key_after,
+    merge_runs,
+    timeline_without,
+    value_at,
+)
+
+N = 16
+
+
+def _timeline(rng: random.Random, t0: float, low: int = 0) -> Timeline:
+    timeline: Timeline = {t0: rng.randint(low, N)}
+    t = t0
+    for _ in range(rng.randint(0, 8)):
+        t += rng.choice((1, 30, 60, 90.5))
+        timeline[t] = rng.randint(low, N)
+    return merge_runs(timeline)
+
+
+def _agreement_literal(old: Timeline, new: Timeline) -> float:
+    keys = sorted(set(old) | set(new))
+    for a in keys:
+        if all(value_at(old, k, -1) == value_at(new, k, -1) for k in keys if k >= a):
+            return a
+    return math.inf
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_agreement_start_is_where_the_timelines_stop_differing(seed: int) -> None:
+    rng = random.Random(seed)
+    old = _timeline(rng, 0)
+    new = dict(old) if seed % 3 == 0 else _timeline(rng, 0)
+    if seed % 5 == 0:
+        # an edit of the early part only
+        new = merge_runs({**old, 0: old[0] - 1 if old[0] else 1})
+    assert agreement_start(old, new) == _agreement_literal(old, new)
+
+
+def test_agreement_start_makes_no_claim_on_different_starts() -> None:
+    assert agreement_start({0: 1, 60: 2}, {60: 2}) == math.inf
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_first_break_equals_the_given_back_timeline(seed: int) -> None:
+    rng = random.Random(seed)
+    t0 = rng.choice((0, 120))
+    plan: dict[float, int] = {t0: rng.randint(0, 4)}
+    t = t0
+    for _ in range(rng.randint(0, 4)):
+        t += rng.choice((30, 60, 45.5))
+        plan[t] = rng.randint(0, 4)
+    end = t + rng.choice((0, 1, 60, 200)) if seed % 4 else t0 + rng.choice((1, 30))
+    held = max(plan.values())
+    timeline = _timeline(rng, t0)
+    # the plan's GPUs must be free to give back: keep the timeline under N - held
+    timeline = merge_runs({k: min(v, N - held) for k, v in timeline.items()})
+    applies, key = first_break_given_back(timeline, plan, end)
+    assert applies
+    assert key == first_key_after(timeline_without(timeline, plan, end, N), t0)
+
+
+def test_first_break_makes_no_claim_on_unsorted_plans() -> None:
+    assert first_break_given_back({0: 4}, {60: 1, 0: 2}, 120) == (False, None)

@@ -453,13 +453,15 @@ CUT_DOWN_MODELS = {"ncf", "cifar10"}
 """Short jobs among the first 8 of Figure 8(a): 5 jobs, done by ~3.72e6 s (~20 searches, ~10 s)."""
 
 
+@pytest.fixture()
+def cut_down(fig8a_trace: list[TraceJob]) -> list[TraceJob]:
+    return [j for j in fig8a_trace[:8] if j.model in CUT_DOWN_MODELS]
+
+
 def test_cut_down_figure8a_is_deterministic(
-    mirror: Path,
-    fig8a_trace: list[TraceJob],
-    n16g4: ClusterSpec,
-    t4_profiles: ThroughputProfiles,
+    mirror: Path, cut_down: list[TraceJob], n16g4: ClusterSpec, t4_profiles: ThroughputProfiles
 ) -> None:
-    trace = [j for j in fig8a_trace[:8] if j.model in CUT_DOWN_MODELS]
+    trace = cut_down
     assert [j.idx for j in trace] == [0, 1, 3, 4, 7]
     options = SimOptions(slot=60, gpu_type="T4", data_root=str(mirror), seed=3)
     first = get_policy("pollux")(trace, n16g4, t4_profiles, options)
@@ -513,15 +515,11 @@ def test_workflow_runs_one_job_per_seed_reproducibly(tmp_path: Path, mirror: Pat
 
 
 def test_horizon_cuts_a_run_short_and_counts_unfinished_jobs_as_missed(
-    mirror: Path,
-    fig8a_trace: list[TraceJob],
-    n16g4: ClusterSpec,
-    t4_profiles: ThroughputProfiles,
+    mirror: Path, cut_down: list[TraceJob], n16g4: ClusterSpec, t4_profiles: ThroughputProfiles
 ) -> None:
-    trace = [j for j in fig8a_trace[:8] if j.model in CUT_DOWN_MODELS]
     options = SimOptions(slot=60, gpu_type="T4", data_root=str(mirror), seed=3)
-    result = simulate_pollux(trace, n16g4, t4_profiles, options, horizon=180)
+    result = simulate_pollux(cut_down, n16g4, t4_profiles, options, horizon=180)
     unfinished = [j for j in result.jobs if j.end_time is None]
     assert unfinished and len(result.rounds) == 3  # rounds at 60, 120, 180 s after the start
     assert all(j.met_deadline_published is False for j in unfinished)
-    assert result.accepted + result.declined == len(trace)
+    assert result.accepted + result.declined == len(cut_down)

@@ -19,10 +19,17 @@ NODE_SET_CLASSES: tuple[int, ...] = (1, 2, 4, 8, 12, 16, 24, 32, 40, 48, 56, 64,
 _CLASSES_DESCENDING = tuple(sorted(NODE_SET_CLASSES, reverse=True))
 
 
+_DIVIDING_CLASS: dict[int, int] = {}
+
+
 def _largest_dividing_class(free: int) -> int:
     """Largest class that divides `free` (free > 0, so class 1 always qualifies)."""
+    found = _DIVIDING_CLASS.get(free)
+    if found is not None:
+        return found
     for k in _CLASSES_DESCENDING:
         if k <= free and free % k == 0:
+            _DIVIDING_CLASS[free] = k
             return k
     raise SimulationError(f"no node-set class divides {free} free GPUs")
 

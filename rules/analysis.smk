@@ -37,6 +37,8 @@ rule scorecard:
     output:
         html=report("results/scorecard.html", category="0. Scorecard"),
         csv="results/scorecard.csv",
+        # included by the report's front page (report/workflow.rst)
+        rst="results/scorecard.rst",
     log:
         "results/logs/scorecard.log",
     conda:

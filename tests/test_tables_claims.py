@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from docutils.core import publish_parts
+
 from reprise.analysis.claims import metric_agreement_claim
 from reprise.analysis.tables import figure_rows, read_table, write_table
 from reprise.config import load_paper
@@ -67,7 +69,7 @@ def test_table_puts_published_beside_reproduced_and_flags_metric_gap(tmp_path: P
 
 def test_best_policy_claim_and_scorecard(tmp_path: Path) -> None:
     from reprise.analysis.claims import best_policy_claim
-    from reprise.analysis.scorecard import render_scorecard, scorecard_rows
+    from reprise.analysis.scorecard import render_scorecard, render_scorecard_rst, scorecard_rows
 
     def row(group: str, policy: str, ratio: str, pub: str, ok: str) -> dict[str, str]:
         return {
@@ -100,6 +102,14 @@ def test_best_policy_claim_and_scorecard(tmp_path: Path) -> None:
     render_scorecard(card, [claim], tmp_path / "s.html")
     page = (tmp_path / "s.html").read_text()
     assert "does not hold" in page and "EF-ACCESSCTRL" in page and page.count("<tr") == 5
+    # the report's front page includes the rst version: it must render without a warning
+    render_scorecard_rst(card, [claim], tmp_path / "s.rst")
+    front = publish_parts(
+        (tmp_path / "s.rst").read_text(),
+        writer="html",
+        settings_overrides={"halt_level": 2, "report_level": 5},
+    )["html_body"]
+    assert front.count("<tr") == 5 and "does not hold" in front and "EF-ACCESSCTRL" in front
 
 
 def test_seeded_runs_show_mean_spread_seeds_and_policy_tolerance(tmp_path: Path) -> None:

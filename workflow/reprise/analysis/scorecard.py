@@ -32,40 +32,80 @@ def scorecard_rows(tables: Mapping[str, Path]) -> list[dict[str, str]]:
     return out
 
 
+SCORECARD_COLUMNS = (
+    ("figure", "figure"),
+    ("group", "group"),
+    ("label", "policy"),
+    ("ratio_published_rule", "reproduced"),
+    ("published", "published"),
+    ("delta", "delta"),
+    ("ratio_completion", "completion-based"),
+    ("seeds", "seeds"),
+    ("mark", "mark"),
+)
+"""(row key, column heading) of the scorecard table, in order."""
+
+
+def _summary(rows: Sequence[Mapping[str, str]]) -> str:
+    counts = {m: sum(1 for r in rows if r["mark"] == m) for m in STATUS_STYLE}
+    return ", ".join(f"{n} {m}" for m, n in counts.items() if n)
+
+
+def _claim_text(claim: Mapping[str, Any]) -> tuple[str, str]:
+    verdict = "holds" if claim["holds"] else "does not hold"
+    return verdict, f"{claim['claim']} ({claim.get('experiment', '')})"
+
+
+def _rst_cell(text: str) -> str:
+    # backslash-escape what rst would read as markup inside a table cell
+    return "".join("\\" + c if c in "*`|_\\" else c for c in text)
+
+
+def render_scorecard_rst(
+    rows: Sequence[Mapping[str, str]], claims: Sequence[Mapping[str, Any]], dest: Path
+) -> None:
+    """The scorecard as reStructuredText, for the report's front page to include."""
+    lines = [
+        "Scorecard",
+        "=========",
+        "",
+        f"Summary: {_summary(rows)}. *pass* = within the figure's tolerance declared in "
+        "``config/paper/``.",
+        "",
+        "Claims:",
+        "",
+    ]
+    for claim in claims:
+        verdict, text = _claim_text(claim)
+        lines.append(f"- **{verdict}**: {_rst_cell(text)}")
+    lines += ["", ".. list-table::", "   :header-rows: 1", ""]
+    lines.append("   * - " + "\n     - ".join(head for _, head in SCORECARD_COLUMNS))
+    for row in rows:
+        cells = [_rst_cell(row.get(key) or "") for key, _ in SCORECARD_COLUMNS]
+        lines.append("   * - " + "\n     - ".join(cells))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text("\n".join(lines) + "\n")
+
+
 def render_scorecard(
     rows: Sequence[Mapping[str, str]], claims: Sequence[Mapping[str, Any]], dest: Path
 ) -> None:
     """A self-contained HTML page (no scripts), so it opens in any browser."""
-    counts = {m: sum(1 for r in rows if r["mark"] == m) for m in STATUS_STYLE}
-    head = (
-        "<th>figure</th><th>group</th><th>policy</th><th>reproduced</th><th>published</th>"
-        "<th>delta</th><th>completion-based</th><th>seeds</th><th>mark</th>"
-    )
+    head = "".join(f"<th>{heading}</th>" for _, heading in SCORECARD_COLUMNS)
     body = []
     for r in rows:
         style = STATUS_STYLE[r["mark"]]
-        cells = (
-            r["figure"],
-            r["group"],
-            r["label"],
-            r["ratio_published_rule"],
-            r["published"],
-            r["delta"],
-            r["ratio_completion"],
-            r["seeds"],
-            r["mark"],
-        )
+        cells = [r.get(key) or "" for key, _ in SCORECARD_COLUMNS]
         body.append(
             f'<tr style="background:{style}">'
             + "".join(f"<td>{html.escape(c or '')}</td>" for c in cells)
             + "</tr>"
         )
     claim_items = "".join(
-        f"<li><b>{'holds' if c['holds'] else 'does not hold'}</b>: {html.escape(str(c['claim']))}"
-        f" ({html.escape(str(c.get('experiment', '')))})</li>"
-        for c in claims
+        f"<li><b>{verdict}</b>: {html.escape(text)}</li>"
+        for verdict, text in map(_claim_text, claims)
     )
-    summary = ", ".join(f"{n} {m}" for m, n in counts.items() if n)
+    summary = _summary(rows)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Reprise scorecard</title>
 <style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse}}

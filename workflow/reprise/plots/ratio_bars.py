@@ -54,6 +54,8 @@ def plot_ratio_bars(
     ax.bar([], [], color=REPRODUCED, label="reproduced (as-published rule)")
     ax.plot([], [], color=COMPLETION, linestyle="--", label="completion-based ratio")
     ax.plot([], [], marker="<", color=PUBLISHED, linestyle="none", label="published")
+    if any(row.get("ratio_std") for row in rows if row["status"] == "ok"):
+        ax.errorbar([], [], yerr=[], color="black", capsize=3, label="±1 s.d. over seeds")
     ax.legend(loc="upper left", fontsize=8, frameon=False)
     if noted:
         text = "; ".join(

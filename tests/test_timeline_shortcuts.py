@@ -8,12 +8,16 @@ import random
 
 import pytest
 
+from reprise.errors import SimulationError
 from reprise.sim.mss_planner import (
+    ScalingCurve,
     Timeline,
     agreement_start,
     first_break_given_back,
     first_key_after,
     merge_runs,
+    plan_with_fixed_start,
+    price_fixed_start,
     timeline_without,
     value_at,
 )
@@ -74,3 +78,33 @@ def test_first_break_equals_the_given_back_timeline(seed: int) -> None:
 
 def test_first_break_makes_no_claim_on_unsorted_plans() -> None:
     assert first_break_given_back({0: 4}, {60: 1, 0: 2}, 120) == (False, None)
+
+
+def _curve(rng: random.Random) -> ScalingCurve:
+    levels = rng.choice(((1, 2, 4, 8), (1, 2, 4, 8, 16), (2, 4, 8), (1, 4, 2, 8)))
+    rates = {g: rng.uniform(0.2, 1.5) * g ** rng.uniform(0.3, 1.0) for g in levels}
+    if rng.random() < 0.1:
+        del rates[rng.choice(levels)]  # an empty profile cell
+    return ScalingCurve(levels, rates, max_gpu=rng.choice((8, 16)))
+
+
+@pytest.mark.parametrize("seed", range(400))
+def test_pricing_equals_the_planners_gpu_time(seed: int) -> None:
+    rng = random.Random(seed)
+    curve = _curve(rng)
+    t0 = rng.choice((0, 3600))
+    slot = rng.choice((60, 240))
+    timeline = _timeline(rng, t0, low=rng.choice((0, 2)))
+    gpus = rng.choice(curve.levels)
+    iters = rng.choice((rng.uniform(1, 100), rng.uniform(100, 20000), float(rng.randint(1, 5000))))
+    deadline = t0 + rng.choice((30, 200, 1000, 5000, 50000))
+    priced = price_fixed_start(curve, iters, deadline, t0, timeline, N, slot, gpus)
+    try:
+        plan = plan_with_fixed_start(curve, iters, deadline, t0, timeline, N, slot, gpus)
+    except SimulationError:
+        assert priced is None
+        return
+    if plan.branch in ("fixed", "share"):
+        assert priced == (plan.branch, plan.gpu_time, plan.end)
+    else:
+        assert priced is None

@@ -30,6 +30,7 @@ from reprise.sim.mss_planner import (
     is_ascending,
     plan_job,
     plan_with_fixed_start,
+    price_fixed_start,
     timeline_without,
 )
 from reprise.sim.outcome import RoundSample, SimOptions, SimResult, planned_job_outcomes
@@ -283,25 +284,33 @@ class _EfSim:
                     job.offer = None
                     job.price_stamp = stamp
                     return
-        given_back, offer = self.offer_for(job, now)
-        job.offer = offer
-        job.marginal = (offer.gpu_time - allocation_gpu_time(job.alloc, job.end_time)) / (
+        given_back = timeline_without(self.timeline, job.alloc, job.end_time, self.n)
+        args = (job.curve, job.iter_left, job.deadline, now, given_back, self.n, self.slot)
+        priced = price_fixed_start(*args, job.next_gpus)
+        if priced is None:
+            offer = plan_with_fixed_start(*args, job.next_gpus)
+            job.offer = offer
+            branch, gpu_time, end = offer.branch, offer.gpu_time, offer.end
+        else:
+            job.offer = None
+            branch, gpu_time, end = priced
+        job.marginal = (gpu_time - allocation_gpu_time(job.alloc, job.end_time)) / (
             job.next_gpus - job.gpus
         )
         job.price_stamp = stamp
         job.price_break = job.price_fixed_end = None
-        if offer.branch in ("fixed", "share") and is_ascending(job.alloc):
+        if branch in ("fixed", "share") and is_ascending(job.alloc):
             job.price_break = first_key_after(given_back, now)
-            if offer.branch == "fixed" and job.price_break is not None:
-                job.price_fixed_end = offer.end
+            if branch == "fixed" and job.price_break is not None:
+                job.price_fixed_end = end
 
     def aligned_deadline(self, job: EfJob, now: float) -> float:
         return align(now, job.deadline, self.slot)
 
-    def offer_for(self, job: EfJob, now: float) -> tuple[Timeline, Plan]:
-        """The job's own plan given back, and its plan with `next_gpus` GPUs from now."""
+    def offer_for(self, job: EfJob, now: float) -> Plan:
+        """The job's plan with `next_gpus` GPUs from now, on the timeline without its own."""
         given_back = timeline_without(self.timeline, job.alloc, job.end_time, self.n)
-        offer = plan_with_fixed_start(
+        return plan_with_fixed_start(
             job.curve,
             job.iter_left,
             job.deadline,
@@ -311,7 +320,6 @@ class _EfSim:
             self.slot,
             job.next_gpus,
         )
-        return given_back, offer
 
     def distribute_leftover(self, now: float) -> None:
         """Grow jobs one level at a time, highest marginal first (quirk: DESCENDING sort)."""
@@ -340,7 +348,7 @@ class _EfSim:
                 offer = job.offer
                 if offer is None:
                     # the same plan the last pricing pass would have kept: nothing changed since
-                    offer = self.offer_for(job, now)[1]
+                    offer = self.offer_for(job, now)
                 self.grants += 1
                 agree_from = agreement_start(self.timeline, offer.timeline)
                 job.price_stamp = -1

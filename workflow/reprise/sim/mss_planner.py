@@ -6,6 +6,7 @@ Policy-free: it knows a job only through its scaling curve, remaining iterations
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from itertools import pairwise
 
@@ -462,43 +463,135 @@ def _plan(
         alloc[start] = 0
 
     quota = curve.next_level(0)
-    last_quota = 0
     if quota <= num_gpus and quota <= curve.max_gpu:
         for t in nf:
             if t < d_al and t not in alloc:
                 alloc[t] = 0
-    # Intervals [p, next key) between the planning start and the aligned deadline, latest first,
-    # with the most the free GPUs allow and their length; the last one is measured to the REAL
-    # deadline. Neither depends on the level tried, so they are collected once.
+    intervals = _intervals(list(nf), nf, start, d, d_al, fits)
+    split, quota, last_quota = _split_level(curve, intervals, iters, num_gpus, quota)
+    if split is not None:
+        return _commit_share(
+            curve, iters, d, d_al, start, split, quota, last_quota, alloc, nf, timeline,
+            num_gpus, slot,
+        )  # fmt: skip
+    return _commit_failure(
+        curve, iters, d, d_al, t0, start, last_quota, alloc, nf, timeline, num_gpus, slot,
+        carried, fixed_gpus,
+    )  # fmt: skip
+
+
+def _intervals(
+    keys: list[float],
+    free: Mapping[float, int],
+    start: float,
+    d: float,
+    d_al: float,
+    fits: list[int],
+) -> list[tuple[float, int, float]]:
+    """Intervals [p, next key) between the planning start and the aligned deadline, latest
+    first, with the most the free GPUs allow and their length; the last one is measured to the
+    REAL deadline. Neither depends on the level tried, so they are collected once."""
     intervals: list[tuple[float, int, float]] = []
     seg_end = d_al
-    for p in reversed(nf):
+    for p in reversed(keys):
         if p >= d_al:
             continue
         if p < start:
             break
-        most = fits[nf[p]]
+        most = fits[free[p]]
         if most:
             intervals.append((p, most, (d - p) if seg_end == d_al else (seg_end - p)))
         seg_end = p
+    return intervals
+
+
+def _split_level(
+    curve: ScalingCurve,
+    intervals: list[tuple[float, int, float]],
+    iters: float,
+    num_gpus: int,
+    quota: int,
+) -> tuple[float | None, int, int]:
+    """(split, quota, last_quota): the lowest level from `quota` up that finishes by the
+    deadline when run from the split point on; split None when none does (last_quota is then
+    the largest level tried). A missing rate raises KeyError."""
+    rates = curve.rates
+    last_quota = 0
     while quota <= num_gpus and quota <= curve.max_gpu:
         acc = 0.0
         for p, most, span in intervals:
             acc += span * rates[most if most < quota else quota]
             if acc >= iters:
-                return _commit_share(
-                    curve, iters, d, d_al, start, p, quota, last_quota, alloc, nf, timeline,
-                    num_gpus, slot,
-                )  # fmt: skip
+                return p, quota, last_quota
         last_quota = quota
         quota = curve.next_level(quota)
         if quota == last_quota:
             break
+    return None, quota, last_quota
 
-    return _commit_failure(
-        curve, iters, d, d_al, t0, start, last_quota, alloc, nf, timeline, num_gpus, slot,
-        carried, fixed_gpus,
-    )  # fmt: skip
+
+def _share_walk(
+    curve: ScalingCurve,
+    iters: float,
+    d: float,
+    d_al: float,
+    start: float,
+    split: float,
+    quota: int,
+    last_quota: int,
+    alloc: Allocation,
+    keys: Iterable[float],
+    free: Mapping[float, int],
+    num_gpus: int,
+    slot: int,
+) -> tuple[float, float, list[tuple[float, int]]]:
+    """The forward walk of a successful level: fills `alloc`, returns (end, real_end, GPUs taken
+    per interval start). Only the timeline's own values are read: the commit draws an interval
+    down only once the walk has left it."""
+    rates = curve.rates
+    fits = curve.fit_table(num_gpus)
+    taken: list[tuple[float, int]] = []
+    seg: float | None = None
+    gpus = 0
+    for t in keys:
+        if t > d_al:
+            break
+        if t < start:
+            continue
+        if seg is not None:
+            alloc[seg] = gpus
+            if gpus:
+                taken.append((seg, gpus))
+                span = (d - seg) if t == d_al else (t - seg)
+                its = span * rates[gpus]
+                if seg < split:
+                    if its >= iters:
+                        raise SimulationError(
+                            "job finishes before its split point (upstream asserts)"
+                        )
+                    iters -= its
+                elif its < iters:
+                    iters -= its
+                else:
+                    left = math.ceil(iters / rates[gpus])
+                    end = seg + align(0, left, slot)
+                    if end > t:
+                        raise SimulationError(
+                            f"planned end {end} passes breakpoint {t} (upstream asserts)"
+                        )
+                    return end, seg + left, taken
+        # the previous level before the split point, `quota` from it on, capped by what is free
+        seg = t
+        gpus = fits[free[t]]
+        cap = quota if t >= split else last_quota
+        if gpus > cap:
+            gpus = cap
+    if seg is None:
+        raise SimulationError("no interval to plan in (upstream crashes)")
+    alloc[seg] = gpus
+    taken.append((seg, gpus))
+    left = math.ceil(iters / rates[gpus])
+    return seg + align(0, left, slot), seg + left, taken
 
 
 def _commit_share(
@@ -517,59 +610,12 @@ def _commit_share(
     slot: int,
 ) -> Plan:
     """Success at level `quota`: the previous level before `split`, `quota` from it on."""
-    rates = curve.rates
-    fits = curve.fit_table(num_gpus)
-    seg: float | None = None
-    gpus = 0
-    end: float | None = None
-    real_end = 0.0
-    for t in nf:
-        if t > d_al:
-            break
-        if t < start:
-            continue
-        if seg is not None:
-            alloc[seg] = gpus
-            if gpus:
-                left_free = nf[seg] - gpus
-                if left_free < 0:
-                    raise SimulationError(
-                        f"plan overdraws the timeline at {seg} (upstream asserts)"
-                    )
-                nf[seg] = left_free
-                span = (d - seg) if t == d_al else (t - seg)
-                its = span * rates[gpus]
-                if seg < split:
-                    if its >= iters:
-                        raise SimulationError(
-                            "job finishes before its split point (upstream asserts)"
-                        )
-                    iters -= its
-                elif its < iters:
-                    iters -= its
-                else:
-                    left = math.ceil(iters / rates[gpus])
-                    end = seg + align(0, left, slot)
-                    real_end = seg + left
-                    if end > t:
-                        raise SimulationError(
-                            f"planned end {end} passes breakpoint {t} (upstream asserts)"
-                        )
-                    break
-        # the previous level before the split point, `quota` from it on, capped by what is free
-        seg = t
-        gpus = fits[nf[t]]
-        cap = quota if t >= split else last_quota
-        if gpus > cap:
-            gpus = cap
-    if end is None:
-        if seg is None:
-            raise SimulationError("no interval to plan in (upstream crashes)")
-        alloc[seg] = gpus
+    end, real_end, taken = _share_walk(
+        curve, iters, d, d_al, start, split, quota, last_quota, alloc, list(nf), nf, num_gpus,
+        slot,
+    )  # fmt: skip
+    for seg, gpus in taken:
         _take(nf, seg, gpus)
-        left = math.ceil(iters / rates[gpus])
-        real_end = seg + left
-        end = seg + align(0, left, slot)
     alloc = _sorted(alloc)
     # the job gives its GPUs back at `end`: the original value in force just before it
     release = num_gpus
@@ -694,6 +740,79 @@ def _commit_failure(
     nf[seg] = num_gpus - q
     nf = _insert(nf, end, num_gpus)
     return Plan(alloc, end, real_end, nf, d, "overflow")
+
+
+def price_fixed_start(
+    curve: ScalingCurve,
+    iter_left: float,
+    deadline: float,
+    t0: float,
+    timeline: Timeline,
+    num_gpus: int,
+    slot: int,
+    gpus: int,
+) -> tuple[str, float, float] | None:
+    """(branch, gpu_time, end) of `plan_with_fixed_start` when it ends in the "fixed" or
+    "share" branch, computed without building the plan or its timeline; None otherwise.
+
+    For pricing only (3.1.4): the same walk as `_plan`/`_commit_share`, reading the free counts
+    that they read (the timeline's own values: the planner only edits intervals it has left
+    behind) and summing `allocation_gpu_time` over the same keys in the same order, so the
+    result is bit-identical. Every case that is not a plain success (a failure plan, any
+    condition the planner raises on, keys before t0 or out of order) returns None: the caller
+    then runs the planner itself.
+    """
+    if iter_left <= 0 or not timeline or next(iter(timeline)) != t0 or not is_ascending(timeline):
+        return None
+    rates = curve.rates
+    g_rate = rates.get(gpus)
+    if g_rate is None or gpus > timeline[t0]:
+        return None
+    d = deadline
+    d_al = align(t0, d, slot)
+    keys = list(timeline)
+    nxt = keys[1] if len(keys) > 1 else d_al
+    real_end: float = math.ceil(t0 + iter_left / g_rate)
+    end = align(t0, real_end, slot)
+    if nxt >= end and d >= real_end:
+        return "fixed", allocation_gpu_time({t0: gpus}, end), end
+    if d_al < t0:
+        return None
+    # the planner's keys: the timeline's plus the aligned deadline (valued as the interval
+    # it falls in), ascending
+    free_at = timeline
+    if d_al not in timeline:
+        free_at = dict(timeline)
+        pos = bisect_left(keys, d_al)
+        free_at[d_al] = timeline[keys[pos - 1]]
+        keys.insert(pos, d_al)
+    span0 = (d - t0) if nxt == d_al else (nxt - t0)
+    iters = iter_left - span0 * g_rate
+    start = nxt
+    alloc: Allocation = {t0: gpus, start: 0}
+    quota = curve.next_level(0)
+    if quota <= num_gpus and quota <= curve.max_gpu:
+        for t in keys:
+            if t >= d_al:
+                break
+            if t not in alloc:
+                alloc[t] = 0
+    fits = curve.fit_table(num_gpus)
+    intervals = _intervals(keys, free_at, start, d, d_al, fits)
+    try:
+        split, quota, last_quota = _split_level(curve, intervals, iters, num_gpus, quota)
+    except KeyError:
+        return None
+    if split is None:
+        return None
+    try:
+        plan_end = _share_walk(
+            curve, iters, d, d_al, start, split, quota, last_quota, alloc, keys, free_at,
+            num_gpus, slot,
+        )[0]  # fmt: skip
+    except (KeyError, SimulationError):
+        return None
+    return "share", allocation_gpu_time(_sorted(alloc), plan_end), plan_end
 
 
 def plan_with_fixed_start(

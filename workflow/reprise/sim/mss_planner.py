@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
-from itertools import pairwise
 
 from reprise.errors import SimulationError
 from reprise.sim.timing import align
@@ -205,7 +204,7 @@ def timeline_without(
     The job's end and its plan keys become breakpoints (with the value in force there).
     """
     keys = list(alloc)
-    if not all(a < b for a, b in pairwise(keys)):
+    if keys != sorted(keys):
         return _timeline_without_literal(timeline, alloc, end, num_gpus)
     added: dict[float, int] = {}
     if end not in timeline:
@@ -243,8 +242,9 @@ def timeline_without(
 
 
 def is_ascending(mapping: Mapping[float, int]) -> bool:
-    """Keys strictly ascending in insertion order."""
-    return all(a < b for a, b in pairwise(mapping))
+    """Keys strictly ascending in insertion order (keys are distinct, so sorted = ascending)."""
+    keys = list(mapping)
+    return keys == sorted(keys)
 
 
 def first_key_after(timeline: Mapping[float, int], t0: float) -> float | None:

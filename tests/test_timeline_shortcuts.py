@@ -3,7 +3,6 @@ helpers they stand for, on random timelines and plans."""
 
 from __future__ import annotations
 
-import math
 import random
 
 import pytest
@@ -12,7 +11,7 @@ from reprise.errors import SimulationError
 from reprise.sim.mss_planner import (
     ScalingCurve,
     Timeline,
-    agreement_start,
+    TimelineEdit,
     first_break_given_back,
     first_key_after,
     merge_runs,
@@ -34,27 +33,28 @@ def _timeline(rng: random.Random, t0: float, low: int = 0) -> Timeline:
     return merge_runs(timeline)
 
 
-def _agreement_literal(old: Timeline, new: Timeline) -> float:
-    keys = sorted(set(old) | set(new))
-    for a in keys:
-        if all(value_at(old, k, -1) == value_at(new, k, -1) for k in keys if k >= a):
-            return a
-    return math.inf
+def _differ_literal(old: Timeline, new: Timeline, lo: float, hi: float) -> bool:
+    points = [lo, *(k for k in sorted(set(old) | set(new)) if lo <= k <= hi)]
+    return any(value_at(old, t, -1) != value_at(new, t, -1) for t in points)
 
 
 @pytest.mark.parametrize("seed", range(200))
-def test_agreement_start_is_where_the_timelines_stop_differing(seed: int) -> None:
+def test_an_edit_touches_exactly_the_windows_where_the_timelines_differ(seed: int) -> None:
     rng = random.Random(seed)
     old = _timeline(rng, 0)
     new = dict(old) if seed % 3 == 0 else _timeline(rng, 0)
     if seed % 5 == 0:
         # an edit of the early part only
         new = merge_runs({**old, 0: old[0] - 1 if old[0] else 1})
-    assert agreement_start(old, new) == _agreement_literal(old, new)
+    edit = TimelineEdit(old, new)
+    for _ in range(20):
+        lo = rng.choice([*old, *new, rng.uniform(0, 600)])
+        hi = lo + rng.choice((0, 1, 30, 60, 300, 1000))
+        assert edit.touches(lo, hi) == _differ_literal(old, new, lo, hi)
 
 
-def test_agreement_start_makes_no_claim_on_different_starts() -> None:
-    assert agreement_start({0: 1, 60: 2}, {60: 2}) == math.inf
+def test_an_edit_makes_no_claim_on_different_starts() -> None:
+    assert TimelineEdit({0: 1, 60: 2}, {60: 2}).touches(1000, 2000)
 
 
 @pytest.mark.parametrize("seed", range(300))

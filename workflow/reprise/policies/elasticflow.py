@@ -23,7 +23,7 @@ from reprise.sim.mss_planner import (
     Plan,
     ScalingCurve,
     Timeline,
-    agreement_start,
+    TimelineEdit,
     allocation_gpu_time,
     first_break_given_back,
     first_key_after,
@@ -250,14 +250,14 @@ class _EfSim:
 
     # ---- leftover GPUs (spec 3.1.4) -----------------------------------------------------------
 
-    def price(self, job: EfJob, free: int, now: float, agree_from: float = math.inf) -> None:
+    def price(self, job: EfJob, free: int, now: float, edit: TimelineEdit | None = None) -> None:
         """Marginal GPU-time of growing `job` to its next level now (spec 3.1.4).
 
         The tentative plan is kept only where it had to be computed. A pending job's marginal
-        is +inf whatever its plan. A running job's marginal is reused when the timeline is
-        unchanged from its plan's first breakpoint on (`agree_from` <= it, the timeline edit
-        since the last pricing ended before it) and that breakpoint is the same: a fixed-start
-        plan in the "fixed" or "share" branch reads nothing else of the timeline.
+        is +inf whatever its plan. A running job's marginal is reused when the timeline `edit`
+        since the last pricing leaves its given-back timeline's first breakpoint where it was
+        and, for a "share" plan, leaves the timeline between that breakpoint and the aligned
+        deadline alone: a fixed-start plan in the "fixed" or "share" branch reads nothing else.
         """
         if job.next_gpus - job.gpus > free or job.next_gpus == job.gpus:
             job.marginal = -math.inf
@@ -271,15 +271,15 @@ class _EfSim:
             job.price_break = job.price_fixed_end = None
             return
         brk = job.price_break
-        if job.price_stamp == stamp - 1 and brk is not None:
+        if edit is not None and job.price_stamp == stamp - 1 and brk is not None:
             fixed_end = job.price_fixed_end
-            if fixed_end is not None or agree_from <= brk:
+            d_al = align(now, job.deadline, self.slot)
+            if fixed_end is not None or not edit.touches(brk, d_al):
                 applies, now_brk = first_break_given_back(self.timeline, job.alloc, job.end_time)
                 if applies and (
                     now_brk == brk
                     if fixed_end is None
-                    else (now_brk if now_brk is not None else self.aligned_deadline(job, now))
-                    >= fixed_end
+                    else (now_brk if now_brk is not None else d_al) >= fixed_end
                 ):
                     job.offer = None
                     job.price_stamp = stamp
@@ -303,9 +303,6 @@ class _EfSim:
             job.price_break = first_key_after(given_back, now)
             if branch == "fixed" and job.price_break is not None:
                 job.price_fixed_end = end
-
-    def aligned_deadline(self, job: EfJob, now: float) -> float:
-        return align(now, job.deadline, self.slot)
 
     def offer_for(self, job: EfJob, now: float) -> Plan:
         """The job's plan with `next_gpus` GPUs from now, on the timeline without its own."""
@@ -341,7 +338,7 @@ class _EfSim:
         granted = True
         while free > 0 and granted:
             granted = False
-            agree_from = math.inf
+            edit: TimelineEdit | None = None
             for job in self.runnable:
                 if job.next_gpus - job.gpus > free or job.next_gpus == job.gpus:
                     continue
@@ -350,7 +347,7 @@ class _EfSim:
                     # the same plan the last pricing pass would have kept: nothing changed since
                     offer = self.offer_for(job, now)
                 self.grants += 1
-                agree_from = agreement_start(self.timeline, offer.timeline)
+                edit = TimelineEdit(self.timeline, offer.timeline)
                 job.price_stamp = -1
                 self.timeline = offer.timeline
                 job.alloc = offer.alloc
@@ -374,7 +371,7 @@ class _EfSim:
             self.stamp += 1
             for job in self.runnable:
                 if job.next_gpus - job.gpus > 0:
-                    self.price(job, free, now, agree_from)
+                    self.price(job, free, now, edit)
             self.runnable.sort(key=_marginal, reverse=True)
 
     # ---- placement, round log, overheads ------------------------------------------------------

@@ -6,7 +6,7 @@ Policy-free: it knows a job only through its scaling curve, remaining iterations
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 
 from reprise.errors import SimulationError
@@ -255,31 +255,51 @@ def first_key_after(timeline: Mapping[float, int], t0: float) -> float | None:
     return None
 
 
-def agreement_start(old: Timeline, new: Timeline) -> float:
-    """The earliest time from which two timelines hold the same free count for ever.
+class TimelineEdit:
+    """Where two timelines (read as step functions from their common first key) differ:
+    ascending, disjoint intervals [a, b). `touches(lo, hi)` says whether any of them meets
+    the closed interval [lo, hi]. Makes no claim (touches everything) when the timelines are
+    not ascending or start at different keys."""
 
-    Both are read as step functions from their first key on; `math.inf` when they differ on
-    their last interval, or when either is not ascending or they start at different keys (no
-    claim made). Used to tell which planning results a timeline edit cannot have changed.
-    """
-    ka = list(old)
-    kb = list(new)
-    if not ka or not kb or ka[0] != kb[0] or not is_ascending(old) or not is_ascending(new):
-        return math.inf
-    i = len(ka) - 1
-    j = len(kb) - 1
-    upper = math.inf
-    while i >= 0 and j >= 0:
-        ta, tb = ka[i], kb[j]
-        t = ta if ta > tb else tb
-        if old[ta] != new[tb]:
-            return upper
-        upper = t
-        if ta == t:
-            i -= 1
-        if tb == t:
-            j -= 1
-    return upper
+    __slots__ = ("_ends", "_starts", "everywhere")
+
+    def __init__(self, old: Timeline, new: Timeline) -> None:
+        self._starts: list[float] = []
+        self._ends: list[float] = []
+        ka = list(old)
+        kb = list(new)
+        self.everywhere = not ka or not kb or ka[0] != kb[0] or ka != sorted(ka) or kb != sorted(kb)
+        if self.everywhere:
+            return
+        i = j = 0
+        va = vb = 0
+        na, nb = len(ka), len(kb)
+        open_at: float | None = None
+        while i < na or j < nb:
+            t = ka[i] if i < na else math.inf
+            if j < nb and kb[j] < t:
+                t = kb[j]
+            if i < na and ka[i] == t:
+                va = old[t]
+                i += 1
+            if j < nb and kb[j] == t:
+                vb = new[t]
+                j += 1
+            if va != vb and open_at is None:
+                open_at = t
+            elif va == vb and open_at is not None:
+                self._starts.append(open_at)
+                self._ends.append(t)
+                open_at = None
+        if open_at is not None:
+            self._starts.append(open_at)
+            self._ends.append(math.inf)
+
+    def touches(self, lo: float, hi: float) -> bool:
+        if self.everywhere:
+            return True
+        k = bisect_right(self._ends, lo)  # first difference ending after lo
+        return k < len(self._starts) and self._starts[k] <= hi
 
 
 def first_break_given_back(

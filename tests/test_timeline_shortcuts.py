@@ -20,6 +20,7 @@ from reprise.sim.mss_planner import (
     timeline_without,
     value_at,
 )
+from reprise.sim.timing import align
 
 N = 16
 
@@ -71,6 +72,11 @@ def test_first_break_equals_the_given_back_timeline(seed: int) -> None:
     timeline = _timeline(rng, t0)
     # the plan's GPUs must be free to give back: keep the timeline under N - held
     timeline = merge_runs({k: min(v, N - held) for k, v in timeline.items()})
+    full = timeline_without(timeline, plan, end, N)
+    until = rng.choice((t0, t0 + 60, t0 + 500))
+    short = timeline_without(timeline, plan, end, N, until)
+    beyond = [k for k in full if k > until]
+    assert list(short.items()) == list(full.items())[: len(full) - max(len(beyond) - 1, 0)]
     applies, key = first_break_given_back(timeline, plan, end)
     assert applies
     assert key == first_key_after(timeline_without(timeline, plan, end, N), t0)
@@ -99,6 +105,12 @@ def test_pricing_equals_the_planners_gpu_time(seed: int) -> None:
     iters = rng.choice((rng.uniform(1, 100), rng.uniform(100, 20000), float(rng.randint(1, 5000))))
     deadline = t0 + rng.choice((30, 200, 1000, 5000, 50000))
     priced = price_fixed_start(curve, iters, deadline, t0, timeline, N, slot, gpus)
+    # the pricing reads nothing past the first key after the aligned deadline
+    d_al = align(t0, deadline, slot)
+    keys = list(timeline)
+    cut = next((i for i, k in enumerate(keys) if k > d_al), len(keys) - 1)
+    prefix = {k: timeline[k] for k in keys[: cut + 1]}
+    assert price_fixed_start(curve, iters, deadline, t0, prefix, N, slot, gpus) == priced
     try:
         plan = plan_with_fixed_start(curve, iters, deadline, t0, timeline, N, slot, gpus)
     except SimulationError:

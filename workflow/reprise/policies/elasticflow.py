@@ -271,9 +271,9 @@ class _EfSim:
             job.price_break = job.price_fixed_end = None
             return
         brk = job.price_break
+        d_al = align(now, job.deadline, self.slot)
         if edit is not None and job.price_stamp == stamp - 1 and brk is not None:
             fixed_end = job.price_fixed_end
-            d_al = align(now, job.deadline, self.slot)
             if fixed_end is not None or not edit.touches(brk, d_al):
                 applies, now_brk = first_break_given_back(self.timeline, job.alloc, job.end_time)
                 if applies and (
@@ -284,11 +284,13 @@ class _EfSim:
                     job.offer = None
                     job.price_stamp = stamp
                     return
-        given_back = timeline_without(self.timeline, job.alloc, job.end_time, self.n)
-        args = (job.curve, job.iter_left, job.deadline, now, given_back, self.n, self.slot)
-        priced = price_fixed_start(*args, job.next_gpus)
+        # the pricing reads the given-back timeline only up to the aligned deadline
+        given_back = timeline_without(self.timeline, job.alloc, job.end_time, self.n, d_al)
+        args = (job.curve, job.iter_left, job.deadline, now)
+        priced = price_fixed_start(*args, given_back, self.n, self.slot, job.next_gpus)
         if priced is None:
-            offer = plan_with_fixed_start(*args, job.next_gpus)
+            given_back = timeline_without(self.timeline, job.alloc, job.end_time, self.n)
+            offer = plan_with_fixed_start(*args, given_back, self.n, self.slot, job.next_gpus)
             job.offer = offer
             branch, gpu_time, end = offer.branch, offer.gpu_time, offer.end
         else:

@@ -197,11 +197,17 @@ def _take(nf: Timeline, t: float, gpus: int) -> None:
 
 
 def timeline_without(
-    timeline: Timeline, alloc: Mapping[float, int], end: float, num_gpus: int
+    timeline: Timeline,
+    alloc: Mapping[float, int],
+    end: float,
+    num_gpus: int,
+    until: float | None = None,
 ) -> Timeline:
     """The timeline with a job's own plan given back on [plan start, end), compressed (3.1.4).
 
-    The job's end and its plan keys become breakpoints (with the value in force there).
+    The job's end and its plan keys become breakpoints (with the value in force there). With
+    `until`, the result may stop after its first key beyond `until` (what a pricing up to an
+    aligned deadline reads).
     """
     keys = list(alloc)
     if keys != sorted(keys):
@@ -238,6 +244,8 @@ def timeline_without(
         if v != last:
             merged[t] = v
             last = v
+            if until is not None and t > until:
+                break
     return merged
 
 

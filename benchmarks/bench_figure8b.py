@@ -1,7 +1,7 @@
 """Time EF-code-base policies on every Figure 8(b) run (trace x cluster) and write a table.
 
-Run on demand, never in the test suite (the traces must exist: `snakemake figure8b_traces` or
-`snakemake results/traces/cluster01.csv ...`):
+Run on demand, never in the test suite (the traces must exist first, e.g.
+`snakemake results/traces/cluster01.csv ... results/traces/philly.csv -c1`):
     .venv/bin/python benchmarks/bench_figure8b.py [--policies edf gandiva dlas-gpu ef-accessctrl]
         [--traces cluster10 philly] [--max-jobs 2000] [--timeout 1800]
 Each run is a child process (killed after --timeout seconds and reported as such), timed from

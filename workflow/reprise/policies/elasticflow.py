@@ -72,6 +72,8 @@ class EfJob:
     offer: Plan | None = None
     """Tentative plan with `next_gpus` GPUs from now (from the latest marginal computation);
     None when the marginal was known without it (it is then planned when granted)."""
+    own_gpu_time: float = 0.0
+    """GPU-seconds of the job's current plan (the marginal's baseline; set per leftover pass)."""
     price_stamp: int = -1
     """Timeline stamp (`_EfSim.stamp`) the marginal holds for."""
     price_break: float | None = None
@@ -296,7 +298,7 @@ class _EfSim:
         else:
             job.offer = None
             branch, gpu_time, end = priced
-        job.marginal = (gpu_time - allocation_gpu_time(job.alloc, job.end_time)) / (
+        job.marginal = (gpu_time - job.own_gpu_time) / (
             job.next_gpus - job.gpus
         )
         job.price_stamp = stamp
@@ -325,6 +327,7 @@ class _EfSim:
         used = 0
         for job in self.runnable:
             job.next_gpus = job.curve.next_level(job.gpus)
+            job.own_gpu_time = allocation_gpu_time(job.alloc, job.end_time)
             used += job.gpus
         free = self.n - used
         if free < 0 or self.timeline.get(now) != free:
@@ -367,6 +370,7 @@ class _EfSim:
                     raise SimulationError(f"timeline and free GPUs disagree at {now}")
                 granted = True
                 job.next_gpus = job.curve.next_level(job.gpus)
+                job.own_gpu_time = allocation_gpu_time(job.alloc, job.end_time)
                 job.offer = None
                 break
             # quirk: re-priced (with the new free count) even once nothing is left to give

@@ -298,9 +298,7 @@ class _EfSim:
         else:
             job.offer = None
             branch, gpu_time, end = priced
-        job.marginal = (gpu_time - job.own_gpu_time) / (
-            job.next_gpus - job.gpus
-        )
+        job.marginal = (gpu_time - job.own_gpu_time) / (job.next_gpus - job.gpus)
         job.price_stamp = stamp
         job.price_break = job.price_fixed_end = None
         if branch in ("fixed", "share") and is_ascending(job.alloc):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from tqdm import tqdm
 
@@ -501,12 +502,9 @@ class _EdfSim:
         )
 
 
-def _deadline(job: EdfJob) -> int:
-    return job.deadline
-
-
-def _gpus(job: EdfJob) -> int:
-    return job.gpus
+# C-level sort keys (the sorts run over every runnable job each round)
+_deadline = attrgetter("trace.deadline")
+_gpus = attrgetter("gpus")
 
 
 def simulate(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from reprise.errors import SimulationError
 
@@ -179,5 +180,4 @@ class EventList:
         return events[0].time
 
 
-def _time(event: Event) -> float:
-    return event.time
+_time = attrgetter("time")

@@ -12,6 +12,7 @@ from reprise.sim.mss_planner import (
     ScalingCurve,
     Timeline,
     TimelineEdit,
+    _timeline_without_literal,
     first_break_given_back,
     first_key_after,
     merge_runs,
@@ -120,3 +121,19 @@ def test_pricing_equals_the_planners_gpu_time(seed: int) -> None:
         assert priced == (plan.branch, plan.gpu_time, plan.end)
     else:
         assert priced is None
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_giving_a_plan_back_equals_upstreams_delta_passes(seed: int) -> None:
+    rng = random.Random(seed)
+    t0 = rng.choice((0, 120))
+    plan: dict[float, int] = {t0 + rng.choice((0, 0, 15)): rng.randint(0, 4)}
+    t = next(iter(plan))
+    for _ in range(rng.randint(0, 4)):
+        t += rng.choice((30, 60, 45.5, 7))
+        plan[t] = rng.randint(0, 4)
+    end = t + rng.choice((0, 1, 60, 200, 333))
+    timeline = merge_runs({k: min(v, N - 4) for k, v in _timeline(rng, t0).items()})
+    assert timeline_without(timeline, plan, end, N) == _timeline_without_literal(
+        timeline, plan, end, N
+    )

@@ -212,19 +212,30 @@ def timeline_without(
     keys = list(alloc)
     if keys != sorted(keys):
         return _timeline_without_literal(timeline, alloc, end, num_gpus)
+    tk = list(timeline)
+    # an ascending timeline (the usual case) answers "value in force at t" by bisection
+    tv = list(timeline.values()) if tk == sorted(tk) else None
     added: dict[float, int] = {}
     if end not in timeline:
         before: int | None = None
-        for t, v in timeline.items():
-            if t >= end:
-                break
-            before = v
+        if tv is not None:
+            j = bisect_left(tk, end)
+            before = tv[j - 1] if j else None
+        else:
+            for t, v in timeline.items():
+                if t >= end:
+                    break
+                before = v
         if before is None:
             raise SimulationError(f"plan end {end} precedes the timeline (upstream crashes)")
         added[end] = before
     for ta in keys:
         if ta not in timeline and ta not in added:
-            added[ta] = value_at(timeline, ta, num_gpus)
+            if tv is not None:
+                j = bisect_right(tk, ta)
+                added[ta] = tv[j - 1] if j else num_gpus
+            else:
+                added[ta] = value_at(timeline, ta, num_gpus)
     items = sorted([*timeline.items(), *added.items()]) if added else timeline.items()
     # every key in [first plan key, end) gets back the GPUs the plan holds there: the same
     # result as upstream's one delta pass per plan key when the plan is ascending

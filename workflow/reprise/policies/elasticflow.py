@@ -78,7 +78,7 @@ class EfJob:
     """Timeline stamp (`_EfSim.stamp`) the marginal holds for."""
     price_break: float | None = None
     """First breakpoint after now of the given-back timeline the marginal was planned on;
-    None when the marginal may depend on more than the timeline from that point on."""
+    None when the marginal is not reusable (a failure plan, or a plan with unsorted keys)."""
     price_fixed_end: float | None = None
     """The aligned end of a "fixed" tentative plan: it stays that plan (same marginal) for as
     long as the given-back timeline has no breakpoint before this end."""

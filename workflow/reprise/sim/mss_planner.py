@@ -801,7 +801,8 @@ def price_fixed_start(
     condition the planner raises on, keys before t0 or out of order) returns None: the caller
     then runs the planner itself.
     """
-    if iter_left <= 0 or not timeline or next(iter(timeline)) != t0 or not is_ascending(timeline):
+    keys = list(timeline)
+    if iter_left <= 0 or not keys or keys[0] != t0 or keys != sorted(keys):
         return None
     rates = curve.rates
     g_rate = rates.get(gpus)
@@ -809,7 +810,6 @@ def price_fixed_start(
         return None
     d = deadline
     d_al = align(t0, d, slot)
-    keys = list(timeline)
     nxt = keys[1] if len(keys) > 1 else d_al
     real_end: float = math.ceil(t0 + iter_left / g_rate)
     end = align(t0, real_end, slot)

@@ -243,11 +243,17 @@ def timeline_without(
     last: int | None = None
     i = 0
     held = 0
+    n_keys = len(keys)
+    # the next plan key to pass (inf once all are passed) and the earliest time to stop at
+    next_key = keys[0] if n_keys else math.inf
+    stop_after = math.inf if until is None else until
     for t, v in items:
         if t < end:
-            while i < len(keys) and keys[i] <= t:
-                held = alloc[keys[i]]
-                i += 1
+            if next_key <= t:
+                while i < n_keys and keys[i] <= t:
+                    held = alloc[keys[i]]
+                    i += 1
+                next_key = keys[i] if i < n_keys else math.inf
             if i:
                 v += held
         if v > num_gpus:
@@ -255,7 +261,7 @@ def timeline_without(
         if v != last:
             merged[t] = v
             last = v
-            if until is not None and t > until:
+            if t > stop_after:
                 break
     return merged
 

@@ -421,7 +421,10 @@ def simulate(
                 bar.update(1)
             runnable.extend(event.arrivals)
 
+        # this round's jobs in list order; `placed` holds them by size, the placement order
+        chosen: list[_Job] = []
         placed = []
+        free = num_gpus
         if runnable:
             problem = _round_problem(runnable, num_gpus, t_event)
             if problem is None:
@@ -430,14 +433,13 @@ def simulate(
                 # priority = x * 1e9 with x as tie-break, i.e. plain x; stable, so list order
                 # (carried over between rounds) breaks exact ties
                 priority.order(runnable, problem)
-            free = num_gpus
             for job in runnable:
                 if free <= 0:
                     break
                 if job.spec.num_gpu <= free:
-                    placed.append(job)
+                    chosen.append(job)
                     free -= job.spec.num_gpu
-            placed.sort(key=_gpus, reverse=True)
+            placed = sorted(chosen, key=_gpus, reverse=True)
         else:
             priority.forget()
         gpu_map = placer.place(now, placed)
@@ -447,7 +449,7 @@ def simulate(
         rounds.append(
             RoundSample(
                 time=now,
-                gpus_in_use=sum(j.spec.num_gpu for j in placed),
+                gpus_in_use=num_gpus - free,
                 ce=ce / num_gpus,
                 running=len(placed),
                 pending=len(runnable) - len(placed),
@@ -458,13 +460,10 @@ def simulate(
         _coalesce(events, now, slot)
         lease_end = now + slot
         finishing: list[_Job] = []
-        running = set(map(id, placed))
-        for job in runnable:
-            if id(job) not in running:
-                continue
+        for job in chosen:
             # overhead is always 0 (spec 2.5: the estimate is never computed for Themis)
             end = now + job.time_left
-            job.time_left = max(0, job.time_left - slot)
+            job.time_left = job.time_left - slot if job.time_left > slot else 0
             job.iters_left -= slot * job.tput
             if job.iters_left <= 0:
                 job.time_left = 0

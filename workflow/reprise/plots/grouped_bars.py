@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
 from reprise.plots.style import PUBLISHED, new_figure, policy_colors, save
 
 
@@ -31,13 +34,17 @@ def plot_grouped_bars(rows: Sequence[Mapping[str, str]], title: str, pdf: Path, 
             )
         if row["published"]:
             ax.plot(x, float(row["published"]), marker="_", color=PUBLISHED, markersize=8, mew=2)
-    for policy in policies:
-        ax.bar([], [], color=colors[policy], label=labels[policy])
-    ax.plot([], [], marker="_", color=PUBLISHED, linestyle="none", mew=2, label="published")
+    # explicit handles: an empty bar() call gives a legend patch in the default colour
+    handles: list[Patch | Line2D] = [
+        Patch(color=colors[policy], label=labels[policy]) for policy in policies
+    ]
+    handles.append(
+        Line2D([], [], marker="_", color=PUBLISHED, linestyle="none", mew=2, label="published")
+    )
     ax.set_xticks(range(len(groups)), groups, rotation=30 if len(groups) > 6 else 0)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("Deadline satisfactory ratio")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, ncols=4, loc="upper left", frameon=False)
+    ax.legend(handles=handles, fontsize=7, ncols=4, loc="upper left", frameon=False)
     ax.grid(axis="y", alpha=0.3)
     save(fig, pdf, png)

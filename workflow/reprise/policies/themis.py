@@ -258,14 +258,13 @@ class _PriorityOrder:
         _sort_by_shares(runnable, shares)
 
     def _replay(self, runnable: list[_Job]) -> list[_Job]:
-        order = list(self._deferred[0].jobs)
-        previous: list[_Job] | None = None
+        # the first deferred round was posed on a list in upstream's order: carrying from an
+        # empty order gives exactly that list
+        order: list[_Job] = []
         for problem in self._deferred:
-            if previous is not None:
-                order = _carry_order(previous, problem.jobs)
+            order = _carry_order(order, problem.jobs)
             _sort_by_shares(order, _aligned(self._solver.shares(problem), problem.jobs, order))
             self.replayed_rounds += 1
-            previous = order
         return _carry_order(order, runnable)
 
 

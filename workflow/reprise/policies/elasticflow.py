@@ -40,6 +40,13 @@ from reprise.sim.placement_elastic import (
     PlacementCache,
     cache_flags,
 )
+from reprise.sim.scale_up_pricing import (
+    Certificate,
+    SortedTimeline,
+    plan_is_integral,
+    price_given_back,
+    still_holds,
+)
 from reprise.sim.timing import align, overhead
 
 NO_CHANGE = sys.maxsize
@@ -82,6 +89,12 @@ class EfJob:
     price_fixed_end: float | None = None
     """The aligned end of a "fixed" tentative plan: it stays that plan (same marginal) for as
     long as the given-back timeline has no breakpoint before this end."""
+    price_cert: Certificate | None = None
+    """What the marginal read of the timeline, where `price_given_back` could say (else None)."""
+    checked_alloc: Allocation | None = None
+    checked_end: float = 0.0
+    whole_plan: bool = False
+    """`plan_is_integral` of `checked_alloc` (held, so identity is safe) and `checked_end`."""
 
     @property
     def idx(self) -> int:
@@ -137,6 +150,8 @@ class _EfSim:
         self.running: list[EfJob] = []
         self.pending: list[EfJob] = []
         self.timeline: Timeline = {}
+        self.sorted_timeline: tuple[Timeline, SortedTimeline] = ({}, SortedTimeline({}))
+        """The current timeline as lists (`price_given_back`), rebuilt when it is replaced."""
         self.placement = ElasticPlacement(cluster)
         self.cache = PlacementCache(self.n)
         self.accepted = 0
@@ -276,7 +291,14 @@ class _EfSim:
         d_al = align(now, job.deadline, self.slot)
         if edit is not None and job.price_stamp == stamp - 1 and brk is not None:
             fixed_end = job.price_fixed_end
-            if fixed_end is not None or not edit.touches(brk, d_al):
+            if (
+                fixed_end is not None
+                or not edit.touches(brk, d_al)
+                or (
+                    job.price_cert is not None
+                    and still_holds(job.price_cert, edit, self.sorted_now(), brk, d_al)
+                )
+            ):
                 applies, now_brk = first_break_given_back(self.timeline, job.alloc, job.end_time)
                 if applies and (
                     now_brk == brk
@@ -286,9 +308,25 @@ class _EfSim:
                     job.offer = None
                     job.price_stamp = stamp
                     return
+        args = (job.curve, job.iter_left, job.deadline, now)
+        if job.checked_alloc is not job.alloc or job.checked_end != job.end_time:
+            job.checked_alloc, job.checked_end = job.alloc, job.end_time
+            job.whole_plan = plan_is_integral(job.alloc, job.end_time)
+        fast = price_given_back(
+            *args, self.sorted_now(), job.alloc, job.end_time, self.n, self.slot,
+            job.next_gpus, job.whole_plan,
+        )  # fmt: skip
+        if fast is not None:
+            branch, gpu_time, end, brk, job.price_cert = fast
+            job.offer = None
+            job.marginal = (gpu_time - job.own_gpu_time) / (job.next_gpus - job.gpus)
+            job.price_stamp = stamp
+            job.price_break = brk
+            job.price_fixed_end = end if branch == "fixed" and brk is not None else None
+            return
+        job.price_cert = None
         # the pricing reads the given-back timeline only up to the aligned deadline
         given_back = timeline_without(self.timeline, job.alloc, job.end_time, self.n, d_al)
-        args = (job.curve, job.iter_left, job.deadline, now)
         priced = price_fixed_start(*args, given_back, self.n, self.slot, job.next_gpus)
         if priced is None:
             given_back = timeline_without(self.timeline, job.alloc, job.end_time, self.n)
@@ -305,6 +343,12 @@ class _EfSim:
             job.price_break = first_key_after(given_back, now)
             if branch == "fixed" and job.price_break is not None:
                 job.price_fixed_end = end
+
+    def sorted_now(self) -> SortedTimeline:
+        """The current timeline as lists, rebuilt once after each change."""
+        if self.sorted_timeline[0] is not self.timeline:
+            self.sorted_timeline = (self.timeline, SortedTimeline(self.timeline))
+        return self.sorted_timeline[1]
 
     def offer_for(self, job: EfJob, now: float) -> Plan:
         """The job's plan with `next_gpus` GPUs from now, on the timeline without its own."""

@@ -326,6 +326,26 @@ class TimelineEdit:
         k = bisect_right(self._ends, lo)  # first difference ending after lo
         return k < len(self._starts) and self._starts[k] <= hi
 
+    def windows(self, lo: float, hi: float) -> list[tuple[float, float]]:
+        """The differences [a, b) that meet [lo, hi), clipped to it (everything if `everywhere`)."""
+        if self.everywhere:
+            return [(lo, hi)]
+        found = []
+        for k in range(bisect_right(self._ends, lo), len(self._starts)):
+            a = self._starts[k]
+            if a >= hi:
+                break
+            found.append((max(a, lo), min(self._ends[k], hi)))
+        return found
+
+    def near(self, lo: float, hi: float) -> bool:
+        """Whether a difference or one of its ends lies in [lo, hi]: the keys of a compressed
+        timeline can change only there."""
+        if self.everywhere:
+            return True
+        k = bisect_left(self._ends, lo)  # first difference ending at or after lo
+        return k < len(self._starts) and self._starts[k] <= hi
+
 
 def first_break_given_back(
     timeline: Timeline, alloc: Mapping[float, int], end: float

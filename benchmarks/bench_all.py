@@ -1,13 +1,15 @@
 """Time `snakemake all` on a fresh clone, stage by stage, and summarise every simulation run.
 
 Run on demand, never in the test suite (the whole evaluation takes a while):
-    .venv/bin/python benchmarks/bench_all.py [--cores 2] [--mirror ../shared/upstream]
+    .venv/bin/python benchmarks/bench_all.py [--cores 2] [--mirror ../shared/upstream] [--keep]
 It clones the committed HEAD into a temporary directory (nothing in this checkout's results/ is
-touched), then runs the stages as separate Snakemake invocations so each gets its own wall time:
-data + traces (`--until prepare_trace`), the simulations of each figure (`figureN --until
-simulate`), then `all` (tables, claims, figures, scorecard). It writes
+touched) and runs one `snakemake all -c N` there, as a user would (so stages overlap where the
+DAG lets them), then `snakemake all --report`. Stages are read off the run: each simulation's
+`benchmark:` file gives its length and its modification time its end, so a figure's
+simulations span from the first start to the last end; data and traces come before the first
+simulation, tables, claims, figures and the scorecard after the last. It writes
 results/benchmarks/all_stages.csv and all_runs.csv (per figure and policy: runs, summed and
-largest wall time, peak RSS, from each run's `benchmark:` file) and prints both as Markdown tables.
+largest wall time, peak RSS) and report.html, and prints both tables as Markdown.
 """
 
 from __future__ import annotations
@@ -69,6 +71,21 @@ def _write(rows: list[dict[str, str]], dest: Path) -> None:
         print("| " + " | ".join(row.values()) + " |")
 
 
+def _spans(clone: Path) -> dict[str, tuple[float, float, float]]:
+    """Per figure: (first start, last end, summed seconds) of its simulations."""
+    spans: dict[str, tuple[float, float, float]] = {}
+    root = clone / "results/benchmarks/sim"
+    for path in sorted(root.rglob("*.tsv")):
+        figure = path.relative_to(root).parts[0]
+        with path.open() as fh:
+            (row,) = list(csv.DictReader(fh, delimiter="\t"))
+        length = float(row["s"])
+        end = path.stat().st_mtime
+        first, last, busy = spans.get(figure, (end - length, end, 0.0))
+        spans[figure] = (min(first, end - length), max(last, end), busy + length)
+    return spans
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cores", type=int, default=2)
@@ -82,22 +99,37 @@ def main() -> None:
     env = dict(os.environ)
     env["REPRISE_MIRRORS"] = str(args.mirror.resolve())
     env["PYTHONPATH"] = str(clone / "workflow")  # the clone's library, not this checkout's
-    stages: list[tuple[str, tuple[str, ...]]] = [
-        ("data and traces", ("all", "--until", "prepare_trace"))
-    ]
-    stages += [(f"{f} simulations", (f, "--until", "simulate")) for f in FIGURES]
-    stages += [("tables, claims, figures, scorecard", ("all",))]
-    rows = []
-    total = 0.0
-    for name, targets in stages:
-        wall = _snakemake(clone, env, args.cores, *targets)
-        total += wall
-        rows.append({"stage": name, "wall_s": f"{wall:.1f}", "cumulative_s": f"{total:.1f}"})
-        print(f"{name}: {wall:.1f} s (cumulative {total:.1f} s)", flush=True)
-    load = f"(load average at the end: {os.getloadavg()[0]:.2f})"
-    rows.append({"stage": load, "wall_s": "", "cumulative_s": ""})
-    _write(rows, args.out / "all_stages.csv")
-    _write(_run_rows(clone), args.out / "all_runs.csv")
+    started = time.time()
+    wall = _snakemake(clone, env, args.cores, "all")
+    finished = time.time()
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    report_s = _snakemake(clone, env, 1, "all", "--report", str(out / "report.html"))
+    spans = _spans(clone)
+    first = min(span[0] for span in spans.values())
+    last = max(span[1] for span in spans.values())
+
+    def row(stage: str, lo: float, hi: float, busy: str = "") -> dict[str, str]:
+        return {
+            "stage": stage,
+            "from_s": f"{lo - started:.1f}",
+            "to_s": f"{hi - started:.1f}",
+            "wall_s": f"{hi - lo:.1f}",
+            "job_s": busy,
+        }
+
+    rows = [row("data and traces (before the first simulation)", started, first)]
+    for figure in FIGURES:
+        if figure in spans:
+            lo, hi, busy = spans[figure]
+            rows.append(row(f"{figure} simulations", lo, hi, f"{busy:.1f}"))
+    rows.append(row("tables, claims, figures, scorecard (after the last)", last, finished))
+    rows.append(row(f"snakemake all -c{args.cores}", started, finished))
+    rows.append(row("snakemake all --report", finished, finished + report_s))
+    load = f"(load average at the end: {os.getloadavg()[0]:.2f}; wall {wall:.1f} s)"
+    rows.append({"stage": load, "from_s": "", "to_s": "", "wall_s": "", "job_s": ""})
+    _write(rows, out / "all_stages.csv")
+    _write(_run_rows(clone), out / "all_runs.csv")
     if args.keep:
         print(f"clone kept at {clone}")
     else:

@@ -63,7 +63,8 @@ def plot_ratio_bars(
             f"({row['accepted']}/{row['total']}), not drawn"
             for row in noted
         )
-        fig.text(0.01, 0.005, text, fontsize=7, ha="left", va="bottom")
+        # as the axis label, so the layout makes room for it under the tick labels
+        ax.set_xlabel(text, fontsize=7)
     ax.set_xticks(x, labels)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("Deadline satisfactory ratio")

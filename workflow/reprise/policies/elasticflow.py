@@ -299,7 +299,11 @@ class _EfSim:
                     and still_holds(job.price_cert, edit, self.sorted_now(), brk, d_al)
                 )
             ):
-                applies, now_brk = first_break_given_back(self.timeline, job.alloc, job.end_time)
+                listed = self.sorted_now()
+                lists = None if listed.keys is None else (listed.keys, listed.values)
+                applies, now_brk = first_break_given_back(
+                    self.timeline, job.alloc, job.end_time, lists
+                )
                 if applies and (
                     now_brk == brk
                     if fixed_end is None

@@ -348,15 +348,23 @@ class TimelineEdit:
 
 
 def first_break_given_back(
-    timeline: Timeline, alloc: Mapping[float, int], end: float
+    timeline: Timeline,
+    alloc: Mapping[float, int],
+    end: float,
+    lists: tuple[list[float], list[int]] | None = None,
 ) -> tuple[bool, float | None]:
     """`first_key_after(timeline_without(timeline, alloc, end, n), start)` without building it.
 
     Returns (applies, key): applies is False where the shortcut makes no claim (plan keys not
     ascending, or a plan key or the end before the timeline's first key); key is None when
-    the given-back timeline has a single key. Walks only up to that first breakpoint.
+    the given-back timeline has a single key. Walks only up to that first breakpoint. `lists`
+    are the timeline's keys and values where the caller has them (saves copying the keys).
     """
-    tk = list(timeline)
+    if lists is None:
+        tk = list(timeline)
+        tv = list(timeline.values())
+    else:
+        tk, tv = lists
     ak = list(alloc)
     if not tk or not ak or not is_ascending(alloc):
         return False, None
@@ -378,7 +386,7 @@ def first_break_given_back(
         if t == inf:
             return True, None
         while i < nt and tk[i] <= t:
-            free = timeline[tk[i]]
+            free = tv[i]
             i += 1
         while j < na and ak[j] <= t:
             held = alloc[ak[j]]

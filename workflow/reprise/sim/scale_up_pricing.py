@@ -3,11 +3,14 @@
 `price_given_back` returns what `price_fixed_start(..., timeline_without(..., until=d_al), ...)`
 returns, plus the given-back timeline's first breakpoint after the planning time, without
 building either dict: it merges the timeline (as two ascending lists shared by every job priced
-between two grants) with the job's own plan up to the aligned deadline, then runs the same
-backward level search and forward walk over lists. Every float operation is the one the two
-helpers do, in their order, so results are bit-identical; every case they would treat
-otherwise (unsorted keys, a raise, a failure plan) returns None and the caller takes the
-general path.
+between two grants) with the job's own plan up to the aligned deadline. Where nothing caps the
+job below the levels it tries and every key is a whole number, its running sums telescope and
+the loops' decisions follow from a few comparisons that clear their thresholds by a wide margin
+(`_price_unconstrained`); that price comes with a `Certificate` of what it read, so the caller
+can keep it across timeline edits that change nothing of that. Otherwise the same backward
+level search and forward walk run over lists, with every float operation the helpers do, in
+their order. Results are bit-identical; every case the helpers treat otherwise (unsorted keys,
+a raise, a failure plan) returns None and the caller takes the general path.
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ class SortedTimeline:
         compressed = all(a != b for a, b in pairwise(values))
         self.keys: list[float] | None = keys if ascending and compressed else None
         self.values: list[int] = values
-        self.integral = all(float(k).is_integer() and abs(k) < _EXACT for k in keys)
+        in_range = not keys or (min(keys) > -_EXACT and max(keys) < _EXACT)
+        self.integral = in_range and all(map(float.is_integer, map(float, keys)))
         """Every key a whole number of seconds (sums of GPUs x lengths are then exact)."""
 
     def lowest(self, lo: float, hi: float) -> int | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from docutils.core import publish_parts
 
 from reprise.analysis.claims import metric_agreement_claim
@@ -135,3 +136,55 @@ def test_seeded_runs_show_mean_spread_seeds_and_policy_tolerance(tmp_path: Path)
     assert tick_label(row) == "Pollux\nseeds 0,1,2"
     assert tick_label({**row, "seeds": "4"}) == "Pollux\nseed 4"
     assert tick_label({**row, "seeds": ""}) == "Pollux"
+
+
+def test_a_noted_policy_is_written_under_the_tick_labels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A policy given as a note (Chronus's greedy mode on Figure 8(a)) gets a line of its own,
+    inside the figure and clear of every tick label."""
+    import matplotlib
+
+    from reprise.plots import ratio_bars
+
+    drawn: list[matplotlib.figure.Figure] = []
+    monkeypatch.setattr(ratio_bars, "save", lambda fig, pdf, png: drawn.append(fig))
+
+    def row(policy: str, label: str, value: float, seeds: str = "") -> dict[str, str]:
+        return {
+            "policy": policy,
+            "label": label,
+            "status": "ok",
+            "published": "0.5",
+            "ratio_published_rule": str(value),
+            "ratio_std": "0.01" if seeds else "",
+            "ratio_completion": "",
+            "seeds": seeds,
+            "accepted": "80",
+            "total": "195",
+        }
+
+    rows = [
+        row("edf", "EDF", 0.4),
+        row("pollux", "Pollux", 0.52, "0;1;2"),
+        row("chronus-greedy", "Chronus (greedy)", 0.41),
+        row("ef-accessctrl", "ElasticFlow", 0.9),
+    ]
+    ratio_bars.plot_ratio_bars(
+        rows, "t", tmp_path / "f.pdf", tmp_path / "f.png", notes=["chronus-greedy"]
+    )
+    (fig,) = drawn
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    (ax,) = fig.axes
+    note = ax.xaxis.label
+    assert note.get_text() == "Chronus (greedy): 0.410 (80/195), not drawn"
+    box = note.get_window_extent(renderer)
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "EDF",
+        "Pollux\nseeds 0,1,2",
+        "ElasticFlow",
+    ]
+    for tick in ax.get_xticklabels():
+        assert not box.overlaps(tick.get_window_extent(renderer))
+    assert fig.bbox.contains(box.x0, box.y0) and fig.bbox.contains(box.x1, box.y1)

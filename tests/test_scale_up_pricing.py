@@ -202,3 +202,24 @@ def test_an_edit_in_the_window_of_the_end_voids_the_certificate() -> None:
     starved[1200] = 0
     edit = TimelineEdit(timeline, starved)
     assert not still_holds(cert, edit, SortedTimeline(starved), before[3], 6000)
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_the_listed_given_back_timeline_equals_timeline_without(seed: int) -> None:
+    from reprise.sim.scale_up_pricing import _given_back
+
+    rng = random.Random(seed)
+    timeline, plan, end, t0, _ = _case(rng, whole=seed % 2 == 0)
+    if seed % 5 == 0:
+        plan = {t0 - 30: 1, **{k: v for k, v in plan.items() if k != t0}}  # before the timeline
+    keys = sorted(timeline)
+    until = rng.choice((t0, rng.choice(keys), keys[-1] + 100, (keys[0] + keys[-1]) / 2))
+    listed = _given_back(keys, [timeline[k] for k in keys], plan, end, N, until)
+    try:
+        expected = timeline_without(timeline, plan, end, N, until)
+    except SimulationError:
+        assert listed is None
+        return
+    assert listed is not None
+    assert dict(zip(*listed, strict=True)) == expected
+    assert listed[0] == list(expected)

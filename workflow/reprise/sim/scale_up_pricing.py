@@ -7,10 +7,9 @@ between two grants) with the job's own plan up to the aligned deadline. Where no
 job below the levels it tries and every key is a whole number, its running sums telescope and
 the loops' decisions follow from a few comparisons that clear their thresholds by a wide margin
 (`_price_unconstrained`); that price comes with a `Certificate` of what it read, so the caller
-can keep it across timeline edits that change nothing of that. Otherwise the same backward
-level search and forward walk run over lists, with every float operation the helpers do, in
-their order. Results are bit-identical; every case the helpers treat otherwise (unsorted keys,
-a raise, a failure plan) returns None and the caller takes the general path.
+can keep it across timeline edits that change nothing of that. Every other case (a thin
+margin, a capped job, fractional keys, unsorted keys, a raise, a failure plan) returns None and
+the caller runs the planner's own loops (`price_fixed_start`), so results are bit-identical.
 """
 
 from __future__ import annotations
@@ -203,93 +202,17 @@ def price_given_back(
         keys.insert(pos, d_al)
         vals.insert(pos, vals[pos - 1])
     iters = iter_left - (nxt - t0) * g_rate
-    fits = curve.fit_table(num_gpus)
     if whole_plan is None:
         whole_plan = plan_is_integral(alloc, end)
-    if timeline.integral and iters > 0 and whole_plan:
-        decided, known = _price_unconstrained(
-            curve, keys, vals, pos, t0, nxt, d, iters, gpus, fits, num_gpus, slot
-        )
-        if decided:
-            return None if known is None else ("share", known[0], known[1], brk, known[2])
-    # keys[1] = nxt is the planning start; keys[pos] = d_al
-    most = [fits[v] for v in vals[: pos + 1]]
-    # backward level search (mss_planner._intervals + _split_level)
-    intervals: list[tuple[int, int, float]] = []
-    seg_end = d_al
-    for k in range(pos - 1, 0, -1):
-        p = keys[k]
-        m = most[k]
-        if m:
-            intervals.append((k, m, (d - p) if seg_end == d_al else (seg_end - p)))
-        seg_end = p
-    quota = curve.next_level(0)
-    quota_ok = quota <= num_gpus and quota <= curve.max_gpu
-    max_gpu = curve.max_gpu
-    last_quota = 0
-    split = -1
-    while quota <= num_gpus and quota <= max_gpu:
-        acc = 0.0
-        for k, m, span in intervals:
-            r = rates.get(m if m < quota else quota)
-            if r is None:
-                return None
-            acc += span * r
-            if acc >= iters:
-                split = k
-                break
-        if split >= 0:
-            break
-        last_quota = quota
-        quota = curve.next_level(quota)
-        if quota == last_quota:
-            break
-    if split < 0:
+    if not (timeline.integral and iters > 0 and whole_plan):
         return None
-    # forward walk (mss_planner._share_walk) with the GPU-time sum of the sorted plan
-    total = 0.0 + gpus * (nxt - t0)
-    seg = 1
-    g = most[1]
-    cap = quota if split <= 1 else last_quota
-    if g > cap:
-        g = cap
-    for k in range(2, pos + 1):
-        t = keys[k]
-        s = keys[seg]
-        if g:
-            r = rates.get(g)
-            if r is None:
-                return None
-            its = ((d - s) if k == pos else (t - s)) * r
-            if seg < split:
-                if its >= iters:
-                    return None
-                iters -= its
-            elif its < iters:
-                iters -= its
-            else:
-                left = math.ceil(iters / r)
-                plan_end = s + align(0, left, slot)
-                if plan_end > t:
-                    return None
-                # the sorted plan's next key after `s` is `t` unless `t` is the deadline
-                # (or the plan holds only the walked keys)
-                upto = t if (k < pos and quota_ok) else plan_end
-                return "share", total + g * (upto - s), plan_end, brk, None
-            total += g * (t - s)
-        seg = k
-        g = most[k]
-        cap = quota if k >= split else last_quota
-        if g > cap:
-            g = cap
-    # the walk ran to the aligned deadline itself
-    r = rates.get(g)
-    if r is None:
-        return None
-    left = math.ceil(iters / r)
-    s = keys[seg]
-    plan_end = s + align(0, left, slot)
-    return "share", total + g * (plan_end - s), plan_end, brk, None
+    fits = curve.fit_table(num_gpus)
+    decided, known = _price_unconstrained(
+        curve, keys, vals, pos, t0, nxt, d, iters, gpus, fits, num_gpus, slot
+    )
+    if not decided:
+        return None  # the planner's own loops decide (`price_fixed_start`)
+    return None if known is None else ("share", known[0], known[1], brk, known[2])
 
 
 def still_holds(

@@ -19,3 +19,11 @@ class DataError(ReproError):
 
 class SimulationError(ReproError):
     """A simulation reached a state the upstream simulator would abort on."""
+
+
+class ProvisionError(ReproError):
+    """A testbed node could not be created, reached or trusted, or a cluster inventory is wrong."""
+
+
+class TestbedError(ReproError):
+    """A process of a testbed run failed, a node died mid-run, or results could not be collected."""

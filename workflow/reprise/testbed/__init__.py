@@ -1,0 +1,1 @@
+"""Real runs on real nodes: inventories, provisioning, process lifecycle, link shaping, trainers."""

@@ -1,0 +1,1 @@
+"""One module per provider (ssh, docker, slurm, kubernetes): nodes made ready, and torn down."""

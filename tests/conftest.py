@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from infra.slurm import slurm  # noqa: F401  (session fixture: Slurm starts once)
 
 from reprise.data.clusters import ClusterSpec, load_cluster_spec
 from reprise.data.profiles import ThroughputProfiles, load_profiles

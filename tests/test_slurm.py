@@ -1,6 +1,7 @@
 """The workflow on a real one-node Slurm cluster through `--profile slurm`.
 
-The cluster is started by tests/infra/start-slurm.sh and stopped by tests/infra/stop-slurm.sh.
+The cluster is started by tests/infra/start-slurm.sh and stopped by tests/infra/stop-slurm.sh,
+once per session (the `slurm` fixture of tests/infra/slurm.py, registered in conftest.py).
 
 The cluster has no accounting database, so the profile's automatic status mode must pick squeue
 (MinJobAge=600 in the test cluster's slurm.conf). Every snakemake call runs under `timeout -k 5`:
@@ -14,7 +15,6 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,50 +33,12 @@ from infra.workflow import (
     tiny_config,
 )
 
-INFRA = REPO / "tests" / "infra"
-SLURM_DIR = Path(os.environ.get("REPRISE_SLURM_DIR", "/tmp/reprise-infra/slurm"))
 POLICIES = ["edf", "gandiva"]
 TARGET = "results/tables/tiny.csv"
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+)")
 CLUSTER_SPEC = (
     "resources/upstream/ElasticFlow-artifact/ElasticFlow/scheduler/cluster_specs/n4g8.csv"
 )
-
-
-@pytest.fixture(scope="session")
-def slurm() -> Iterator[dict[str, str]]:
-    """A running one-node Slurm cluster; yields the environment its clients need."""
-    installed = all(shutil.which(d) for d in ("slurmctld", "slurmd", "munged", "sbatch"))
-    if os.geteuid() != 0:
-        pytest.skip(
-            "a local Slurm cluster needs root (munged/slurmctld/slurmd switch users); "
-            "run the suite as root, as CI does, to include the Slurm tests"
-        )
-    if not installed and shutil.which("apt-get") is None:
-        pytest.skip("slurm-wlm and munge are not installed and apt-get is not available")
-    started = subprocess.run(
-        ["bash", str(INFRA / "start-slurm.sh")],
-        env={**os.environ, "REPRISE_SLURM_DIR": str(SLURM_DIR)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if started.returncode != 0:
-        pytest.fail(f"start-slurm.sh failed:\n{started.stdout}\n{started.stderr}")
-    try:
-        yield {
-            "SLURM_CONF": str(SLURM_DIR / "etc" / "slurm.conf"),
-            # the first status query after 2 s, not 40 s: MinJobAge=600 >= 3 x 2
-            "REPRISE_SLURM_INIT_SECONDS": "2",
-            "REPRISE_SLURM_JOBS": "4",
-        }
-    finally:
-        subprocess.run(
-            ["bash", str(INFRA / "stop-slurm.sh")],
-            env={**os.environ, "REPRISE_SLURM_DIR": str(SLURM_DIR)},
-            capture_output=True,
-            timeout=120,
-        )
 
 
 @dataclass(frozen=True)

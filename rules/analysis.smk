@@ -6,7 +6,8 @@ rule figure_table:
         summaries=get_run_summaries,
         paper=get_paper,
     output:
-        "results/tables/{experiment}.csv",
+        # update(): Snakemake keeps the previous table and puts it back if this job fails
+        update("results/tables/{experiment}.csv"),
     log:
         "results/logs/tables/{experiment}.log",
     conda:

@@ -5,24 +5,41 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from reprise.config import (
+    ITP_ARCHIVE,
     UPSTREAM_ROOT,
     check_config,
+    check_schema,
     cluster_spec_path,
     pending_policies,
     policy_data_files,
     profile_files,
     runs_of,
     split_instance,
+    trace_clusters,
     trace_entry,
     trace_source,
 )
-from reprise.data.fetch import load_catalog
+from reprise.data.clusters import cluster_from_name, load_cluster_spec
+from reprise.data.fetch import load_catalog, mirror_dirs, verify_installed
 from reprise.data.profiles import load_profiles
 from reprise.data.traces import load_trace
+from reprise.data.validate import check_fits_clusters, check_gpu_counts
+from reprise.runlock import hold_run_lock
 
+SCHEMA = f"{workflow.basedir}/config/schema/config.schema.yaml"
+check_schema(config, SCHEMA)
 validate(config, schema="../config/schema/config.schema.yaml")
 CATALOG = load_catalog(config["data"]["catalog"])
 check_config(config, CATALOG)
+# copies are verified at every start, not only when fetched: an edited one stops the run here
+verify_installed(CATALOG, Path(UPSTREAM_ROOT))
+
+
+onstart:
+    # only a run that executes jobs gets here (not -n, --lint, --unlock, nor the Snakemake
+    # that a cluster executor starts inside a job: those pass --no-hooks); --nolock opts out
+    if workflow.execution_settings.lock:
+        hold_run_lock()
 
 
 wildcard_constraints:
@@ -32,20 +49,44 @@ wildcard_constraints:
     policy=r"[a-z0-9\-]+(\.s[0-9]+)?",
 
 
+def get_cluster_spec_of(cluster):
+    return f"{UPSTREAM_ROOT}/{cluster_spec_path(cluster)}"
+
+
+def upstream_root_with(files):
+    """The first of resources/upstream and the mirrors that holds all `files` (paths below
+    resources/upstream), or None: a half-fetched profile folder must not pass for a whole one."""
+    for root in [Path(UPSTREAM_ROOT), *mirror_dirs(config["data"].get("mirrors", []))]:
+        if all((root / Path(f).relative_to(UPSTREAM_ROOT)).is_file() for f in files):
+            return root
+    return None
+
+
 def validate_local_traces():
-    """Local traces are checked at start, so a bad row fails before any output is touched."""
+    """Local traces are checked at start against the profiles and every cluster they run on,
+    so a bad row fails before any output is touched. Upstream traces are checked the same
+    way by prepare_trace, before its output is accepted."""
     for name, trace in config["traces"].items():
         if "file" not in trace:
             continue
-        profile_dir = Path(profile_files(CATALOG, trace["gpu_type"])[0]).parent
-        mirror_copy = None
-        for mirror in config["data"].get("mirrors", []):
-            candidate = Path(mirror) / profile_dir.relative_to(UPSTREAM_ROOT)
-            if candidate.is_dir():
-                mirror_copy = candidate
-                break
-        source = profile_dir if profile_dir.is_dir() else mirror_copy
-        load_trace(trace["file"], load_profiles(source) if source else None)
+        files = profile_files(CATALOG, trace["gpu_type"])
+        root = upstream_root_with(files)
+        profile_dir = Path(files[0]).parent.relative_to(UPSTREAM_ROOT)
+        profiles = load_profiles(root / profile_dir) if root else None
+        jobs = load_trace(trace["file"], profiles)
+        if profiles is not None:
+            check_gpu_counts(trace["file"], jobs, profiles)
+        clusters = []
+        for key, cluster in trace_clusters(config, name):
+            spec = get_cluster_spec_of(cluster)
+            root = upstream_root_with([spec])
+            shape = (
+                load_cluster_spec(root / cluster_spec_path(cluster))
+                if root
+                else cluster_from_name(cluster)
+            )
+            clusters.append((f"{key}.cluster", shape))
+        check_fits_clusters(trace["file"], jobs, clusters)
 
 
 validate_local_traces()
@@ -57,6 +98,21 @@ def get_trace_source(wildcards):
         return []
     # a user's own trace file is read where it is, never from the default storage (Kubernetes)
     return [local(source)] if "file" in trace_entry(config, wildcards.trace) else [source]
+
+
+def get_trace_upstream(wildcards):
+    """The files a trace instance was prepared from (their hashes go into summary.json)."""
+    entry = trace_entry(config, wildcards.trace)
+    if "itp" in entry:
+        return [f"{UPSTREAM_ROOT}/{ITP_ARCHIVE}", *get_trace_source(wildcards)]
+    return get_trace_source(wildcards)
+
+
+def get_trace_clusters(wildcards):
+    """Specs of every cluster the trace runs on: prepare_trace checks that each job fits."""
+    return sorted(
+        {get_cluster_spec_of(cluster) for _, cluster in trace_clusters(config, wildcards.trace)}
+    )
 
 
 def get_trace_spec(wildcards):
@@ -80,7 +136,7 @@ def get_policy_data(wildcards):
 
 
 def get_cluster_spec(wildcards):
-    return f"{UPSTREAM_ROOT}/{cluster_spec_path(wildcards.cluster)}"
+    return get_cluster_spec_of(wildcards.cluster)
 
 
 def get_upstream_entry(wildcards):

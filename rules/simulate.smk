@@ -4,6 +4,7 @@
 rule simulate:
     input:
         trace="results/traces/{trace}.csv",
+        trace_upstream=get_trace_upstream,
         cluster_spec=get_cluster_spec,
         profiles=get_profile_files,
         policy_data=get_policy_data,

@@ -5,6 +5,7 @@ rule prepare_trace:
     input:
         source=get_trace_source,
         profiles=get_profile_files,
+        clusters=get_trace_clusters,
     output:
         "results/traces/{trace}.csv",
     log:

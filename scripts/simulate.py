@@ -7,11 +7,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir)))
 from _log import redirect_stderr
 from reprise.config import data_root_of, split_instance
+from reprise.data.fetch import load_catalog
 from reprise.faults import inject as inject_faults
+from reprise.lifetime import die_with_parent
 from reprise.sim.outcome import SimOptions
 from reprise.simulate import run_simulation
 
 redirect_stderr(snakemake)
+die_with_parent()  # a killed Snakemake takes this simulation with it, no orphan writes later
 inject_faults(snakemake)  # test-only faults chosen by REPRISE_FAIL_RUN etc.; none by default
 w = snakemake.wildcards
 switches = snakemake.params.switches
@@ -35,6 +38,8 @@ summary = run_simulation(
     labels={"experiment": w.experiment, "trace": w.trace},
     seeded=seed is not None,
     policy_data=[Path(p) for p in snakemake.input.policy_data],
+    trace_sources=[Path(p) for p in snakemake.input.trace_upstream],
+    catalog=load_catalog(snakemake.config["data"]["catalog"]),
 )
 m = summary["metrics"]
 print(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 from reprise.data.fetch import UpstreamFile
@@ -119,6 +120,39 @@ def data_root_of(policy_instance: str, files: list[str]) -> str:
     return head.rstrip("/") or "."
 
 
+def _key(path: Sequence[Any]) -> str:
+    parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in path]
+    return "".join(parts).lstrip(".") or "(top level)"
+
+
+def check_schema(config: Mapping[str, Any], schema_path: Path | str) -> None:
+    """Raise ConfigError for the first schema violation, naming the config key and what the
+    schema says the key is for (Snakemake's own message shows the schema, not the fix)."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path)))
+    if not errors:
+        return
+    error = jsonschema.exceptions.best_match(errors)
+    assert error is not None  # errors is not empty
+    description = error.schema.get("description") if isinstance(error.schema, dict) else None
+    hint = f" ({description})" if description else ""
+    if error.validator == "uniqueItems":
+        hint += "; list each entry once"
+    raise ConfigError(
+        f"config key {_key(list(error.path))}: {error.message}{hint}; schema {schema_path}"
+    )
+
+
+def _check_generated(name: str, spec: Mapping[str, Any]) -> None:
+    low, high = spec.get("min_ddl", 0.5), spec.get("max_ddl", 1.5)
+    if high < low:
+        raise ConfigError(
+            f"config key traces.{name}.generated.max_ddl: {high} is below min_ddl {low}; "
+            f"deadlines are drawn between min_ddl and max_ddl times the duration"
+        )
+
+
 def check_config(config: Mapping[str, Any], catalog: Mapping[str, UpstreamFile]) -> None:
     """Raise ConfigError naming the offending key for references the schema cannot check."""
     traces = config["traces"]
@@ -132,6 +166,8 @@ def check_config(config: Mapping[str, Any], catalog: Mapping[str, UpstreamFile])
         local = trace.get("file")
         if local is not None and not Path(local).is_file():
             raise ConfigError(f"config key traces.{name}.file: no such file {local!r}")
+        if "generated" in trace:
+            _check_generated(name, trace["generated"])
         itp = trace.get("itp")
         if itp is not None and itp not in ITP_TRACES:
             raise ConfigError(
@@ -156,10 +192,28 @@ def check_config(config: Mapping[str, Any], catalog: Mapping[str, UpstreamFile])
                     f"config key experiments.{exp_name}.seeds.{policy}: seeds are for the "
                     f"randomised policies only ({', '.join(sorted(SEEDED_POLICIES))})"
                 )
+        for note in exp.get("note_policies", []):
+            if note not in exp["policies"]:
+                raise ConfigError(
+                    f"config key experiments.{exp_name}.note_policies: {note!r} is not run in "
+                    f"this experiment (policies: {', '.join(exp['policies'])}); add it to "
+                    f"experiments.{exp_name}.policies or drop the note"
+                )
         if not Path(exp["paper"]).is_file():
             raise ConfigError(
                 f"config key experiments.{exp_name}.paper: no such file {exp['paper']!r}"
             )
+
+
+def trace_clusters(config: Mapping[str, Any], instance: str) -> list[tuple[str, str]]:
+    """Every (config key of a run, cluster name) that runs the trace behind `instance`."""
+    base, _ = split_instance(instance)
+    return [
+        (f"experiments.{exp_name}.runs[{i}]", run["cluster"])
+        for exp_name, exp in config["experiments"].items()
+        for i, run in enumerate(exp["runs"])
+        if run["trace"] == base
+    ]
 
 
 def runs_of(config: Mapping[str, Any], experiment: str) -> list[Run]:

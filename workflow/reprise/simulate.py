@@ -11,9 +11,10 @@ import numpy as np
 
 import reprise
 from reprise.data.clusters import load_cluster_spec
-from reprise.data.fetch import sha256_of
+from reprise.data.fetch import UpstreamFile, sha256_of, verify_used
 from reprise.data.profiles import load_profiles
 from reprise.data.traces import load_trace
+from reprise.data.validate import check_trace
 from reprise.policies import get_policy
 from reprise.sim.outcome import SimOptions
 from reprise.sim.records import write_run_record
@@ -38,18 +39,26 @@ def run_simulation(
     labels: Mapping[str, str] | None = None,
     seeded: bool = False,
     policy_data: Sequence[Path] = (),
+    trace_sources: Sequence[Path] = (),
+    catalog: Mapping[str, UpstreamFile] | None = None,
 ) -> dict[str, Any]:
     """Simulate `policy` and write jobs.csv, events.csv, summary.json into `outdir`.
 
     A `seeded` run (a randomised policy) records `options.seed`; `policy_data` are the extra
-    upstream files the policy reads (checksummed below `options.data_root`).
+    upstream files the policy reads (checksummed below `options.data_root`); `trace_sources`
+    the files the trace was prepared from. Every input found in `catalog` is verified against
+    its pinned sha256 before it is used, and all their hashes go into summary.json.
     """
+    profile_files = sorted(profile_dir.glob("*.csv"))
+    upstream = verify_used(
+        [*trace_sources, cluster_spec, *profile_files, *policy_data], catalog or {}
+    )
     profiles = load_profiles(profile_dir)
     jobs = load_trace(trace, profiles)
     cluster = load_cluster_spec(cluster_spec)
+    check_trace(trace, jobs, profiles, [(f"run {outdir}", cluster)])
     simulate = get_policy(policy)
     result = simulate(jobs, cluster, profiles, options)
-    profile_files = sorted(profile_dir.glob("*.csv"))
     meta: dict[str, Any] = {
         **(labels or {}),
         "policy": policy,
@@ -75,6 +84,7 @@ def run_simulation(
                 if policy_data
                 else {}
             ),
+            "upstream": upstream,
         },
         "versions": {
             "reprise": reprise.__version__,

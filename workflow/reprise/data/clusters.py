@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,3 +46,12 @@ def load_cluster_spec(path: Path | str) -> ClusterSpec:
     return ClusterSpec(
         path.stem, values["num_switch"], values["num_node_p_switch"], values["num_gpu_p_node"]
     )
+
+
+def cluster_from_name(name: str) -> ClusterSpec:
+    """The shape an upstream spec name states (`n16g4`: 16 nodes of 4 GPUs), for checks made
+    before the spec file itself has been fetched."""
+    match = re.fullmatch(r"n([0-9]+)g([0-9]+)", name)
+    if match is None or int(match[1]) <= 0 or int(match[2]) <= 0:
+        raise TraceError(f"cluster name {name!r} is not of the form n<nodes>g<GPUs per node>")
+    return ClusterSpec(name, 1, int(match[1]), int(match[2]))

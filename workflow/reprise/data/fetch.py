@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,3 +135,53 @@ def fetch(
         )
     _download(entry, dest, timeout)
     return entry.url
+
+
+UPSTREAM_MARKER = "resources/upstream/"
+"""Where verified copies live; the part of a path after it is the file's catalog key."""
+
+
+def catalog_key(path: Path | str) -> str | None:
+    """The catalog path of a copy below resources/upstream/ (also behind a storage prefix)."""
+    text = Path(path).as_posix()
+    head, sep, tail = text.rpartition(UPSTREAM_MARKER)
+    if not sep or (head and not head.endswith("/")):
+        return None
+    return tail
+
+
+def verify_copy(path: Path, entry: UpstreamFile) -> str:
+    """The copy's sha256, which must still be the pinned one: copies are checked where they
+    are used, not only when fetched, so an edited or damaged copy cannot reach a result."""
+    actual = sha256_of(path)
+    if actual != entry.sha256:
+        raise DataError(
+            f"{path}: the copy of {entry.path} was changed after it was fetched: its sha256 is "
+            f"{actual}, the catalog pins {entry.sha256}. Delete it (rm {path}) and rerun: it is "
+            f"fetched and verified again."
+        )
+    return actual
+
+
+def verify_used(paths: Iterable[Path], catalog: Mapping[str, UpstreamFile]) -> dict[str, str]:
+    """Verify every catalog file among `paths`; return catalog key (else name) -> sha256."""
+    digests: dict[str, str] = {}
+    for path in paths:
+        key = catalog_key(path)
+        entry = catalog.get(key) if key is not None else None
+        if entry is not None:
+            digests[entry.path] = verify_copy(path, entry)
+        else:
+            digests[path.name] = sha256_of(path)
+    return digests
+
+
+def verify_installed(catalog: Mapping[str, UpstreamFile], root: Path) -> int:
+    """Verify every catalog file present below `root` (resources/upstream); returns how many."""
+    checked = 0
+    for entry in catalog.values():
+        copy = root / entry.path
+        if copy.is_file():
+            verify_copy(copy, entry)
+            checked += 1
+    return checked

@@ -11,13 +11,16 @@ from __future__ import annotations
 import csv
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reprise.data.clusters import ClusterSpec
 from reprise.data.profiles import ThroughputProfiles
-from reprise.errors import ConfigError
+from reprise.data.traces import load_trace
+from reprise.data.validate import check_trace
+from reprise.errors import ConfigError, TraceError
 
 # (model, global batch) in the order of upstream's 14-entry job table; choice() indexes into it
 TEMPLATES: tuple[tuple[str, int], ...] = (
@@ -100,7 +103,13 @@ def generate_rows(params: GeneratorParams, profiles: ThroughputProfiles) -> list
         gpus = _gpu_count(gpu_rng, params.max_gpus)
         model, batch = template_rng.choice(TEMPLATES)
         duration = _duration(duration_rng)
-        steps = duration * profiles.tput(model, batch, gpus)
+        tput = profiles.tput(model, batch, gpus)
+        if math.isnan(tput):
+            raise TraceError(
+                f"throughput profile {model}.csv (in {profiles.source}) has no measurement (nan) "
+                f"for batch {batch} at {gpus} GPUs"
+            )
+        steps = duration * tput
         if i > 0 and params.lam > 0:
             arrival += -math.log(1.0 - arrival_rng.random()) * params.lam
         ddl = arrival + int(deadline_rng.uniform(params.min_ddl, params.max_ddl) * duration)
@@ -111,15 +120,34 @@ def generate_rows(params: GeneratorParams, profiles: ThroughputProfiles) -> list
     return rows
 
 
-def write_generated_trace(params: GeneratorParams, profiles: ThroughputProfiles, dest: Path) -> int:
-    rows = generate_rows(params, profiles)
+def write_generated_trace(
+    params: GeneratorParams,
+    profiles: ThroughputProfiles,
+    dest: Path,
+    clusters: Sequence[tuple[str, ClusterSpec]] = (),
+    key: str = "generated",
+) -> int:
+    """Generate, check like any trace (rows, profiles, `clusters`), then move into place: a
+    failing check leaves no file at `dest`. `key` is the config key the parameters came from."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.part")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(HEADER)
-        writer.writerows(rows)
-    tmp.replace(dest)
+    try:
+        try:
+            rows = generate_rows(params, profiles)
+            with tmp.open("w", newline="") as fh:
+                writer = csv.writer(fh, lineterminator="\n")
+                writer.writerow(HEADER)
+                writer.writerows(rows)
+            check_trace(tmp, load_trace(tmp, profiles), profiles, clusters)
+        except TraceError as exc:
+            raise ConfigError(
+                f"config key {key}: these parameters (deadline seed {params.deadline_seed}) "
+                f"generate an invalid trace, so {dest} was not written: {exc}. Change the "
+                f"parameters under {key}."
+            ) from None
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
     return len(rows)
 
 

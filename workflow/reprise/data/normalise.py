@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
+from reprise.data.clusters import ClusterSpec
 from reprise.data.profiles import ThroughputProfiles
-from reprise.data.traces import load_trace
+from reprise.data.traces import load_trace, read_rows
+from reprise.data.validate import check_trace
 
 CANONICAL = (
     "job_id",
@@ -21,16 +24,21 @@ CANONICAL = (
 )
 
 
-def normalise_trace(source: Path, dest: Path, profiles: ThroughputProfiles) -> int:
-    """Validate `source` against `profiles` and write it to `dest`; returns the job count.
+def normalise_trace(
+    source: Path,
+    dest: Path,
+    profiles: ThroughputProfiles,
+    clusters: Sequence[tuple[str, ClusterSpec]] = (),
+) -> int:
+    """Validate `source` against `profiles` and the `clusters` it will run on, write it to
+    `dest`; returns the job count. Nothing is written unless every check passes.
 
     Best-effort rows keep their generated deadline in `ddl` (Chronus reads it), the flag says
     that the simulator must ignore it.
     """
     jobs = load_trace(source, profiles)
-    delimiter = " " if source.suffix == ".txt" else ","
-    with source.open(newline="") as fh:
-        raw = list(csv.DictReader(fh, delimiter=delimiter))
+    check_trace(source, jobs, profiles, clusters)
+    _, raw, _ = read_rows(source)
     tmp = dest.with_name(f".{dest.name}.part")
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tmp.open("w", newline="") as fh:
@@ -38,7 +46,7 @@ def normalise_trace(source: Path, dest: Path, profiles: ThroughputProfiles) -> i
         writer.writerow(CANONICAL)
         for job, row in zip(jobs, raw, strict=True):
             ddl = (
-                (row.get("ddl") or row.get("deadline") or "").strip()
+                (row.cells.get("ddl") or row.cells.get("deadline") or "").strip()
                 if job.best_effort
                 else job.deadline
             )

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from reprise.errors import DataError
 from reprise.sim.outcome import JobOutcome, SimResult
 
 JOB_COLUMNS = (
@@ -114,7 +115,10 @@ def write_run_record(result: SimResult, outdir: Path, meta: Mapping[str, Any]) -
     if any(r.gpu_map is not None for r in result.rounds):
         _write_gpu_map(result, outdir / "gpu_map.csv")
     summary = {**meta, "metrics": summarize(result)}
-    (outdir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    # written last and renamed into place: a summary.json that exists is a whole one
+    tmp = outdir / ".summary.json.part"
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    tmp.replace(outdir / "summary.json")
     return summary
 
 
@@ -129,5 +133,18 @@ def _write_gpu_map(result: SimResult, path: Path) -> None:
 
 
 def read_summary(rundir: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((rundir / "summary.json").read_text())
+    """A run's summary.json; a damaged one is named with the command that recomputes it."""
+    path = rundir / "summary.json"
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(
+            f"{path}: not a complete run summary ({exc}); it was cut short or edited. "
+            f"Recompute that run with `snakemake -R {path}` (with the same target and options)."
+        ) from None
+    if not isinstance(data, dict) or "metrics" not in data:
+        raise DataError(
+            f"{path}: not a run summary (no 'metrics' object); recompute that run with "
+            f"`snakemake -R {path}`"
+        )
     return data

@@ -1,0 +1,24 @@
+"""Session-scoped sshd-in-netns test nodes for the testbed tests (skipped where they cannot run)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from infra.netns_nodes import NetnsCluster, usable
+
+
+@pytest.fixture(scope="session")
+def netns_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsCluster]:
+    """Two nodes (n1 in group "a", n2 in group "b"); tests may add throw-away nodes."""
+    reason = usable()
+    if reason is not None:
+        pytest.skip(reason)
+    cluster = NetnsCluster(Path(tmp_path_factory.mktemp("netns"))).start()
+    try:
+        cluster.add_node("n1")
+        cluster.add_node("n2")
+        yield cluster
+    finally:
+        cluster.stop()

@@ -212,7 +212,10 @@ def test_teardown_stops_the_steps_a_crashed_controller_left(
     abandoned = first["abandoned"]
     assert pid_alive(abandoned["pid"]) is False  # the srun the first controller left behind
     assert abandoned["step"] in stdout.split()  # it was still running between the two
-    assert last_json(stdout)["listed_after"] == []
+    last = last_json(stdout)
+    assert last["recovered"] == {"pgid": abandoned["pid"], "running": True}
+    assert last["after_teardown"] == -1  # gone, and no srun of ours saw its status
+    assert last["listed_after"] == []
     log = (work / "abandoned.log").read_text()
     match = STEP_LINE.search(log)
     assert match is not None and "got SIGTERM" in log

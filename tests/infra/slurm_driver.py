@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from reprise.testbed.inventory import Inventory, parse_inventory
+from reprise.testbed.nodes import Launched, Node
 from reprise.testbed.provision.slurm import SlurmProvider, SrunLauncher, read_steps, step_listed
 
 # A real Python process that says which step it runs in, then works or waits for a signal.
@@ -40,12 +41,26 @@ def inventory(workdir: str, state: str) -> Inventory:
     return parse_inventory(doc, Path(state) / "cluster.yaml")
 
 
+def launcher_node(saved: dict[str, list[dict[str, object]]]) -> Node:
+    return Node(**saved["nodes"][0])  # type: ignore[arg-type]
+
+
 def main(mode: str, workdir: str, state: str) -> None:
     inv = inventory(workdir, state)
     prov = SlurmProvider(inv, Path(state))
     report: dict[str, object] = {}
     if mode == "teardown":
+        # a new controller: finds the left step through the steps file, as recovery does
+        saved = json.loads((Path(state) / "allocation.json").read_text())
+        launcher = SrunLauncher(inv, [Node(**n) for n in saved["nodes"]])
+        (left,) = read_steps(prov.steps_file)
+        ghost = Launched(left.node, left.name, left.pid, left.pgid, left.log)
+        report["recovered"] = {
+            "pgid": launcher.recorded_pid(launcher_node(saved), left.log),
+            "running": launcher.poll(ghost) is None,
+        }
         prov.teardown()
+        report["after_teardown"] = launcher.poll(ghost)
         records = read_steps(prov.steps_file)
         report["listed_after"] = [r.step_id for r in records if step_listed(r)]
         print(json.dumps(report), flush=True)

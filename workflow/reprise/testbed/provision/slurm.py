@@ -36,6 +36,8 @@ ALLOCATION_VARS = frozenset(
 )
 JOB_LABEL = "slurm.job"
 STEPS_LABEL = "slurm.steps"
+VANISHED = -1
+"""poll()'s status for a step whose exit status no living srun of ours can tell."""
 LAUNCHED = re.compile(r"launching StepId=(\d+)\.(\d+)")
 OUTSIDE = (
     "no Slurm allocation: SLURM_JOB_ID is not set. The slurm provider runs inside an allocation; "
@@ -320,25 +322,54 @@ class SrunLauncher:
                 )
             time.sleep(0.05)
 
-    def _known(self, proc: Launched) -> tuple[StepRecord, subprocess.Popen[bytes]]:
-        try:
+    def _known(self, proc: Launched) -> tuple[StepRecord, subprocess.Popen[bytes] | None]:
+        """This launcher's own step, else one another controller recorded in the steps file."""
+        if proc.pid in self._steps:
             return self._steps[proc.pid]
-        except KeyError:
+        recorded = (
+            [r for r in read_steps(self.steps_file) if r.pid == proc.pid] if self.steps_file else []
+        )
+        if not recorded:
             raise TestbedError(
                 f"process {proc.name!r} (pid {proc.pid}) on node {proc.node} was not started "
-                "by this launcher"
-            ) from None
+                f"by this launcher and is not in {self.steps_file or 'a steps file'}"
+            )
+        return recorded[-1], None
 
     def step_id(self, proc: Launched) -> str:
         """`<job>.<step>` of a started process."""
         return self._known(proc)[0].step_id
 
     def poll(self, proc: Launched) -> int | None:
-        return self._known(proc)[1].poll()
+        record, popen = self._known(proc)
+        if popen is not None:
+            return popen.poll()
+        # a step of an earlier controller: its exit status went to that controller's srun
+        return None if _srun_alive(record) or step_listed(record) else VANISHED
 
     def stop(self, proc: Launched, grace_s: float = 5.0) -> None:
         record, popen = self._known(proc)
         stop_step(record, grace_s, popen)
+
+    def add_nodes(self, nodes: Sequence[Node]) -> None:
+        """Nothing to connect to: srun reaches every node of the allocation by name."""
+
+    def tail(self, node: Node, log: str, lines: int = 20) -> str:
+        try:
+            text = Path(log).read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def recorded_pid(self, node: Node, log: str) -> int | None:
+        """The srun PGID recorded for `log` (a step whose start the controller did not see end)."""
+        found = (
+            [r.pgid for r in read_steps(self.steps_file) if r.log == log] if self.steps_file else []
+        )
+        return found[-1] if found else None
+
+    def close(self) -> None:
+        """Nothing held open: each step is its own srun."""
 
     def fetch(self, node: Node, remote: str, local: Path) -> None:
         source = Path(remote) if os.path.isabs(remote) else Path(node.workdir) / remote

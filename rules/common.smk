@@ -1,8 +1,16 @@
 # Config validation, input functions (get_*) and wildcard constraints shared by every stage.
 import os
+import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+
+if sys.version_info < (3, 11):
+    raise WorkflowError(
+        f"Reprise needs Python >= 3.11; this Snakemake runs on {sys.version.split()[0]}. "
+        "Create the virtualenv with python3.11 or newer (README, Quick start)."
+    )
 
 from reprise.config import (
     ITP_ARCHIVE,
@@ -10,6 +18,7 @@ from reprise.config import (
     check_config,
     check_schema,
     cluster_spec_path,
+    load_paper,
     pending_policies,
     policy_data_files,
     profile_files,
@@ -180,6 +189,12 @@ def get_plot_kind(wildcards):
 def get_paper(wildcards):
     # part of the workflow's sources: local, also when outputs go to a default storage provider
     return local(config["experiments"][wildcards.experiment]["paper"])
+
+
+def get_published_curves(wildcards):
+    """Upstream logs a figure draws as its published reference (`published_curves`, Figure 10)."""
+    paper = load_paper(config["experiments"][wildcards.experiment]["paper"])
+    return [f"{UPSTREAM_ROOT}/{path}" for path in paper.get("published_curves", {}).values()]
 
 
 def get_pending_policies(wildcards):

@@ -6,6 +6,7 @@ rule figure:
         table="results/tables/{experiment}.csv",
         events=get_run_events,
         paper=get_paper,
+        published=get_published_curves,
     output:
         pdf=report(
             "results/figures/{experiment}.pdf",

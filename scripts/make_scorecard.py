@@ -15,4 +15,4 @@ rows = scorecard_rows(tables)
 claims = [c for path in snakemake.input.claims for c in read_claims(Path(path))]
 render_scorecard(rows, claims, Path(snakemake.output.html))
 render_scorecard_rst(rows, claims, Path(snakemake.output.rst))
-write_table(rows, Path(snakemake.output.csv), extra_columns=("figure", "mark"))
+write_table(rows, Path(snakemake.output.csv), extra_columns=("figure", "figure_name", "mark"))

@@ -18,4 +18,5 @@ draw_figure(
     Path(snakemake.output.pdf),
     Path(snakemake.output.png),
     snakemake.params.notes,
+    [Path(p) for p in snakemake.input.published],
 )

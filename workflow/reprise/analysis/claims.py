@@ -51,7 +51,11 @@ def metric_agreement_claim(experiment: str, rows: Sequence[Mapping[str, str]]) -
 
 def figure_claims(experiment: str, rows: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
     """Every claim checked for a figure."""
-    return [metric_agreement_claim(experiment, rows), best_policy_claim(experiment, rows)]
+    return [
+        metric_agreement_claim(experiment, rows),
+        best_policy_claim(experiment, rows),
+        explained_claim(experiment, rows),
+    ]
 
 
 def write_claims(claims: Sequence[Mapping[str, Any]], path: Path) -> None:
@@ -67,24 +71,57 @@ def read_claims(path: Path) -> list[dict[str, Any]]:
 def best_policy_claim(
     experiment: str, rows: Sequence[Mapping[str, str]], policy: str = "ef-accessctrl"
 ) -> dict[str, Any]:
-    """`policy` meets more deadlines than every other policy that ran, in every group."""
-    groups = sorted({r["group"] for r in rows if r["status"] == "ok"})
+    """The paper's claim for `policy`, worded so that a tie does not break it.
+
+    In every group, `policy` meets at least as many deadlines as every baseline that ran (a tie at
+    1.0, as on Figure 10, is no counter-example) and strictly more than most of them.
+    """
+    ok = [r for r in rows if r["status"] == "ok"]
+    groups = sorted({r["group"] for r in ok})
+    label = next((r["label"] for r in rows if r["policy"] == policy), policy)
     failures = []
     for group in groups:
-        ran = {
-            r["policy"]: float(r["ratio_published_rule"])
-            for r in rows
-            if r["group"] == group and r["status"] == "ok"
-        }
+        ran = {r["policy"]: float(r["ratio_published_rule"]) for r in ok if r["group"] == group}
         if policy not in ran:
             continue
-        beaten_by = sorted(p for p, v in ran.items() if p != policy and v >= ran[policy])
-        if beaten_by:
-            failures.append({"group": group, "ratio": ran[policy], "not_below": beaten_by})
+        mine = ran.pop(policy)
+        above = sorted(p for p, v in ran.items() if v > mine)
+        below = sorted(p for p, v in ran.items() if v < mine)
+        if above or 2 * len(below) <= len(ran):
+            group_label = next(r.get("group_label", group) for r in ok if r["group"] == group)
+            failures.append(
+                {
+                    "group": group,
+                    "group_label": group_label,
+                    "ratio": mine,
+                    "above": above,
+                    "tied": sorted(p for p, v in ran.items() if v == mine),
+                    "below": below,
+                }
+            )
     return {
         "experiment": experiment,
-        "claim": f"{policy} meets more deadlines than every baseline in every group",
+        "claim": (
+            f"{label} meets at least as many deadlines as every baseline, and more than most "
+            "of them, in every group"
+        ),
         "holds": not failures,
         "groups_checked": len(groups),
         "failures": failures,
+    }
+
+
+def explained_claim(experiment: str, rows: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+    """Every value outside its tolerance carries a note (config/paper/<figure>.yaml, `notes`)."""
+    unexplained = [
+        {"group": r["group"], "policy": r["policy"], "label": r["label"]}
+        for r in rows
+        if r["status"] == "ok" and r.get("within_tolerance") == "false" and not r.get("note")
+    ]
+    return {
+        "experiment": experiment,
+        "claim": "every reproduced value outside its tolerance carries a measured explanation",
+        "holds": not unexplained,
+        "outside_tolerance": sum(1 for r in rows if r.get("within_tolerance") == "false"),
+        "unexplained": unexplained,
     }

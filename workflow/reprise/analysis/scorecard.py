@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,15 @@ STATUS_STYLE = {
 }
 
 
+def figure_name(experiment: str) -> str:
+    """The paper's name of a figure target: figure8a -> Figure 8(a), figure11 -> Figure 11."""
+    found = re.fullmatch(r"figure(\d+)([a-z]?)", experiment)
+    if not found:
+        return experiment
+    number, panel = found.groups()
+    return f"Figure {number}" + (f"({panel})" if panel else "")
+
+
 def scorecard_rows(tables: Mapping[str, Path]) -> list[dict[str, str]]:
     """Flatten the figure tables into one list with a mark per row."""
     out: list[dict[str, str]] = []
@@ -28,13 +38,13 @@ def scorecard_rows(tables: Mapping[str, Path]) -> list[dict[str, str]]:
                 mark = "no reference"
             else:
                 mark = "pass" if row["within_tolerance"] == "true" else "warn"
-            out.append({"figure": figure, **row, "mark": mark})
+            out.append({"figure": figure, "figure_name": figure_name(figure), **row, "mark": mark})
     return out
 
 
 SCORECARD_COLUMNS = (
-    ("figure", "figure"),
-    ("group", "group"),
+    ("figure_name", "figure"),
+    ("group_label", "group"),
     ("label", "policy"),
     ("ratio_published_rule", "reproduced"),
     ("published", "published"),
@@ -42,6 +52,7 @@ SCORECARD_COLUMNS = (
     ("ratio_completion", "completion-based"),
     ("seeds", "seeds"),
     ("mark", "mark"),
+    ("note", "note"),
 )
 """(row key, column heading) of the scorecard table, in order."""
 
@@ -53,7 +64,7 @@ def _summary(rows: Sequence[Mapping[str, str]]) -> str:
 
 def _claim_text(claim: Mapping[str, Any]) -> tuple[str, str]:
     verdict = "holds" if claim["holds"] else "does not hold"
-    return verdict, f"{claim['claim']} ({claim.get('experiment', '')})"
+    return verdict, f"{figure_name(claim.get('experiment', ''))}: {claim['claim']}"
 
 
 def _rst_cell(text: str) -> str:
@@ -70,7 +81,7 @@ def render_scorecard_rst(
         "=========",
         "",
         f"Summary: {_summary(rows)}. *pass* = within the figure's tolerance declared in "
-        "``config/paper/``.",
+        "``config/paper/``; a *warn* row's note gives the measured cause of the difference.",
         "",
         "Claims:",
         "",
@@ -109,12 +120,14 @@ def render_scorecard(
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Reprise scorecard</title>
 <style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #bbb;padding:2px 6px;font-size:13px;text-align:right}}</style></head>
+td,th{{border:1px solid #bbb;padding:2px 6px;font-size:13px;text-align:right}}
+td:last-child{{text-align:left;max-width:40em}}</style></head>
 <body><h1>Reprise scorecard</h1>
 <p>Reproduced deadline satisfactory ratios (each policy's own counting rule, as published)
 beside the published values; "pass" means within the figure's tolerance declared in
 <code>config/paper/</code>. The completion-based column counts a job as met only if its recorded
-completion is no later than its deadline. Summary: {html.escape(summary)}.</p>
+completion is no later than its deadline. A warn row's note gives the measured cause of the
+difference (<code>notes</code> in <code>config/paper/</code>). Summary: {html.escape(summary)}.</p>
 <h2>Claims</h2><ul>{claim_items}</ul>
 <h2>Numbers</h2><table><tr>{head}</tr>{"".join(body)}</table></body></html>
 """

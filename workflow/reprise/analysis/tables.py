@@ -5,6 +5,7 @@ A paper file says how its numbers are keyed: `group_by: none` (one value per pol
 and policy that differ only in their seed (the trace's deadline seed, or a randomised policy's
 own seed) are aggregated into mean and spread. `policy_tolerance` in a paper file overrides the
 figure's `tolerance` for single policies (a randomised baseline published from one run).
+`group_labels` names the groups as the paper does; `notes` (reprise.analysis.notes) explain values.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from reprise.analysis.notes import note_for, paper_notes
 from reprise.config import split_instance
 from reprise.sim.records import read_summary
 
 TABLE_COLUMNS = (
     "group",
+    "group_label",
     "policy",
     "label",
     "trace",
@@ -39,6 +42,7 @@ TABLE_COLUMNS = (
     "completion_minus_published_rule",
     "late_but_counted_met",
     "best_effort_mean_jct",
+    "note",
 )
 
 
@@ -86,6 +90,8 @@ def figure_rows(
     policy_tolerance: Mapping[str, float] = paper.get("policy_tolerance", {})
     group_by = str(paper.get("group_by", "none"))
     order = {p: i for i, p in enumerate(paper["order"])}
+    group_labels: Mapping[str, str] = paper.get("group_labels", {})
+    notes = paper_notes(paper)
     runs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for rundir in run_dirs:
         summary = read_summary(rundir)
@@ -105,6 +111,7 @@ def figure_rows(
         allowed = float(policy_tolerance.get(policy, tolerance))
         row = {
             "group": group,
+            "group_label": group_labels.get(group, group),
             "policy": policy,
             "label": labels.get(policy, policy),
             "trace": ";".join(traces),
@@ -125,6 +132,7 @@ def figure_rows(
             "late_but_counted_met": str(sum(m["late_but_counted_met"] for m in metrics)),
             "best_effort_mean_jct": _fmt(jct, 1),
         }
+        row["note"] = note_for(notes, row)
         rows.append((group, order.get(policy, len(order)), row))
     for group in groups:
         for policy in pending:
@@ -132,6 +140,7 @@ def figure_rows(
             row = dict.fromkeys(TABLE_COLUMNS, "")
             row.update(
                 group=group,
+                group_label=group_labels.get(group, group),
                 policy=policy,
                 label=labels.get(policy, policy),
                 status="not run",

@@ -9,7 +9,7 @@ from typing import Any
 from reprise.analysis.tables import read_table
 from reprise.errors import ConfigError
 from reprise.plots.best_effort import plot_best_effort_mix
-from reprise.plots.efficiency import plot_efficiency, read_efficiency, sample_efficiency
+from reprise.plots.efficiency import efficiency_curve, plot_efficiency
 from reprise.plots.grouped_bars import plot_grouped_bars
 from reprise.plots.ratio_bars import plot_ratio_bars
 from reprise.sim.records import read_summary
@@ -24,24 +24,36 @@ def draw_figure(
     pdf: Path,
     png: Path,
     notes: Sequence[str] = (),
+    published_logs: Sequence[Path] = (),
 ) -> None:
+    """Draw `kind` from the figure's table; `published_logs` are the upstream files that
+    `published_curves` in the paper file names (Figure 10)."""
     rows = read_table(table)
     if kind == "ratio_bars":
         plot_ratio_bars(rows, title, pdf, png, notes)
     elif kind == "grouped_bars":
-        plot_grouped_bars(rows, title, pdf, png)
+        plot_grouped_bars(rows, title, pdf, png, paper.get("group_axis", ""))
     elif kind == "best_effort_mix":
         plot_best_effort_mix(rows, paper.get("published_jct_improvement", {}), title, pdf, png)
     elif kind == "efficiency_curves":
         curves = {}
         for rundir in run_dirs:
             policy = read_summary(rundir)["policy"]
-            times, ces = read_efficiency(rundir / "events.csv")
-            if policy.startswith("chronus"):
-                # plot_fig10.py drops Chronus' idle rows (ce == 0) before sampling
-                kept = [(t, c) for t, c in zip(times, ces, strict=True) if c != 0]
-                times, ces = [t for t, _ in kept], [c for _, c in kept]
-            curves[policy] = sample_efficiency(times, ces)
-        plot_efficiency(curves, paper["labels"], title, pdf, png)
+            curves[policy] = efficiency_curve(rundir / "events.csv", policy)
+        published = {
+            policy: efficiency_curve(_log_of(published_logs, rel), policy)
+            for policy, rel in paper.get("published_curves", {}).items()
+        }
+        plot_efficiency(curves, published, rows, title, pdf, png)
     else:
         raise ConfigError(f"unknown plot kind {kind!r}")
+
+
+def _log_of(logs: Sequence[Path], relative: str) -> Path:
+    for path in logs:
+        if path.as_posix().endswith(relative):
+            return path
+    raise ConfigError(
+        f"published curve {relative!r} (published_curves in the paper file) is not among the "
+        "figure's inputs; list it in config/upstream.yaml"
+    )

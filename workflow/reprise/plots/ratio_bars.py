@@ -6,8 +6,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 
-from reprise.plots.style import COMPLETION, PUBLISHED, REPRODUCED, new_figure, save
+from reprise.plots.style import COMPLETION_MARK, PUBLISHED, REPRODUCED, new_figure, save
+
+BAR_WIDTH = 0.6
+SAME = 0.0005
+"""Completion-based and as-published ratios closer than this print as one value."""
 
 
 def plot_ratio_bars(
@@ -33,26 +38,24 @@ def plot_ratio_bars(
         if row["status"] == "ok":
             value = float(row["ratio_published_rule"])
             std = float(row["ratio_std"]) if row.get("ratio_std") else 0.0
-            ax.bar(i, value, width=0.6, color=REPRODUCED)
+            ax.bar(i, value, width=BAR_WIDTH, color=REPRODUCED)
             if std:
                 ax.errorbar(i, value, yerr=std, color="black", capsize=3, linewidth=1)
             ax.text(i, value + std + 0.015, f"{value:.3f}", ha="center", va="bottom", fontsize=8)
             if row["ratio_completion"]:
-                comp = float(row["ratio_completion"])
-                ax.plot(
-                    [i - 0.3, i + 0.3],
-                    [comp, comp],
-                    color=COMPLETION,
-                    linestyle="--",
-                    linewidth=1.2,
-                )
+                draw_completion(ax, i, value, float(row["ratio_completion"]))
         else:
             ax.text(i, 0.02, "not run", ha="center", va="bottom", rotation=90, fontsize=8)
         if pub is not None:
-            ax.plot(i + 0.38, pub, marker="<", color=PUBLISHED, markersize=7)
+            ax.plot(i + 0.4, pub, marker="<", color=PUBLISHED, markersize=7, zorder=5)
     # legend proxies, so every entry appears exactly once whatever the rows are
     ax.bar([], [], color=REPRODUCED, label="reproduced (as-published rule)")
-    ax.plot([], [], color=COMPLETION, linestyle="--", label="completion-based ratio")
+    ax.plot(
+        [],
+        [],
+        label="completion-based ratio (value in the bar where it differs)",
+        **COMPLETION_MARK,
+    )
     ax.plot([], [], marker="<", color=PUBLISHED, linestyle="none", label="published")
     if any(row.get("ratio_std") for row in rows if row["status"] == "ok"):
         ax.errorbar([], [], yerr=[], color="black", capsize=3, label="±1 s.d. over seeds")
@@ -79,3 +82,23 @@ def tick_label(row: Mapping[str, str]) -> str:
     if not seeds or row["status"] != "ok":
         return row["label"]
     return f"{row['label']}\nseed{'s' if ';' in seeds else ''} {seeds.replace(';', ',')}"
+
+
+def draw_completion(ax: Axes, x: float, value: float, completion: float) -> None:
+    """A dashed mark a little wider than the bar, so it shows even where it equals the bar's top,
+    and its value printed where it differs from the bar's (inside the bar, just under the mark)."""
+    half = 0.6 * BAR_WIDTH
+    ax.plot([x - half, x + half], [completion, completion], zorder=4, **COMPLETION_MARK)
+    if abs(completion - value) < SAME:
+        return
+    inside = completion >= 0.08
+    ax.text(
+        x,
+        completion - 0.012 if inside else completion + 0.012,
+        f"{completion:.3f}",
+        ha="center",
+        va="top" if inside else "bottom",
+        fontsize=7,
+        color="white" if inside else "#222222",
+        zorder=4,
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -13,13 +15,29 @@ from matplotlib.figure import Figure
 
 REPRODUCED = "#3b6ea8"
 PUBLISHED = "#d1495b"
-COMPLETION = "#8a8a8a"
+COMPLETION_MARK: dict[str, Any] = {"color": "#222222", "linestyle": "--", "linewidth": 1.3}
+"""The completion-based ratio's mark: dark and dashed, drawn a little wider than its bar."""
 
 
 def new_figure(width: float = 7.0, height: float = 3.6) -> tuple[Figure, Axes]:
+    fig, axes = new_grid(1, 1, width, height)
+    return fig, axes[0][0]
+
+
+def new_grid(
+    nrows: int, ncols: int, width: float, height: float, share: bool = False
+) -> tuple[Figure, Any]:
+    """A figure of nrows x ncols panels (a 2-d array of Axes), optionally sharing both axes."""
     plt.rcParams.update({"font.size": 10, "svg.hashsalt": "reprise", "pdf.fonttype": 42})
-    fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
-    return fig, ax
+    return plt.subplots(
+        nrows,
+        ncols,
+        figsize=(width, height),
+        sharex=share,
+        sharey=share,
+        layout="constrained",
+        squeeze=False,
+    )
 
 
 def save(fig: Figure, pdf: Path, png: Path) -> None:
@@ -36,3 +54,11 @@ PALETTE = ("#3b6ea8", "#e39c37", "#5a9e4b", "#8c5fa8", "#c44e52", "#4fa3a5", "#7
 
 def policy_colors(policies: list[str]) -> dict[str, str]:
     return {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(policies)}
+
+
+def seeds_of(rows: Sequence[Mapping[str, str]]) -> str:
+    """How many seeds the rows' runs used: "3", or "2-3" where it varies."""
+    counts = sorted({len(r["seeds"].split(";")) for r in rows if r.get("seeds")})
+    if not counts:
+        return "1"
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"

@@ -398,3 +398,16 @@ def test_launcher_starts_watches_and_stops_process_groups_through_exec(tmp_path:
         pgrep = subprocess.run(["pgrep", "-g", str(proc.pgid), "-r", "R,S,D,T"], check=False)
         assert pgrep.returncode == 1, proc
     prov.teardown()
+
+
+def test_without_a_cluster_configured_the_error_says_where_to_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for var in ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    prov = KubernetesProvider(inventory(tmp_path), tmp_path / "state")
+    with pytest.raises(ProvisionError, match=r"no Kubernetes cluster configured.*KUBECONFIG"):
+        prov.provision()
+    assert not (tmp_path / "state" / "created.json").exists()

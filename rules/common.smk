@@ -1,16 +1,8 @@
 # Config validation, input functions (get_*) and wildcard constraints shared by every stage.
 import os
-import sys
 from pathlib import Path
 
-from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
-
-if sys.version_info < (3, 11):
-    raise WorkflowError(
-        f"Reprise needs Python >= 3.11; this Snakemake runs on {sys.version.split()[0]}. "
-        "Create the virtualenv with python3.11 or newer (README, Quick start)."
-    )
 
 from reprise.config import (
     ITP_ARCHIVE,

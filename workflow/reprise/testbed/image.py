@@ -1,0 +1,316 @@
+"""The node image: a wheelhouse of the locked environment built on the host, then `docker build`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import docker  # type: ignore[import-untyped]
+import docker.errors  # type: ignore[import-untyped]
+import docker.utils  # type: ignore[import-untyped]
+
+from reprise.errors import ProvisionError
+from reprise.testbed.provision.docker import connect
+
+REPO = Path(__file__).resolve().parents[3]
+NODE_ASSETS = REPO / "workflow" / "testbed" / "node"
+ASSET_MODES = {"Dockerfile": 0o644, "sshd_config": 0o644, "entrypoint.sh": 0o755}
+# `testbed.image.base`: this value means "our own debootstrap base"; anything else is an image name.
+DEBIAN_BOOTSTRAP = "debian-bootstrap"
+DEBIAN_BASE_TAG = "reprise-debian:bookworm"
+BASE_SCRIPT = NODE_ASSETS / "debian-base.sh"
+# Wheels get fixed zip timestamps, so an unchanged checkout gives a byte-identical wheel.
+SOURCE_DATE_EPOCH = "315532800"
+BUILD_TIMEOUT_S = 3600
+PIP_WHEEL = (sys.executable, "-m", "pip", "wheel")
+
+
+@dataclass(frozen=True)
+class Wheel:
+    file: str
+    sha256: str
+    bytes: int
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _Log:
+    """One log file for every step, each line stamped with the seconds since the build began."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self.handle = handle
+        self.start = time.monotonic()
+
+    def line(self, text: str) -> None:
+        for part in text.rstrip("\n").split("\n"):
+            self.handle.write(f"[{time.monotonic() - self.start:7.1f}s] {part}\n")
+        self.handle.flush()
+
+    def run(self, argv: list[str], what: str, env: Mapping[str, str] | None = None) -> None:
+        """Run a command with its output in the log; a failure names the step and the log."""
+        self.line("$ " + " ".join(argv))
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=None if env is None else {**os.environ, **env},
+        )
+        assert proc.stdout is not None
+        tail: list[str] = []
+        for raw in proc.stdout:
+            self.line(raw)
+            tail = [*tail[-19:], raw.rstrip()]
+        if proc.wait() != 0:
+            raise ProvisionError(
+                f"{what} failed (exit {proc.returncode}); full log: {self.handle.name}\n"
+                + "\n".join(tail)
+            )
+
+
+def _project_wheel(project: Path, dest: Path, log: _Log) -> None:
+    """Reprise's own wheel, built from a copy of the checkout's sources (never in the tree)."""
+    with tempfile.TemporaryDirectory(prefix="reprise-src-") as tmp:
+        src = Path(tmp)
+        shutil.copy2(project / "pyproject.toml", src / "pyproject.toml")
+        shutil.copytree(
+            project / "workflow" / "reprise",
+            src / "workflow" / "reprise",
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"),
+        )
+        log.run(
+            [*PIP_WHEEL, "--no-deps", "--no-build-isolation", "--wheel-dir", str(dest), str(src)],
+            "building Reprise's wheel",
+            env={"SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH},
+        )
+
+
+def build_wheelhouse(project: Path, lock: Path, wheel_dir: Path, log: IO[str]) -> list[Wheel]:
+    """Every wheel a node needs (Reprise, its `testbed` extra, pinned by `lock`) in `wheel_dir`.
+
+    pip resolves from whatever index or local wheel folders its configuration names, on the
+    host; the nodes later install from this folder alone.
+    """
+    out = _Log(log)
+    if not lock.is_file():
+        raise ProvisionError(f"no lock file {lock}: the wheelhouse pins every package with it")
+    if wheel_dir.exists():
+        shutil.rmtree(wheel_dir)
+    wheel_dir.mkdir(parents=True)
+    _project_wheel(project, wheel_dir, out)
+    own = sorted(wheel_dir.glob("reprise-*.whl"))
+    if len(own) != 1:
+        raise ProvisionError(f"expected one Reprise wheel in {wheel_dir}, found {len(own)}")
+    version = own[0].name.split("-")[1]
+    # The wheel file itself as the requirement: a package of the same name on an index can't win.
+    wheels_here = ["--wheel-dir", str(wheel_dir), "--find-links", str(wheel_dir)]
+    out.run(
+        [*PIP_WHEEL, *wheels_here, "-c", str(lock), f"{own[0]}[testbed]"],
+        "pip wheel of the testbed environment (is the package index or local wheel folder "
+        "that pip's configuration names reachable?)",
+        env={"SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH},
+    )
+    (wheel_dir / "requirements.txt").write_text(f"reprise[testbed]=={version}\n")
+    shutil.copyfile(lock, wheel_dir / "constraints.txt")
+    wheels = [
+        Wheel(file=p.name, sha256=_sha256(p), bytes=p.stat().st_size)
+        for p in sorted(wheel_dir.glob("*.whl"))
+    ]
+    out.line(f"wheelhouse: {len(wheels)} wheels, {sum(w.bytes for w in wheels) / 1e6:.0f} MB")
+    return wheels
+
+
+def _image_or_none(client: Any, ref: str) -> Any:
+    try:
+        return client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def ensure_base(client: Any, base: str, log: IO[str]) -> tuple[str, str]:
+    """The base image as (reference for FROM, image id); builds or pulls it when missing.
+
+    `debian-bootstrap` is rebuilt when debian-base.sh changed since the image was made (its
+    label says which script made it); any other value is an image name, pulled if absent.
+    """
+    out = _Log(log)
+    if base == DEBIAN_BOOTSTRAP:
+        script_sha = _sha256(BASE_SCRIPT)
+        image = _image_or_none(client, DEBIAN_BASE_TAG)
+        if image is not None and image.labels.get("reprise.base-script") == script_sha:
+            out.line(f"base {DEBIAN_BASE_TAG} is up to date ({image.id})")
+            return DEBIAN_BASE_TAG, str(image.id)
+        if os.geteuid() != 0:
+            raise ProvisionError(
+                f"the node image base {DEBIAN_BOOTSTRAP!r} is made with debootstrap, which needs "
+                "root; run as root, or set testbed.image.base in config/config.yaml to an image "
+                "name such as python:3.11-slim"
+            )
+        out.run(
+            ["bash", str(BASE_SCRIPT), DEBIAN_BASE_TAG, f"reprise.base-script={script_sha}"],
+            f"building the base image {DEBIAN_BASE_TAG} with {BASE_SCRIPT}",
+        )
+        return DEBIAN_BASE_TAG, str(client.images.get(DEBIAN_BASE_TAG).id)
+    image = _image_or_none(client, base)
+    if image is None:
+        repository, tag = docker.utils.parse_repository_tag(base)
+        out.line(f"pulling {base}")
+        try:
+            image = client.images.pull(repository, tag=tag or "latest")
+        except docker.errors.APIError as exc:
+            raise ProvisionError(
+                f"the node image base {base!r} is not on this Docker daemon and could not be "
+                f"pulled ({exc.explanation or exc}); where no registry is reachable set "
+                f"testbed.image.base to {DEBIAN_BOOTSTRAP!r}"
+            ) from None
+    return base, str(image.id)
+
+
+def _fingerprint(context: Path, base_id: str) -> str:
+    """What the image is made of: base image, assets, pins and every wheel's digest."""
+    digest = hashlib.sha256(base_id.encode())
+    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(context)).encode() + b"\0")
+        digest.update(_sha256(path).encode())
+    return digest.hexdigest()
+
+
+def _stream_build(
+    client: Any,
+    context: Path,
+    tag: str,
+    buildargs: dict[str, str],
+    labels: dict[str, str],
+    out: _Log,
+) -> None:
+    """Legacy builder (no BuildKit on Debian's 20.10): stream each step into the log as it runs."""
+    errors: list[str] = []
+    tail: list[str] = []
+    try:
+        for chunk in client.api.build(
+            path=str(context),
+            tag=tag,
+            rm=True,
+            forcerm=True,
+            buildargs=buildargs,
+            labels=labels,
+            decode=True,
+            timeout=BUILD_TIMEOUT_S,
+        ):
+            text = chunk.get("stream") or chunk.get("status") or ""
+            if text.strip():
+                out.line(text)
+                tail = [*tail[-19:], text.rstrip()]
+            if "error" in chunk:
+                errors.append(str(chunk["error"]).strip())
+                out.line("ERROR " + errors[-1])
+    except docker.errors.APIError as exc:
+        errors.append(str(exc.explanation or exc))
+    if errors:
+        raise ProvisionError(
+            f"docker build of {tag} failed: {errors[-1]}\nfull log: {out.handle.name}\n"
+            + "\n".join(tail)
+        )
+
+
+def build_image(
+    client: Any, context: Path, tag: str, base_ref: str, base_id: str, log: IO[str]
+) -> tuple[str, bool]:
+    """Build `tag` from a prepared context unless an image of the same inputs already has it.
+
+    Returns the image id and whether a build ran.
+    """
+    out = _Log(log)
+    inputs = _fingerprint(context, base_id)
+    current = _image_or_none(client, tag)
+    if current is not None and current.labels.get("reprise.inputs") == inputs:
+        out.line(f"{tag} is up to date ({current.id}); nothing to build")
+        return str(current.id), False
+    labels = {"reprise.inputs": inputs, "reprise.base": base_ref, "reprise.base-id": base_id}
+    _stream_build(client, context, tag, {"BASE": base_ref}, labels, out)
+    return str(client.images.get(tag).id), True
+
+
+def _prepare_context(assets: Path, context: Path) -> None:
+    context.mkdir(parents=True, exist_ok=True)
+    for name, mode in ASSET_MODES.items():
+        source = assets / name
+        if not source.is_file():
+            raise ProvisionError(
+                f"node image asset {source} is missing (it is part of the checkout)"
+            )
+        shutil.copyfile(source, context / name)
+        (context / name).chmod(mode)
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def build_node_image(
+    *,
+    workdir: Path,
+    log: Path,
+    record: Path,
+    tag: str = "reprise-node:latest",
+    base: str = DEBIAN_BOOTSTRAP,
+    project: Path = REPO,
+    lock: Path | None = None,
+    assets: Path = NODE_ASSETS,
+) -> str:
+    """Wheelhouse, base and node image in one go; returns the image id and writes `record`.
+
+    `workdir` holds the build context (assets plus `wheels/`); `record` is a JSON file with the
+    image id, tag, base, build times, size and every wheel with its sha256.
+    """
+    lock = project / "requirements.lock" if lock is None else lock
+    client = connect(timeout=BUILD_TIMEOUT_S)
+    context = workdir / "context"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w", encoding="utf-8") as handle:
+        t0 = time.monotonic()
+        base_ref, base_id = ensure_base(client, base, handle)
+        t1 = time.monotonic()
+        _prepare_context(assets, context)
+        wheels = build_wheelhouse(project, lock, context / "wheels", handle)
+        t2 = time.monotonic()
+        image_id, built = build_image(client, context, tag, base_ref, base_id, handle)
+        t3 = time.monotonic()
+    image = client.images.get(image_id)
+    _write_json(
+        record,
+        {
+            "image_id": image_id,
+            "tag": tag,
+            "base": base,
+            "base_image_id": base_id,
+            "built": built,
+            "base_seconds": round(t1 - t0, 1),
+            "wheelhouse_seconds": round(t2 - t1, 1),
+            "build_seconds": round(t3 - t2, 1),
+            "size_bytes": int(image.attrs.get("Size", 0)),
+            "inputs_sha256": image.labels.get("reprise.inputs"),
+            "docker_server": client.version().get("Version"),
+            "wheels": [asdict(w) for w in wheels],
+        },
+    )
+    return image_id

@@ -233,6 +233,7 @@ def test_a_tie_at_the_top_does_not_break_the_best_policy_claim() -> None:
     tied = best_policy_claim("figure10", claim_rows({**figure10, "themis": 1.0}))
     assert not tied["holds"]
     assert tied["failures"][0]["tied"] == ["chronus-greedy", "dlas-gpu", "themis"]
+    assert tied["why"] == "the figure: tied with chronus-greedy, Tiresias, themis"
 
 
 def test_notes_from_config_paper_explain_out_of_tolerance_rows(tmp_path: Path) -> None:
@@ -265,9 +266,8 @@ def test_notes_from_config_paper_explain_out_of_tolerance_rows(tmp_path: Path) -
     assert rows["ef-accessctrl"]["note"].startswith("1 of 3 jobs finish after their deadline")
     assert "0.3333" in rows["ef-accessctrl"]["note"]
     claim = explained_claim("figure8a", list(rows.values()))
-    assert not claim["holds"] and claim["unexplained"] == [
-        {"group": "", "policy": "edf", "label": "EDF"}
-    ]
+    assert not claim["holds"] and [u["policy"] for u in claim["unexplained"]] == ["edf"]
+    assert claim["why"] == "EDF has no note"
     # within tolerance: no Chronus note
     paper_close = {**paper, "published": {**paper["published"], "chronus": 5 / 6}}
     (close,) = figure_rows(paper_close, [tmp_path / "chronus"], [])

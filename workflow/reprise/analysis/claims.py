@@ -26,6 +26,7 @@ def metric_agreement_claim(experiment: str, rows: Sequence[Mapping[str, str]]) -
                 {
                     "policy": row["policy"],
                     "label": row["label"],
+                    "group_label": row.get("group_label", ""),
                     "trace": row["trace"],
                     "cluster": row["cluster"],
                     "ratio_published_rule": published,
@@ -46,7 +47,16 @@ def metric_agreement_claim(experiment: str, rows: Sequence[Mapping[str, str]]) -
         "holds": not flagged,
         "runs_checked": checked,
         "flagged": flagged,
+        "why": "; ".join(
+            f"{f['label']}{_where(f)}: {f['late_but_counted_met']} late jobs counted as met"
+            for f in flagged
+        ),
     }
+
+
+def _where(item: Mapping[str, Any]) -> str:
+    place = item.get("group_label") or item.get("group") or ""
+    return f" at {place}" if place else ""
 
 
 def figure_claims(experiment: str, rows: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
@@ -78,8 +88,9 @@ def best_policy_claim(
     """
     ok = [r for r in rows if r["status"] == "ok"]
     groups = sorted({r["group"] for r in ok})
-    label = next((r["label"] for r in rows if r["policy"] == policy), policy)
-    failures = []
+    names = {r["policy"]: r["label"] for r in rows}
+    label = names.get(policy, policy)
+    failures: list[dict[str, Any]] = []
     for group in groups:
         ran = {r["policy"]: float(r["ratio_published_rule"]) for r in ok if r["group"] == group}
         if policy not in ran:
@@ -108,13 +119,27 @@ def best_policy_claim(
         "holds": not failures,
         "groups_checked": len(groups),
         "failures": failures,
+        "why": "; ".join(
+            f"{f['group_label'] or 'the figure'}: "
+            + (
+                f"below {', '.join(names[p] for p in f['above'])}"
+                if f["above"]
+                else f"tied with {', '.join(names[p] for p in f['tied'])}"
+            )
+            for f in failures
+        ),
     }
 
 
 def explained_claim(experiment: str, rows: Sequence[Mapping[str, str]]) -> dict[str, Any]:
     """Every value outside its tolerance carries a note (config/paper/<figure>.yaml, `notes`)."""
     unexplained = [
-        {"group": r["group"], "policy": r["policy"], "label": r["label"]}
+        {
+            "group": r["group"],
+            "group_label": r.get("group_label", ""),
+            "policy": r["policy"],
+            "label": r["label"],
+        }
         for r in rows
         if r["status"] == "ok" and r.get("within_tolerance") == "false" and not r.get("note")
     ]
@@ -124,4 +149,5 @@ def explained_claim(experiment: str, rows: Sequence[Mapping[str, str]]) -> dict[
         "holds": not unexplained,
         "outside_tolerance": sum(1 for r in rows if r.get("within_tolerance") == "false"),
         "unexplained": unexplained,
+        "why": "; ".join(f"{u['label']}{_where(u)} has no note" for u in unexplained),
     }

@@ -64,7 +64,8 @@ def _summary(rows: Sequence[Mapping[str, str]]) -> str:
 
 def _claim_text(claim: Mapping[str, Any]) -> tuple[str, str]:
     verdict = "holds" if claim["holds"] else "does not hold"
-    return verdict, f"{figure_name(claim.get('experiment', ''))}: {claim['claim']}"
+    why = f" ({claim['why']})" if claim.get("why") else ""
+    return verdict, f"{figure_name(claim.get('experiment', ''))}: {claim['claim']}{why}"
 
 
 def _rst_cell(text: str) -> str:

@@ -83,9 +83,9 @@ def plot_grouped_bars(
                 [], [], yerr=[], color="black", capsize=2, label=f"±1 s.d. over {seeds} seeds"
             )
         )
-    ax.set_xticks(
-        range(len(groups)), [group_labels[g] for g in groups], rotation=30 if len(groups) > 6 else 0
-    )
+    ticks = [group_labels[g] for g in groups]
+    crowded = len(groups) > 6 and max(map(len, ticks)) > 6
+    ax.set_xticks(range(len(groups)), ticks, rotation=30 if crowded else 0)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("Deadline satisfactory ratio")
     if xlabel:

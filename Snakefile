@@ -15,6 +15,8 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/traces.smk"
 include: "rules/simulate.smk"
+include: "rules/provision.smk"
+include: "rules/testbed.smk"
 include: "rules/analysis.smk"
 include: "rules/figures.smk"
 
@@ -32,6 +34,9 @@ localrules:
     figure_table,
     claims,
     scorecard,
+    throughput_profile,
+    throughput_table,
+    throughput_figure,
 
 
 rule all:
@@ -63,3 +68,13 @@ rule figure10:
 rule figure11:
     input:
         get_figure_targets("figure11"),
+
+
+rule throughput_profile:
+    input:
+        get_testbed_targets(),
+
+
+rule provision_all:
+    input:
+        expand("results/testbeds/{cluster}/nodes.json", cluster=get_testbed_clusters()),

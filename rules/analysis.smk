@@ -46,3 +46,24 @@ rule scorecard:
         "../envs/figures.yaml"
     script:
         "../scripts/make_scorecard.py"
+
+
+rule throughput_table:
+    input:
+        measurements=expand(
+            "results/runs/testbed/throughput_profile/{cluster}/measurements.csv",
+            cluster=get_profile_cluster(),
+        ),
+        summary=expand(
+            "results/runs/testbed/throughput_profile/{cluster}/summary.json",
+            cluster=get_profile_cluster(),
+        ),
+    output:
+        table=update("results/tables/throughput_profile.csv"),
+        times=update("results/tables/throughput_profile_time.csv"),
+    log:
+        "results/logs/tables/throughput_profile.log",
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/make_throughput_table.py"

@@ -1,8 +1,17 @@
 # Config validation, input functions (get_*) and wildcard constraints shared by every stage.
 import os
+import re
+import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+
+if sys.version_info < (3, 11):
+    raise WorkflowError(
+        f"Reprise needs Python >= 3.11; this Snakemake runs on {sys.version.split()[0]}. "
+        "Create the virtualenv with python3.11 or newer (README, Quick start)."
+    )
 
 from reprise.config import (
     ITP_ARCHIVE,
@@ -44,10 +53,11 @@ onstart:
 
 
 wildcard_constraints:
-    experiment=r"[A-Za-z0-9_]+",
+    experiment="|".join(re.escape(name) for name in config["experiments"]),
     trace=r"[A-Za-z0-9_.\-]+",
     cluster=r"n[0-9]+g[0-9]+",
     policy=r"[a-z0-9\-]+(\.s[0-9]+)?",
+    inventory=r"[A-Za-z0-9_.\-]+",
 
 
 def get_cluster_spec_of(cluster):
@@ -225,3 +235,71 @@ def get_all_claims(wildcards):
 def get_all_targets():
     figures = [t for exp in config["experiments"] for t in get_figure_targets(exp)]
     return [*figures, "results/scorecard.html"]
+
+
+# --- testbed (provision and testbed stages) ---------------------------------------------
+
+
+def testbed_settings():
+    return config.get("testbed", {})
+
+
+def get_testbed_clusters():
+    return list(testbed_settings().get("clusters", ["local-docker"]))
+
+
+def get_profile_models():
+    return list(testbed_settings().get("throughput_profile", {}).get("models", []))
+
+
+def get_profile_cluster():
+    return testbed_settings().get("throughput_profile", {}).get("cluster", "local-docker")
+
+
+def get_inventory(wildcards):
+    path = f"config/clusters/{wildcards.inventory}.yaml"
+    if not os.path.exists(path):
+        known = sorted(p.stem for p in Path("config/clusters").glob("*.yaml"))
+        raise ValueError(
+            f"no cluster inventory {path} (testbed.clusters or testbed.throughput_profile.cluster "
+            f"in the config); clusters: {', '.join(known)}"
+        )
+    return path
+
+
+def get_node_image_record(wildcards):
+    """Docker and Kubernetes nodes run the project's image; SSH and Slurm nodes bring their own."""
+    from reprise.testbed.inventory import load_inventory
+
+    inventory = load_inventory(get_inventory(wildcards))
+    if inventory.provider in ("docker", "kubernetes"):
+        return ["results/testbeds/images/node.json"]
+    return []
+
+
+def get_testbed_nodes(wildcards):
+    """Slurm nodes a testbed job asks for (`resources: nodes`); one elsewhere."""
+    from reprise.testbed.inventory import load_inventory
+
+    inventory = load_inventory(get_inventory(wildcards))
+    return max(1, len(inventory.hosts)) if inventory.provider == "slurm" else 1
+
+
+def get_image_settings():
+    image = testbed_settings().get("image", {})
+    return {
+        "base": image.get("base", "debian-bootstrap"),
+        "tag": image.get("tag", "reprise-node:latest"),
+    }
+
+
+def get_throughput_settings(wildcards):
+    return dict(testbed_settings().get("throughput_profile", {}))
+
+
+def get_testbed_targets():
+    return [
+        "results/tables/throughput_profile.csv",
+        "results/figures/throughput_profile.pdf",
+        "results/figures/throughput_profile.png",
+    ]

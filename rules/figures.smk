@@ -28,3 +28,26 @@ rule figure:
         notes=get_note_policies,
     script:
         "../scripts/plot_figure.py"
+
+
+rule throughput_figure:
+    input:
+        table="results/tables/throughput_profile.csv",
+        times="results/tables/throughput_profile_time.csv",
+    output:
+        pdf=report(
+            "results/figures/throughput_profile.pdf",
+            category="Testbed",
+            caption="../report/throughput_profile.rst",
+        ),
+        png=report(
+            "results/figures/throughput_profile.png",
+            category="Testbed",
+            caption="../report/throughput_profile.rst",
+        ),
+    log:
+        "results/logs/figures/throughput_profile.log",
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/plot_throughput.py"

@@ -8,6 +8,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -101,8 +102,52 @@ def _log(env: DistEnv, message: str) -> None:
     print(f"[trainer rank {env.rank}/{env.world_size}] {message}", file=sys.stderr, flush=True)
 
 
-def train(cfg: TrainConfig, env: DistEnv, stop: threading.Event) -> dict[str, Any] | None:
-    """Run warmup + timed iterations; rank 0 gets the result record, other ranks None.
+def _record(
+    cfg: TrainConfig,
+    env: DistEnv,
+    backend: str,
+    device: torch.device,
+    start: int,
+    seconds: float,
+    losses: list[Tensor],
+    gathered: list[Any],
+) -> dict[str, Any]:
+    """Rank 0's result: what ran, where, how fast, and every replica's parameter digest."""
+    return {
+        "model": cfg.model,
+        "size": cfg.size,
+        "global_batch": cfg.global_batch,
+        "local_batch": cfg.global_batch // env.world_size,
+        "world_size": env.world_size,
+        "backend": backend,
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "threads": cfg.threads,
+        "seed": cfg.seed,
+        "warmup": cfg.warmup,
+        "iterations": cfg.iterations,
+        "start_iteration": start,
+        "end_iteration": start + cfg.warmup + cfg.iterations,
+        "seconds": seconds,
+        "iterations_per_s": cfg.iterations / seconds,
+        "samples_per_s": cfg.iterations * cfg.global_batch / seconds,
+        "loss_first": float(losses[0].item()),
+        "loss_last": float(losses[-1].item()),
+        "hosts": [g["host"] for g in gathered],
+        "param_digests": [g["digest"] for g in gathered],
+        "checkpoint": None if cfg.checkpoint is None else str(cfg.checkpoint),
+        "resumed_from": None if cfg.resume is None else str(cfg.resume),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+    }
+
+
+def train(
+    cfg: TrainConfig,
+    env: DistEnv,
+    stop: threading.Event,
+    report: Callable[[dict[str, Any]], None],
+) -> dict[str, Any] | None:
+    """Run warmup + timed iterations; rank 0 hands the result record to `report` and returns it.
 
     Raises Stopped when `stop` is set between steps. The process group is always destroyed.
     """
@@ -157,33 +202,12 @@ def train(cfg: TrainConfig, env: DistEnv, stop: threading.Event) -> dict[str, An
         info = {"host": socket.gethostname(), "digest": param_digest(module)}
         gathered: list[Any] = [None] * env.world_size
         dist.all_gather_object(gathered, info)
-        if env.rank != 0:
-            return None
-        return {
-            "model": cfg.model,
-            "size": cfg.size,
-            "global_batch": cfg.global_batch,
-            "local_batch": local_batch,
-            "world_size": env.world_size,
-            "backend": backend,
-            "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-            "threads": cfg.threads,
-            "seed": cfg.seed,
-            "warmup": cfg.warmup,
-            "iterations": cfg.iterations,
-            "start_iteration": start,
-            "end_iteration": done,
-            "seconds": seconds,
-            "iterations_per_s": cfg.iterations / seconds,
-            "samples_per_s": cfg.iterations * cfg.global_batch / seconds,
-            "loss_first": float(losses[0].item()),
-            "loss_last": float(losses[-1].item()),
-            "hosts": [g["host"] for g in gathered],
-            "param_digests": [g["digest"] for g in gathered],
-            "checkpoint": None if cfg.checkpoint is None else str(cfg.checkpoint),
-            "resumed_from": None if cfg.resume is None else str(cfg.resume),
-            "torch_version": torch.__version__,
-            "python_version": platform.python_version(),
-        }
+        result = None
+        if env.rank == 0:
+            result = _record(cfg, env, backend, device, start, seconds, losses, gathered)
+            report(result)
+        # Nobody tears the group down while a peer may still be reading its last collective.
+        dist.barrier()
+        return result
     finally:
         dist.destroy_process_group()

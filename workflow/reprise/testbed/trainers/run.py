@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         resume=args.resume,
     )
     try:
-        result = train(cfg, env, stop)
+        result = train(cfg, env, stop, partial(write_json_atomic, args.out))
     except Stopped as exc:
         print(f"[trainer rank {env.rank}] {exc}; no result written", file=sys.stderr, flush=True)
         return 128 + (received[0] if received else signal.SIGTERM)
@@ -179,7 +180,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     if result is not None:
-        write_json_atomic(args.out, result)
         print(
             f"[trainer] {args.model} ({args.size}) x{env.world_size}: "
             f"{result['iterations_per_s']:.3f} it/s, {result['samples_per_s']:.1f} samples/s "

@@ -239,15 +239,6 @@ def test_schema_names_the_key(config: dict[str, Any], key: str, value: Any, frag
     assert message.startswith(f"config key {key}") and fragment in message
 
 
-def test_note_policy_must_be_run(config: dict[str, Any]) -> None:
-    bad = set_key(config, "experiments.figure10.note_policies", ["pollux"])
-    check_schema(bad, SCHEMA)
-    with pytest.raises(
-        ConfigError, match=r"experiments\.figure10\.note_policies: 'pollux' is not run"
-    ):
-        check_config(bad, load_catalog(REPO / "config/upstream.yaml"))
-
-
 def test_max_ddl_below_min_ddl(config: dict[str, Any]) -> None:
     bad = set_key(config, "traces.fig9_1000job.generated.max_ddl", 0.2)
     with pytest.raises(

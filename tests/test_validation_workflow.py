@@ -120,11 +120,11 @@ def test_latin1_byte_fails_naming_file_and_line(workdir: Path, mirror: Path) -> 
             "'polux' is not one of",
         ),
         (
-            "experiments.tiny.note_policies",
+            "experiments.tiny.note_policies[0]",
             "experiments:\n  tiny:\n    runs: [{trace: elasticVpollux_e, cluster: n16g4}]\n"
-            "    slot: 60\n    policies: [edf]\n    note_policies: [gandiva]\n"
+            "    slot: 60\n    policies: [edf]\n    note_policies: [chronus-gredy]\n"
             "    paper: config/paper/figure8a.yaml\n",
-            "'gandiva' is not run in this experiment",
+            "'chronus-gredy' is not one of",
         ),
         (
             "traces.fig9_1000job.generated.max_gpus",

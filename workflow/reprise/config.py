@@ -192,13 +192,6 @@ def check_config(config: Mapping[str, Any], catalog: Mapping[str, UpstreamFile])
                     f"config key experiments.{exp_name}.seeds.{policy}: seeds are for the "
                     f"randomised policies only ({', '.join(sorted(SEEDED_POLICIES))})"
                 )
-        for note in exp.get("note_policies", []):
-            if note not in exp["policies"]:
-                raise ConfigError(
-                    f"config key experiments.{exp_name}.note_policies: {note!r} is not run in "
-                    f"this experiment (policies: {', '.join(exp['policies'])}); add it to "
-                    f"experiments.{exp_name}.policies or drop the note"
-                )
         if not Path(exp["paper"]).is_file():
             raise ConfigError(
                 f"config key experiments.{exp_name}.paper: no such file {exp['paper']!r}"

@@ -19,6 +19,7 @@ def netns_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsClu
     try:
         cluster.add_node("n1")
         cluster.add_node("n2")
+        cluster.save()  # after a hard crash: python tests/infra/netns_nodes.py stop --dir <it>
         yield cluster
     finally:
         cluster.stop()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ipaddress
+import json
 import os
 import random
 import shutil
@@ -117,7 +119,7 @@ class NetnsCluster:
 
     def start(self) -> NetnsCluster:
         self.base.mkdir(parents=True, exist_ok=True)
-        self.subnet = _free_subnet()
+        self.subnet = self.subnet or _free_subnet()
         self.bridge = f"rpb{self.tag}"
         gateway = f"{self.subnet.network_address + 1}/24"
         _run("ip", "link", "add", self.bridge, "type", "bridge")
@@ -264,3 +266,64 @@ class NetnsCluster:
                 doc[key] = value
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         return path
+
+    def save(self) -> Path:
+        """Record every object made, so that a later `stop` from the command line removes them."""
+        data = {
+            "tag": self.tag,
+            "subnet": str(self.subnet),
+            "bridge": self.bridge,
+            "iptables_rule": self.iptables_rule,
+            "client_key": str(self.client_key),
+            "nodes": [{**n.__dict__, "folder": str(n.folder)} for n in self.nodes.values()],
+        }
+        path = self.base / "cluster.json"
+        path.write_text(json.dumps(data, indent=1))
+        return path
+
+    @classmethod
+    def load(cls, base: Path) -> NetnsCluster:
+        data = json.loads((base / "cluster.json").read_text())
+        nodes = {n["name"]: NetnsNode(**{**n, "folder": Path(n["folder"])}) for n in data["nodes"]}
+        return cls(
+            base=base,
+            tag=data["tag"],
+            nodes=nodes,
+            subnet=ipaddress.IPv4Network(data["subnet"]),
+            bridge=data["bridge"],
+            iptables_rule=data["iptables_rule"],
+            client_key=Path(data["client_key"]),
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """start: N nodes on a fixed subnet (keys, known_hosts, cluster.json in --dir); stop: remove."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("action", choices=["start", "stop"])
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/reprise-netns"))
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--subnet", default="10.214.0.0/24")
+    args = parser.parse_args(argv)
+    if args.action == "stop":
+        if (args.dir / "cluster.json").exists():
+            NetnsCluster.load(args.dir).stop()
+            (args.dir / "cluster.json").unlink()
+        return 0
+    reason = usable()
+    if reason is not None:
+        print(reason, file=sys.stderr)
+        return 1
+    cluster = NetnsCluster(args.dir, subnet=ipaddress.IPv4Network(args.subnet)).start()
+    try:
+        for i in range(1, args.nodes + 1):
+            cluster.add_node(f"node{i}")
+    finally:
+        cluster.save()
+    cluster.known_hosts(args.dir / "known_hosts")
+    for node in cluster.nodes.values():
+        print(node.name, node.address)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

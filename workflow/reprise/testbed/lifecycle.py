@@ -92,10 +92,18 @@ class NodeUnreachable(TestbedError):
 class SshLauncher:
     """Launcher for nodes reached by SSH (hosts, Docker containers running sshd)."""
 
-    def __init__(self, nodes: Sequence[Node] = (), connections: Connections | None = None) -> None:
+    def __init__(
+        self,
+        nodes: Sequence[Node] = (),
+        connections: Connections | None = None,
+        timeout_s: float = 30.0,
+        poll_timeout_s: float = 10.0,
+    ) -> None:
         self.connections = connections or Connections()
         self.nodes: dict[str, Node] = {n.name: n for n in nodes}
-        self.timeout_s = 30.0
+        self.timeout_s = timeout_s
+        # A node that vanished without closing its TCP connections is noticed by this bound.
+        self.poll_timeout_s = poll_timeout_s
 
     def add_nodes(self, nodes: Sequence[Node]) -> None:
         self.nodes.update({n.name: n for n in nodes})
@@ -145,9 +153,8 @@ class SshLauncher:
 
     def poll(self, proc: Launched) -> int | None:
         node = self.nodes[proc.node]
-        result = self.run(
-            node, self._helper(node, "poll", str(proc.pgid), proc.log), f"watching {proc.name!r}"
-        )
+        command = self._helper(node, "poll", str(proc.pgid), proc.log)
+        result = self.run(node, command, f"watching {proc.name!r}", self.poll_timeout_s)
         words = result.stdout.split()
         if not result.ok or not words:
             raise TestbedError(

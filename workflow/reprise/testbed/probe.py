@@ -98,3 +98,16 @@ def probe_node(launcher: SshLauncher, node: Node) -> dict[str, Any]:
 
 def probe_nodes(launcher: SshLauncher, nodes: Sequence[Node]) -> list[dict[str, Any]]:
     return [probe_node(launcher, n) for n in nodes]
+
+
+def facts_script(out: str) -> str:
+    """The probe as a program that writes its JSON line to `out` (launchers without a shell
+    channel, such as srun steps and pod exec, run it as a process and fetch the file)."""
+    return (
+        "import contextlib, io, os\n"
+        "buf = io.StringIO()\n"
+        "with contextlib.redirect_stdout(buf):\n"
+        f"    exec({_FACTS!r})\n"
+        f"os.makedirs(os.path.dirname({out!r}), exist_ok=True)\n"
+        f"open({out!r}, 'w').write(buf.getvalue())\n"
+    )

@@ -130,6 +130,9 @@ def connect(target: SshTarget) -> Any:
         "allow_agent": target.key_path is None,
         "banner_timeout": target.timeout_s,
         "auth_timeout": target.timeout_s,
+        # Paramiko waits an hour for a channel by default: a node that vanished without closing
+        # its TCP connection would hang every later command instead of failing.
+        "channel_timeout": max(10.0, 3 * target.timeout_s),
     }
     if target.key_path is not None:
         connect_kwargs["key_filename"] = [str(target.key_path)]
@@ -214,6 +217,7 @@ class Connections:
             if conn is not None:
                 conn.close()
             conn = connect(SshTarget.from_node(node, self.timeout_s))
+            conn.transport.set_keepalive(5)  # a silent peer is found out by the next command
             self._open[node.name] = conn
             return conn
 

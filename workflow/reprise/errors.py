@@ -27,3 +27,5 @@ class ProvisionError(ReproError):
 
 class TestbedError(ReproError):
     """A process of a testbed run failed, a node died mid-run, or results could not be collected."""
+
+    __test__ = False  # a name pytest would otherwise try to collect as a test class

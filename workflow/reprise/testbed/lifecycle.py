@@ -22,7 +22,7 @@ from invoke.exceptions import CommandTimedOut
 
 from reprise.errors import ProvisionError, TestbedError
 from reprise.testbed.inventory import Link
-from reprise.testbed.nodes import Launched, Node, Provider
+from reprise.testbed.nodes import Launched, Node, Provider, RunLauncher
 from reprise.testbed.provision.ssh import Connections
 
 STATE_FILE = "testbed-run.json"
@@ -200,6 +200,16 @@ class SshLauncher:
         self.connections.close_all()
 
 
+def _ssh(launcher: RunLauncher) -> SshLauncher:
+    """Link shaping runs `tc` in a shell on the node: only launchers with SSH access have one."""
+    if not isinstance(launcher, SshLauncher):
+        raise TestbedError(
+            f"link shaping needs SSH access to the nodes; {type(launcher).__name__} has none "
+            "(put the groups to be shaped on ssh or docker nodes)"
+        )
+    return launcher
+
+
 def _node_from_json(data: Mapping[str, Any]) -> Node:
     fields = dict(data)
     for key in ("key_path", "known_hosts"):
@@ -238,7 +248,7 @@ def _has_orphans(orphans: Mapping[str, Any]) -> bool:
 
 
 def recover(
-    run_dir: Path, launcher: SshLauncher, provider: Provider | None = None
+    run_dir: Path, launcher: RunLauncher, provider: Provider | None = None
 ) -> tuple[list[str], dict[str, Any]]:
     """Stop what a crashed run (e.g. Snakemake killed with -9) left: its processes and qdiscs.
 
@@ -272,7 +282,7 @@ def recover(
     kept: list[dict[str, Any]] = []
     for rec in list(state.data.get("shaping", [])) + list(old.get("shaping", [])):
         try:
-            unshape(launcher, nodes[rec["node"]], ShapeRecord(**rec))
+            unshape(_ssh(launcher), nodes[rec["node"]], ShapeRecord(**rec))
         except TestbedError as exc:
             problems.append(str(exc))
             kept.append(rec)
@@ -312,7 +322,7 @@ class TestbedRun:
     def __init__(
         self,
         provider: Provider,
-        launcher: SshLauncher,
+        launcher: RunLauncher,
         run_dir: Path,
         grace_s: float = 5.0,
     ) -> None:
@@ -494,7 +504,7 @@ class TestbedRun:
             state.data["shaping"].append(rec)
             state.save()
 
-        shape_links(self.launcher, self.nodes, links, record)
+        shape_links(_ssh(self.launcher), self.nodes, links, record)
 
     # -- leaving --------------------------------------------------------------------------
     def __exit__(
@@ -585,7 +595,7 @@ class TestbedRun:
                 "removing link shaping",
                 problems,
                 unshape,
-                self.launcher,
+                _ssh(self.launcher),
                 node,
                 ShapeRecord(**rec),
             )

@@ -32,8 +32,9 @@ def make_launcher(inventory: Inventory, nodes: Sequence[Node]) -> RunLauncher:
     """Docker nodes run sshd, so they share the SSH launcher with real hosts."""
     if inventory.provider in ("docker", "ssh"):
         from reprise.testbed.lifecycle import SshLauncher
+        from reprise.testbed.provision.ssh import Connections
 
-        return SshLauncher(nodes)
+        return SshLauncher(nodes, Connections(timeout_s=inventory.ssh.connect_timeout_s))
     if inventory.provider == "slurm":
         from reprise.testbed.provision.slurm import SrunLauncher
 

@@ -1,0 +1,208 @@
+"""Throughput profiling: rank placement, upstream-format tables, the run record, and
+`snakemake throughput_profile` end to end on Docker nodes and on plain SSH hosts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from infra.netns_nodes import NetnsCluster
+from infra.workflow import copy_workflow, run_snakemake
+
+from reprise.analysis.throughput import throughput_table
+from reprise.errors import TestbedError
+from reprise.sim.records import EVENT_COLUMNS, JOB_COLUMNS
+from reprise.testbed.nodes import Node
+from reprise.testbed.placement import place_ranks
+from reprise.testbed.profile_record import write_profile_record
+from reprise.testbed.profiling import Measurement, upstream_tables
+from reprise.testbed.throughput_profile import settings_from_config
+
+
+def _nodes(*slots: int) -> list[Node]:
+    return [
+        Node(name=f"n{i}", group="g", address=f"10.0.0.{i}", peer_address=f"10.0.0.{i}", slots=s)
+        for i, s in enumerate(slots)
+    ]
+
+
+def test_pack_fills_a_node_before_the_next() -> None:
+    ranks = place_ranks(_nodes(2, 2, 2), 3, "pack")
+    assert [(r.rank, r.node.name, r.local_rank) for r in ranks] == [
+        (0, "n0", 0),
+        (1, "n0", 1),
+        (2, "n1", 0),
+    ]
+
+
+def test_spread_deals_ranks_round_robin() -> None:
+    ranks = place_ranks(_nodes(2, 2, 2), 4, "spread")
+    assert [r.node.name for r in ranks] == ["n0", "n1", "n2", "n0"]
+    assert [r.local_rank for r in ranks] == [0, 0, 0, 1]
+
+
+def test_too_many_workers_names_the_slots() -> None:
+    with pytest.raises(TestbedError, match=r"5 workers do not fit the cluster's 4 slots"):
+        place_ranks(_nodes(1, 3), 5)
+
+
+def _m(model: str, batch: int, workers: int, its: float) -> Measurement:
+    return Measurement(
+        model=model,
+        size="tiny",
+        global_batch=batch,
+        workers=workers,
+        iterations_per_s=its,
+        samples_per_s=its * batch,
+        seconds=10 / its,
+        wall_s=5.0,
+        started_s=workers * 10.0,
+        nodes=tuple(f"n{i}" for i in range(workers)),
+        backend="gloo",
+        device="cpu",
+    )
+
+
+RESULTS = [
+    _m("vgg16", 16, 1, 10.0),
+    _m("vgg16", 16, 2, 16.0),
+    _m("vgg16", 32, 1, 5.0),
+    _m("vgg16", 32, 2, 9.0),
+    _m("gpt2", 16, 1, 4.0),
+]
+
+
+def test_upstream_layout_rows_are_batches_columns_are_workers() -> None:
+    tables = upstream_tables(RESULTS)
+    rows = list(csv.reader(tables["vgg16"].splitlines()))
+    assert rows == [["global_batch_size", "1", "2"], ["16", "10.0", "16.0"], ["32", "5.0", "9.0"]]
+    assert tables["gpt2"] == "global_batch_size,1\n16,4.0\n"
+
+
+def test_run_record_has_the_simulation_record_shape(tmp_path: Path) -> None:
+    summary = write_profile_record(
+        tmp_path, RESULTS, {"vgg16": 40.0, "gpt2": 5.5}, {"cluster": "c", "experiment": "x"}
+    )
+    with (tmp_path / "jobs.csv").open() as fh:
+        jobs = list(csv.reader(fh))
+    assert tuple(jobs[0]) == JOB_COLUMNS
+    assert len(jobs) == 1 + len(RESULTS)
+    with (tmp_path / "events.csv").open() as fh:
+        assert tuple(next(csv.reader(fh))) == EVENT_COLUMNS
+    assert summary["kind"] == "testbed"
+    assert summary["metrics"]["profiling_seconds_total"] == 45.5
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    assert (tmp_path / "profiles" / "vgg16.csv").read_text().startswith("global_batch_size,1,2\n")
+
+
+def test_scaling_efficiency_is_speedup_over_workers(tmp_path: Path) -> None:
+    write_profile_record(tmp_path, RESULTS, {"vgg16": 1.0, "gpt2": 1.0}, {"cluster": "c"})
+    table = throughput_table([tmp_path])
+    row = table[(table.model == "vgg16") & (table.global_batch == 16) & (table.workers == 2)]
+    assert row["speedup"].item() == pytest.approx(1.6)
+    assert row["scaling_efficiency"].item() == pytest.approx(0.8)
+
+
+def test_settings_take_the_config_block() -> None:
+    s = settings_from_config({"cluster": "x", "models": ["bert"], "workers": [1, 3]})
+    assert s.models == ("bert",)
+    assert s.workers == (1, 3)
+    assert s.size == "tiny"
+
+
+# --- end to end ---------------------------------------------------------------------------
+
+
+def _docker_up() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        docker.from_env(timeout=5).ping()
+        return True
+    except Exception:
+        return False
+
+
+def _leftovers(label: str) -> tuple[list[str], list[str]]:
+    import docker
+
+    client = docker.from_env()
+    containers = [c.name for c in client.containers.list(all=True, filters={"label": label})]
+    networks = [n.name for n in client.networks.list(filters={"label": label})]
+    return containers, networks
+
+
+def _trainer_processes() -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "reprise.testbed.trainers.run" in line]
+
+
+def _check_outputs(workdir: Path, cluster: str, models: list[str], workers: list[int]) -> None:
+    table = pd.read_csv(workdir / "results/tables/throughput_profile.csv")
+    assert sorted(table.model.unique()) == sorted(models)
+    assert sorted(table.workers.unique()) == workers
+    assert (table.iterations_per_s > 0).all()
+    assert (table[table.workers == 1].scaling_efficiency == 1.0).all()
+    times = pd.read_csv(workdir / "results/tables/throughput_profile_time.csv")
+    assert sorted(times.model) == sorted(models)
+    assert (times.seconds > 0).all()
+    for fig in ("pdf", "png"):
+        assert (workdir / f"results/figures/throughput_profile.{fig}").stat().st_size > 1000
+    record = workdir / "results/runs/testbed/throughput_profile" / cluster
+    header = (record / "profiles" / f"{models[0]}.csv").read_text().splitlines()[0]
+    assert header == ",".join(["global_batch_size", *map(str, workers)])
+    nodes = json.loads((workdir / f"results/testbeds/{cluster}/nodes.json").read_text())
+    assert all(n["packages"]["torch"] for n in nodes["nodes"])
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+@pytest.mark.skipif(os.geteuid() != 0, reason="Docker nodes need root here")
+def test_snakemake_throughput_profile_on_docker_nodes(tmp_path: Path) -> None:
+    if not _docker_up():
+        pytest.skip("no Docker daemon answers (CI starts one: tests/infra/start-dockerd.sh)")
+    workdir = copy_workflow(tmp_path / "wf")
+    result = run_snakemake(workdir, "throughput_profile", "-c2", timeout=2400)
+    assert result.returncode == 0, result.stderr[-4000:]
+    config = yaml.safe_load((workdir / "config/config.yaml").read_text())
+    models = config["testbed"]["throughput_profile"]["models"]
+    _check_outputs(workdir, "local-docker", models, [1, 2, 4])
+    assert _leftovers("reprise.cluster=local-docker") == ([], [])
+    assert _trainer_processes() == []
+    again = run_snakemake(workdir, "throughput_profile", "-c2", "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_snakemake_throughput_profile_on_ssh_hosts(
+    netns_cluster: NetnsCluster, tmp_path: Path
+) -> None:
+    """The same stage through plain SSH hosts (sshd in network namespaces): same table shape."""
+    workdir = copy_workflow(tmp_path / "wf")
+    known = netns_cluster.known_hosts(tmp_path / "known_hosts")
+    netns_cluster.inventory(
+        workdir / "config/clusters/test-ssh.yaml",
+        ssh={"known_hosts": str(known)},
+        workdir=str(tmp_path / "nodes"),
+    )
+    doc = yaml.safe_load((workdir / "config/clusters/test-ssh.yaml").read_text())
+    doc["nodes"] = [n for n in doc["nodes"] if n["name"] in ("n1", "n2")]  # not throw-aways
+    for node in doc["nodes"]:
+        node["slots"] = 2
+    (workdir / "config/clusters/test-ssh.yaml").write_text(yaml.safe_dump(doc))
+    models = ["resnet50", "gpt2"]
+    override = (
+        "testbed={clusters: [test-ssh], throughput_profile: {cluster: test-ssh, "
+        f"models: [{', '.join(models)}], workers: [1, 2, 4], global_batch_sizes: [8], "
+        "iterations: 4, warmup: 1}}"
+    )
+    result = run_snakemake(workdir, "throughput_profile", "-c1", "--config", override, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    _check_outputs(workdir, "test-ssh", models, [1, 2, 4])
+    assert _trainer_processes() == []

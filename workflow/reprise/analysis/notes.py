@@ -2,7 +2,8 @@
 
 Each entry names its policies, optionally its groups, and when it applies (`outside_tolerance`, the
 default; `late_but_counted`: some jobs end late yet count as met; or `always`); its text may quote
-the row's counts, e.g. `{late_but_counted_met} of {total}`.
+the row's counts, e.g. `{late_but_counted_met} of {total}`. `explained: false` marks a note that
+does not give the cause of a gap to the published value (measurements only, or another topic).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ FIELDS = (
     "late_but_counted_met",
     "ratio_published_rule",
     "ratio_completion",
+    "ratio_std",
     "published",
     "delta",
 )
@@ -34,6 +36,7 @@ class Note:
     """None: every group of the figure."""
     when: str
     text: str
+    explained: bool = True
 
     def applies(self, row: Mapping[str, str]) -> bool:
         if row.get("status") != "ok" or row["policy"] not in self.policies:
@@ -67,9 +70,14 @@ def paper_notes(paper: Mapping[str, Any]) -> list[Note]:
         where = f"{source}: notes[{i}]"
         if not isinstance(entry, Mapping) or not isinstance(entry.get("text"), str):
             raise ConfigError(f"{where}: give at least `policies: [...]` and `text: ...`")
-        extra = sorted(set(entry) - {"policies", "groups", "when", "text"})
+        extra = sorted(set(entry) - {"policies", "groups", "when", "text", "explained"})
         if extra:
-            raise ConfigError(f"{where}: unknown key(s) {extra}; use policies, groups, when, text")
+            raise ConfigError(
+                f"{where}: unknown key(s) {extra}; use policies, groups, when, text, explained"
+            )
+        explained = entry.get("explained", True)
+        if not isinstance(explained, bool):
+            raise ConfigError(f"{where}.explained: {explained!r}; use true or false")
         policies = _names(entry.get("policies"), where, "policies", list(paper["order"]))
         groups = None
         if "groups" in entry:
@@ -82,7 +90,7 @@ def paper_notes(paper: Mapping[str, Any]) -> list[Note]:
                 raise ConfigError(
                     f"{where}.text: unknown field {{{field}}}; a note may quote {', '.join(FIELDS)}"
                 )
-        notes.append(Note(policies, groups, when, entry["text"].strip()))
+        notes.append(Note(policies, groups, when, entry["text"].strip(), explained))
     return notes
 
 
@@ -90,3 +98,10 @@ def note_for(notes: Sequence[Note], row: Mapping[str, str]) -> str:
     """Every applicable note's text, with the row's counts filled in, one after the other."""
     values = {field: row.get(field, "") for field in FIELDS}
     return " ".join(n.text.format_map(values) for n in notes if n.applies(row))
+
+
+def explained(notes: Sequence[Note], row: Mapping[str, str]) -> str:
+    """For a row outside its tolerance: "true" when a note gives the cause, else "false"."""
+    if row.get("status") != "ok" or row.get("within_tolerance") != "false":
+        return ""
+    return str(any(n.explained and n.applies(row) for n in notes)).lower()

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from reprise.analysis.notes import note_for, paper_notes
+from reprise.analysis.notes import explained, note_for, paper_notes
 from reprise.config import split_instance
 from reprise.sim.records import read_summary
 
@@ -43,6 +43,7 @@ TABLE_COLUMNS = (
     "late_but_counted_met",
     "best_effort_mean_jct",
     "note",
+    "explained",
 )
 
 
@@ -133,6 +134,7 @@ def figure_rows(
             "best_effort_mean_jct": _fmt(jct, 1),
         }
         row["note"] = note_for(notes, row)
+        row["explained"] = explained(notes, row)
         rows.append((group, order.get(policy, len(order)), row))
     for group in groups:
         for policy in pending:

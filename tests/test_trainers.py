@@ -163,6 +163,7 @@ def test_trainer_world_size_1_writes_result_and_checkpoint(tmp_path: Path) -> No
     assert result["backend"] == "gloo" and result["device"] == "cpu"
     assert (result["iterations"], result["start_iteration"], result["end_iteration"]) == (5, 0, 6)
     assert result["iterations_per_s"] == pytest.approx(5 / result["seconds"])
+    assert result["cpu_seconds_rank0"] > 0
     assert result["samples_per_s"] == pytest.approx(4 * result["iterations_per_s"])
     assert result["hosts"] == [socket.gethostname()]
     assert result["torch_version"] == torch.__version__

@@ -108,11 +108,12 @@ def _record(
     backend: str,
     device: torch.device,
     start: int,
-    seconds: float,
+    timing: tuple[float, float],
     losses: list[Tensor],
     gathered: list[Any],
 ) -> dict[str, Any]:
     """Rank 0's result: what ran, where, how fast, and every replica's parameter digest."""
+    seconds, cpu_seconds = timing
     return {
         "model": cfg.model,
         "size": cfg.size,
@@ -128,6 +129,7 @@ def _record(
         "start_iteration": start,
         "end_iteration": start + cfg.warmup + cfg.iterations,
         "seconds": seconds,
+        "cpu_seconds_rank0": cpu_seconds,
         "iterations_per_s": cfg.iterations / seconds,
         "samples_per_s": cfg.iterations * cfg.global_batch / seconds,
         "loss_first": float(losses[0].item()),
@@ -189,9 +191,11 @@ def train(
         dist.barrier()
         _sync(device)
         _log(env, f"warmup done; timing {cfg.iterations} iterations")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         losses = steps(cfg.iterations, cfg.warmup)
         _sync(device)
+        # CPU time of this process (all its threads): steadier than wall time on a shared machine.
+        cpu_seconds = time.process_time() - c0
         elapsed = torch.tensor([time.perf_counter() - t0], dtype=torch.float64, device=device)
         # The job is as slow as its slowest rank.
         dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)
@@ -204,7 +208,8 @@ def train(
         dist.all_gather_object(gathered, info)
         result = None
         if env.rank == 0:
-            result = _record(cfg, env, backend, device, start, seconds, losses, gathered)
+            timing = (seconds, cpu_seconds)
+            result = _record(cfg, env, backend, device, start, timing, losses, gathered)
             report(result)
         # Nobody tears the group down while a peer may still be reading its last collective.
         dist.barrier()

@@ -5,9 +5,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir)))
 from _log import redirect_stderr
+from reprise.lifetime import die_with_parent
 from reprise.testbed.image import build_node_image
 
 redirect_stderr(snakemake)
+# a killed Snakemake sends SIGTERM here: the run tears its nodes down instead of going on
+die_with_parent()
 record = Path(snakemake.output.record)
 image_id = build_node_image(
     workdir=record.parent / "build",

@@ -5,9 +5,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir)))
 from _log import redirect_stderr
+from reprise.lifetime import die_with_parent
 from reprise.testbed.provisioning import provision_cluster
 
 redirect_stderr(snakemake)
+# a killed Snakemake sends SIGTERM here: the run tears its nodes down instead of going on
+die_with_parent()
 out = Path(snakemake.output.nodes)
 record = provision_cluster(
     inventory_path=Path(snakemake.input.inventory),

@@ -6,7 +6,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -206,3 +209,84 @@ def test_snakemake_throughput_profile_on_ssh_hosts(
     assert result.returncode == 0, result.stderr[-4000:]
     _check_outputs(workdir, "test-ssh", models, [1, 2, 4])
     assert _trainer_processes() == []
+
+
+@pytest.mark.slow
+def test_snakemake_throughput_profile_through_the_slurm_profile(
+    slurm: dict[str, str], tmp_path: Path
+) -> None:
+    """provision and throughput_profile_run are Slurm jobs; every trainer is an srun step."""
+    workdir = copy_workflow(tmp_path / "wf")
+    (workdir / ".venv").symlink_to(Path(sys.executable).parents[1])
+    override = (
+        "testbed={clusters: [local-slurm], throughput_profile: {cluster: local-slurm, "
+        "models: [resnet50], workers: [1, 2], global_batch_sizes: [8], iterations: 4, warmup: 1}}"
+    )
+    result = run_snakemake(
+        workdir,
+        "throughput_profile",
+        "--profile",
+        str(workdir / "workflow/profiles/slurm"),
+        "--config",
+        override,
+        env=slurm,
+        timeout=900,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", output)
+    assert len(submitted) == 2, output  # provision and throughput_profile_run, nothing else
+    _check_outputs(workdir, "local-slurm", ["resnet50"], [1, 2])
+    record = workdir / "results/runs/testbed/throughput_profile/local-slurm/run/testbed-run.json"
+    steps = json.loads(record.read_text())["processes"]
+    assert len(steps) == 3 and all(p["status"] in ("exited", "stopped") for p in steps)
+    assert _trainer_processes() == []
+
+
+SMALL = (
+    "testbed={clusters: [local-docker], throughput_profile: {cluster: local-docker, "
+    "models: [resnet50, gpt2], workers: [1, 2], global_batch_sizes: [8], iterations: 4, warmup: 1}}"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+@pytest.mark.skipif(os.geteuid() != 0, reason="Docker nodes need root here")
+def test_killed_snakemake_tears_the_nodes_down_and_a_rerun_completes(tmp_path: Path) -> None:
+    if not _docker_up():
+        pytest.skip("no Docker daemon answers (CI starts one: tests/infra/start-dockerd.sh)")
+    workdir = copy_workflow(tmp_path / "wf")
+    log = workdir / "results/logs/testbed/throughput_profile/local-docker.log"
+    env = {**os.environ, "REPRISE_PROGRESS": "0"}
+    with (tmp_path / "first.out").open("w") as out:
+        first = subprocess.Popen(
+            [sys.executable, "-m", "snakemake", "throughput_profile", "-c2", "--config", SMALL],
+            cwd=workdir,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 1800
+            while not (log.exists() and "[1/4]" in log.read_text()):
+                assert first.poll() is None, (tmp_path / "first.out").read_text()[-3000:]
+                assert time.monotonic() < deadline, "the profiling run never started"
+                time.sleep(1)
+            first.kill()  # SIGKILL: Snakemake itself cannot clean anything up
+            first.wait(30)
+        finally:
+            if first.poll() is None:
+                first.kill()
+    # the job's script got SIGTERM from the kernel when Snakemake died, and tears down
+    deadline = time.monotonic() + 120
+    while _leftovers("reprise.cluster=local-docker") != ([], []) or _trainer_processes():
+        assert time.monotonic() < deadline, (_leftovers("reprise.cluster=local-docker"), log)
+        time.sleep(1)
+    summary = workdir / "results/runs/testbed/throughput_profile/local-docker/summary.json"
+    assert not summary.exists()  # nothing half-written is accepted as a result
+    rerun = run_snakemake(
+        workdir, "throughput_profile", "-c2", "--rerun-incomplete", "--config", SMALL, timeout=1800
+    )
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    _check_outputs(workdir, "local-docker", ["gpt2", "resnet50"], [1, 2])
+    assert _leftovers("reprise.cluster=local-docker") == ([], [])

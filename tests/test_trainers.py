@@ -151,7 +151,8 @@ def test_trainer_world_size_1_writes_result_and_checkpoint(tmp_path: Path) -> No
     args = ["--model", "bert", "--global-batch", "4", "--warmup", "1", "--iterations", "5"]
     run = subprocess.run(
         [*TRAINER, *args, "--out", str(out), "--checkpoint", str(ck)],
-        env=_env(),
+        # A lone rank with a rendezvous address works too (the SIGTERM test runs without one).
+        env=_env(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port())),
         capture_output=True,
         text=True,
         timeout=120,
@@ -231,6 +232,11 @@ def test_trainer_two_ranks_resume_and_end_identical(tmp_path: Path) -> None:
             {},
             "no such file",
         ),
+        (
+            ["--model", "bert", "--global-batch", "4", "--out", "/proc/reprise/r.json"],
+            {},
+            "--out /proc/reprise/r.json: cannot create or write to /proc/reprise",
+        ),
     ],
 )
 def test_trainer_rejects_bad_arguments(
@@ -238,7 +244,7 @@ def test_trainer_rejects_bad_arguments(
 ) -> None:
     out = tmp_path / "r.json"
     run = subprocess.run(
-        [*TRAINER, *args, "--out", str(out)],
+        [*TRAINER, "--out", str(out), *args],  # a later --out in args wins
         env=_env(**dist),
         capture_output=True,
         text=True,

@@ -98,6 +98,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _barrier(device: torch.device) -> None:
+    # NCCL needs to know the GPU a barrier runs on; gloo does not take device ids.
+    if device.type == "cuda":
+        dist.barrier(device_ids=[device.index])
+    else:
+        dist.barrier()
+
+
 def _log(env: DistEnv, message: str) -> None:
     print(f"[trainer rank {env.rank}/{env.world_size}] {message}", file=sys.stderr, flush=True)
 
@@ -157,6 +165,11 @@ def train(
     backend = resolve_backend(cfg.backend)
     device = torch.device("cuda", env.local_rank) if backend == "nccl" else torch.device("cpu")
     if device.type == "cuda":
+        if env.local_rank >= torch.cuda.device_count():
+            raise TestbedError(
+                f"LOCAL_RANK={env.local_rank} but this node has {torch.cuda.device_count()} "
+                "GPU(s): start at most one rank per GPU"
+            )
         torch.cuda.set_device(device)
     work = workload(cfg.model, cfg.size)
     local_batch = cfg.global_batch // env.world_size
@@ -188,7 +201,7 @@ def train(
             return losses
 
         steps(cfg.warmup, 0)
-        dist.barrier()
+        _barrier(device)
         _sync(device)
         _log(env, f"warmup done; timing {cfg.iterations} iterations")
         t0, c0 = time.perf_counter(), time.process_time()
@@ -212,7 +225,7 @@ def train(
             result = _record(cfg, env, backend, device, start, timing, losses, gathered)
             report(result)
         # Nobody tears the group down while a peer may still be reading its last collective.
-        dist.barrier()
+        _barrier(device)
         return result
     finally:
         dist.destroy_process_group()

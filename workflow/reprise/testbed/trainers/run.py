@@ -22,6 +22,7 @@ from typing import Any
 from reprise.errors import ReproError, TestbedError
 from reprise.testbed.trainers.env import read_env
 from reprise.testbed.trainers.names import MODELS, SIZES
+from reprise.testbed.trainers.netif import bind_collectives
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # After a stop signal the trainer gets this long to leave cleanly (it checks between steps); a
@@ -102,6 +103,14 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _writable_dir(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
 def _watch_signals(stop: threading.Event, received: list[int]) -> None:
     """Turn SIGTERM/SIGINT into `stop`; exit outright if the trainer does not leave in time.
 
@@ -126,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         env = read_env(os.environ)
     except TestbedError as exc:
         parser.error(str(exc))
+    bind_collectives(os.environ)
     if args.global_batch % env.world_size:
         parser.error(
             f"--global-batch {args.global_batch} does not split over WORLD_SIZE={env.world_size} "
@@ -133,6 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.resume is not None and not args.resume.is_file():
         parser.error(f"--resume {args.resume}: no such file")
+    if env.rank == 0:  # fail now, not after training, when the result cannot be written
+        for flag, path in (("--out", args.out), ("--checkpoint", args.checkpoint)):
+            if path is not None and not _writable_dir(path.parent):
+                parser.error(f"{flag} {path}: cannot create or write to {path.parent}")
 
     # Block before torch starts its threads, so they all inherit the mask (see _watch_signals).
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)

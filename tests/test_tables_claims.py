@@ -361,3 +361,40 @@ def test_a_note_without_a_cause_keeps_the_explained_claim_false(tmp_path: Path) 
     assert row["note"].startswith("Cause not found.") and row["explained"] == "false"
     claim = explained_claim("figure11", [row])
     assert not claim["holds"] and claim["why"] == "Gandiva at 40% best-effort: cause not found"
+
+
+def test_scorecard_speaks_paper_names_and_shows_notes(tmp_path: Path) -> None:
+    """Figure 9's table, from run records and the real paper file, through the scorecard: GPU
+    counts and policy names as the paper writes them, and the 256-GPU EDF note."""
+    import re
+
+    from reprise.analysis.claims import figure_claims
+    from reprise.analysis.scorecard import render_scorecard, render_scorecard_rst, scorecard_rows
+
+    paper = load_paper(REPO / "config/paper/figure9.yaml")
+    dirs = []
+    for cluster in ("n8g8", "n32g8"):
+        for policy in ("edf", "edf-accessctrl", "ef-accessctrl"):
+            met = {"edf": 3, "edf-accessctrl": 4, "ef-accessctrl": 9}[policy]
+            result = SimResult(
+                jobs=[job(i, 10, 100, i < met) for i in range(10)],
+                rounds=[],
+                accepted=met,
+                declined=10 - met,
+            )
+            meta = {"trace": "fig9_1000job.s0", "cluster": {"name": cluster}, "policy": policy}
+            dirs.append(tmp_path / f"{cluster}-{policy}")
+            write_run_record(result, dirs[-1], meta)
+    table = tmp_path / "figure9.csv"
+    rows = figure_rows(paper, dirs, [])
+    write_table(rows, table)
+    card = scorecard_rows({"figure9": table})
+    claims = figure_claims("figure9", rows)
+    render_scorecard(card, claims, tmp_path / "s.html")
+    render_scorecard_rst(card, claims, tmp_path / "s.rst")
+    internal = re.compile(r"dlas-gpu|ef-accessctrl|edf-accessctrl|\bn\d+g\d+\b|figure9\b")
+    for page in (tmp_path / "s.html", tmp_path / "s.rst"):
+        text = re.sub(r"<[^>]+>", " ", page.read_text())
+        assert not internal.findall(text), (page.name, internal.findall(text))
+        assert "256 GPUs" in text and "EDF + Admission Control" in text and "Figure 9" in text
+        assert "repeats its" in text or "looks like a copy" in text

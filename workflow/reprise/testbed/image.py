@@ -19,6 +19,7 @@ import docker  # type: ignore[import-untyped]
 import docker.errors  # type: ignore[import-untyped]
 import docker.utils  # type: ignore[import-untyped]
 
+from reprise.data.fetch import sha256_of
 from reprise.errors import ProvisionError
 from reprise.testbed.provision.docker import connect
 
@@ -42,24 +43,16 @@ class Wheel:
     bytes: int
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class _Log:
-    """One log file for every step, each line stamped with the seconds since the build began."""
+    """One log file for every step, each line stamped with the time of day it was written."""
 
     def __init__(self, handle: IO[str]) -> None:
         self.handle = handle
-        self.start = time.monotonic()
 
     def line(self, text: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
         for part in text.rstrip("\n").split("\n"):
-            self.handle.write(f"[{time.monotonic() - self.start:7.1f}s] {part}\n")
+            self.handle.write(f"[{stamp}] {part}\n")
         self.handle.flush()
 
     def run(self, argv: list[str], what: str, env: Mapping[str, str] | None = None) -> None:
@@ -101,36 +94,36 @@ def _project_wheel(project: Path, dest: Path, log: _Log) -> None:
         )
 
 
-def build_wheelhouse(project: Path, lock: Path, wheel_dir: Path, log: IO[str]) -> list[Wheel]:
-    """Every wheel a node needs (Reprise, its `testbed` extra, pinned by `lock`) in `wheel_dir`.
+def build_wheelhouse(project: Path, lock: Path, context: Path, log: IO[str]) -> list[Wheel]:
+    """Every wheel a node needs, pinned by `lock`: Reprise's own in `context`/project, the
+    dependencies of its `testbed` extra in `context`/wheels.
 
-    pip resolves from whatever index or local wheel folders its configuration names, on the
-    host; the nodes later install from this folder alone.
+    pip resolves on the host, from whatever index or local wheel folders its configuration
+    names; the nodes later install from these folders alone.
     """
     out = _Log(log)
     if not lock.is_file():
         raise ProvisionError(f"no lock file {lock}: the wheelhouse pins every package with it")
-    if wheel_dir.exists():
-        shutil.rmtree(wheel_dir)
-    wheel_dir.mkdir(parents=True)
-    _project_wheel(project, wheel_dir, out)
-    own = sorted(wheel_dir.glob("reprise-*.whl"))
+    own_dir, deps_dir = context / "project", context / "wheels"
+    for folder in (own_dir, deps_dir):
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+    _project_wheel(project, own_dir, out)
+    own = sorted(own_dir.glob("*.whl"))
     if len(own) != 1:
-        raise ProvisionError(f"expected one Reprise wheel in {wheel_dir}, found {len(own)}")
-    version = own[0].name.split("-")[1]
+        raise ProvisionError(f"expected one Reprise wheel in {own_dir}, found {len(own)}")
     # The wheel file itself as the requirement: a package of the same name on an index can't win.
-    wheels_here = ["--wheel-dir", str(wheel_dir), "--find-links", str(wheel_dir)]
     out.run(
-        [*PIP_WHEEL, *wheels_here, "-c", str(lock), f"{own[0]}[testbed]"],
+        [*PIP_WHEEL, "--wheel-dir", str(deps_dir), "-c", str(lock), f"{own[0]}[testbed]"],
         "pip wheel of the testbed environment (is the package index or local wheel folder "
         "that pip's configuration names reachable?)",
         env={"SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH},
     )
-    (wheel_dir / "requirements.txt").write_text(f"reprise[testbed]=={version}\n")
-    shutil.copyfile(lock, wheel_dir / "constraints.txt")
+    (deps_dir / own[0].name).unlink(missing_ok=True)
     wheels = [
-        Wheel(file=p.name, sha256=_sha256(p), bytes=p.stat().st_size)
-        for p in sorted(wheel_dir.glob("*.whl"))
+        Wheel(file=p.name, sha256=sha256_of(p), bytes=p.stat().st_size)
+        for p in sorted([*own, *deps_dir.glob("*.whl")], key=lambda p: p.name.lower())
     ]
     out.line(f"wheelhouse: {len(wheels)} wheels, {sum(w.bytes for w in wheels) / 1e6:.0f} MB")
     return wheels
@@ -143,7 +136,7 @@ def _image_or_none(client: Any, ref: str) -> Any:
         return None
 
 
-def ensure_base(client: Any, base: str, log: IO[str]) -> tuple[str, str]:
+def ensure_base(client: Any, base: str, log: IO[str], *, rebuild: bool = False) -> tuple[str, str]:
     """The base image as (reference for FROM, image id); builds or pulls it when missing.
 
     `debian-bootstrap` is rebuilt when debian-base.sh changed since the image was made (its
@@ -151,9 +144,10 @@ def ensure_base(client: Any, base: str, log: IO[str]) -> tuple[str, str]:
     """
     out = _Log(log)
     if base == DEBIAN_BOOTSTRAP:
-        script_sha = _sha256(BASE_SCRIPT)
+        script_sha = sha256_of(BASE_SCRIPT)
         image = _image_or_none(client, DEBIAN_BASE_TAG)
-        if image is not None and image.labels.get("reprise.base-script") == script_sha:
+        current = image is not None and image.labels.get("reprise.base-script") == script_sha
+        if current and not rebuild:
             out.line(f"base {DEBIAN_BASE_TAG} is up to date ({image.id})")
             return DEBIAN_BASE_TAG, str(image.id)
         if os.geteuid() != 0:
@@ -187,7 +181,7 @@ def _fingerprint(context: Path, base_id: str) -> str:
     digest = hashlib.sha256(base_id.encode())
     for path in sorted(p for p in context.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(context)).encode() + b"\0")
-        digest.update(_sha256(path).encode())
+        digest.update(sha256_of(path).encode())
     return digest.hexdigest()
 
 
@@ -198,6 +192,7 @@ def _stream_build(
     buildargs: dict[str, str],
     labels: dict[str, str],
     out: _Log,
+    no_cache: bool,
 ) -> None:
     """Legacy builder (no BuildKit on Debian's 20.10): stream each step into the log as it runs."""
     errors: list[str] = []
@@ -208,6 +203,7 @@ def _stream_build(
             tag=tag,
             rm=True,
             forcerm=True,
+            nocache=no_cache,
             buildargs=buildargs,
             labels=labels,
             decode=True,
@@ -230,20 +226,30 @@ def _stream_build(
 
 
 def build_image(
-    client: Any, context: Path, tag: str, base_ref: str, base_id: str, log: IO[str]
+    client: Any,
+    context: Path,
+    tag: str,
+    base_ref: str,
+    base_id: str,
+    log: IO[str],
+    *,
+    no_cache: bool = False,
 ) -> tuple[str, bool]:
-    """Build `tag` from a prepared context unless an image of the same inputs already has it.
+    """Build `tag` from a prepared context unless an image of the same inputs exists already.
 
     Returns the image id and whether a build ran.
     """
     out = _Log(log)
     inputs = _fingerprint(context, base_id)
-    current = _image_or_none(client, tag)
-    if current is not None and current.labels.get("reprise.inputs") == inputs:
-        out.line(f"{tag} is up to date ({current.id}); nothing to build")
-        return str(current.id), False
+    same = [] if no_cache else client.images.list(filters={"label": f"reprise.inputs={inputs}"})
+    if same:
+        # built before from the same inputs, maybe under another tag: tag it, build nothing
+        repository, version = docker.utils.parse_repository_tag(tag)
+        same[0].tag(repository, version or "latest")
+        out.line(f"{tag} is up to date ({same[0].id}); nothing to build")
+        return str(same[0].id), False
     labels = {"reprise.inputs": inputs, "reprise.base": base_ref, "reprise.base-id": base_id}
-    _stream_build(client, context, tag, {"BASE": base_ref}, labels, out)
+    _stream_build(client, context, tag, {"BASE": base_ref}, labels, out, no_cache)
     return str(client.images.get(tag).id), True
 
 
@@ -276,11 +282,13 @@ def build_node_image(
     project: Path = REPO,
     lock: Path | None = None,
     assets: Path = NODE_ASSETS,
+    fresh: bool = False,
 ) -> str:
     """Wheelhouse, base and node image in one go; returns the image id and writes `record`.
 
-    `workdir` holds the build context (assets plus `wheels/`); `record` is a JSON file with the
-    image id, tag, base, build times, size and every wheel with its sha256.
+    `workdir`/context is the build context (assets, `wheels/`, `project/`); `record` is a JSON
+    file with the image id, tag, base, build times, size and every wheel with its sha256.
+    `fresh` rebuilds the base and the image without Docker's layer cache (to time a full build).
     """
     lock = project / "requirements.lock" if lock is None else lock
     client = connect(timeout=BUILD_TIMEOUT_S)
@@ -288,12 +296,14 @@ def build_node_image(
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w", encoding="utf-8") as handle:
         t0 = time.monotonic()
-        base_ref, base_id = ensure_base(client, base, handle)
+        base_ref, base_id = ensure_base(client, base, handle, rebuild=fresh)
         t1 = time.monotonic()
         _prepare_context(assets, context)
-        wheels = build_wheelhouse(project, lock, context / "wheels", handle)
+        wheels = build_wheelhouse(project, lock, context, handle)
         t2 = time.monotonic()
-        image_id, built = build_image(client, context, tag, base_ref, base_id, handle)
+        image_id, built = build_image(
+            client, context, tag, base_ref, base_id, handle, no_cache=fresh
+        )
         t3 = time.monotonic()
     image = client.images.get(image_id)
     _write_json(

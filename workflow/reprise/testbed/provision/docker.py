@@ -180,6 +180,8 @@ class DockerProvider:
         self.record = _Record(self.state_dir / "created.json")
         self.ready_timeout_s = ready_timeout_s
         self._client: Any = None
+        # seconds of the last provision(): network + containers started, then all sshd answering
+        self.timings: dict[str, float] = {}
 
     # -- public -------------------------------------------------------------------------
 
@@ -222,29 +224,28 @@ class DockerProvider:
         containers = {c["id"]: c["name"] for c in state.get("containers", [])}
         for found in client.containers.list(all=True, filters={"label": labels}):
             containers.setdefault(found.id, found.name)
-        for cid, name in containers.items():
-            try:
-                client.containers.get(cid).remove(force=True)
-            except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError as exc:
-                raise ProvisionError(
-                    f"could not remove container {name} ({cid[:12]}): {_short(exc)}; "
-                    f"{self.record.path} still lists it, run teardown again"
-                ) from None
-        networks = {state["network"]["id"]} if state.get("network") else set()
-        networks.update(n.id for n in client.networks.list(filters={"label": labels}))
-        for nid in networks:
-            try:
-                client.networks.get(nid).remove()
-            except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError as exc:
-                raise ProvisionError(
-                    f"could not remove network {nid[:12]}: {_short(exc)} (a container we did not "
-                    f"make is still attached?); {self.record.path} still lists it"
-                ) from None
+        networks = (
+            {state["network"]["id"]: state["network"]["name"]} if state.get("network") else {}
+        )
+        for found in client.networks.list(filters={"label": labels}):
+            networks.setdefault(found.id, found.name)
+        # containers first: a network with endpoints cannot be removed
+        for oid, name in containers.items():
+            self._remove(client.containers, oid, f"container {name}", force=True)
+        for oid, name in networks.items():
+            self._remove(client.networks, oid, f"network {name}")
         self.record.remove()
+
+    def _remove(self, collection: Any, oid: str, what: str, **options: Any) -> None:
+        try:
+            collection.get(oid).remove(**options)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise ProvisionError(
+                f"could not remove {what} ({oid[:12]}): {_short(exc)}; {self.record.path} "
+                "still lists it: run teardown again once the cause is fixed"
+            ) from None
 
     # -- provisioning steps -------------------------------------------------------------
 
@@ -310,6 +311,7 @@ class DockerProvider:
             raise ProvisionError(f"a Docker {kind} named {name!r} already exists; {hint}")
 
     def _provision(self, client: Any, plan: list[_Planned], state: dict[str, Any]) -> list[Node]:
+        t0 = time.monotonic()
         labels = {LABEL_CLUSTER: self.inventory.name, LABEL_RUN: state["run"]}
         network = self._create_network(client, labels)
         state["network"] = {"id": network.id, "name": network.name}
@@ -339,9 +341,11 @@ class DockerProvider:
                 for node, (_, _, host_key) in zip(nodes, started, strict=True)
             }
         )
-        deadline = time.monotonic() + self.ready_timeout_s
+        t1 = time.monotonic()
+        deadline = t1 + self.ready_timeout_s
         for node, (_, container, _) in zip(nodes, started, strict=True):
             self._wait_ssh(node, container, deadline)
+        self.timings = {"start_s": t1 - t0, "ssh_ready_s": time.monotonic() - t1}
         return nodes
 
     def _create_network(self, client: Any, labels: Mapping[str, str]) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -18,7 +19,12 @@ docker = pytest.importorskip(
 )
 
 from reprise.errors import ProvisionError  # noqa: E402
-from reprise.testbed.image import DEBIAN_BASE_TAG, build_image, build_node_image  # noqa: E402
+from reprise.testbed.image import (  # noqa: E402
+    DEBIAN_BASE_TAG,
+    _Log,
+    build_image,
+    build_node_image,
+)
 from reprise.testbed.inventory import load_inventory  # noqa: E402
 from reprise.testbed.nodes import Node  # noqa: E402
 from reprise.testbed.provision.docker import (  # noqa: E402
@@ -141,6 +147,27 @@ def test_no_daemon_is_a_clear_error_and_creates_nothing(
     assert f"unix://{dead}" in message
     assert "start-dockerd.sh" in message and "DOCKER_HOST" in message
     assert not (tmp_path / "state" / "created.json").exists()
+
+
+def test_interrupted_build_step_stops_its_whole_process_group(tmp_path: Path) -> None:
+    """Ctrl-C during debootstrap or pip: the step's children go too, not only the shell."""
+
+    class Interrupting(io.StringIO):
+        name = str(tmp_path / "build.log")
+
+        def write(self, text: str) -> int:
+            if "2-ready" in text:  # printed by the step, not in its command line
+                raise KeyboardInterrupt
+            return super().write(text)
+
+    pid_file = tmp_path / "child.pid"
+    script = f"sleep 300 & echo $! > {pid_file}; echo $((1 + 1))-ready; wait"
+    with pytest.raises(KeyboardInterrupt):
+        _Log(Interrupting()).run(["bash", "-c", script], "a build step")
+    child = int(pid_file.read_text())
+    state = Path(f"/proc/{child}/status")
+    gone = not state.exists() or "zombie" in state.read_text()
+    assert gone, f"sleep ({child}) outlived the interrupted step"
 
 
 # -- the node image ---------------------------------------------------------------------

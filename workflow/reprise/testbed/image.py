@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -64,17 +65,37 @@ class _Log:
             stderr=subprocess.STDOUT,
             text=True,
             env=None if env is None else {**os.environ, **env},
+            start_new_session=True,
         )
         assert proc.stdout is not None
         tail: list[str] = []
-        for raw in proc.stdout:
-            self.line(raw)
-            tail = [*tail[-19:], raw.rstrip()]
-        if proc.wait() != 0:
+        try:
+            for raw in proc.stdout:
+                self.line(raw)
+                tail = [*tail[-19:], raw.rstrip()]
+            proc.wait()
+        except BaseException:
+            _stop_group(proc)
+            raise
+        if proc.returncode != 0:
             raise ProvisionError(
                 f"{what} failed (exit {proc.returncode}); full log: {self.handle.name}\n"
                 + "\n".join(tail)
             )
+
+
+def _stop_group(proc: subprocess.Popen[str]) -> None:
+    """Ctrl-C or SIGTERM while a step runs: stop its whole process group (debootstrap, pip)."""
+    for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _project_wheel(project: Path, dest: Path, log: _Log) -> None:

@@ -141,9 +141,30 @@ def _leftovers(label: str) -> tuple[list[str], list[str]]:
     return containers, networks
 
 
-def _trainer_processes() -> list[str]:
+def _trainer_processes(marker: str = "") -> list[str]:
+    """Trainers still running on this machine (with `marker`, e.g. a test's folder, in argv)."""
     out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "reprise.testbed.trainers.run" in line]
+    return [
+        line
+        for line in out.splitlines()
+        if "reprise.testbed.trainers.run" in line and marker in line
+    ]
+
+
+def _testbed_config(directory: Path, cluster: str, **profile: object) -> str:
+    """A config file that points the testbed stage at `cluster` with small, quick settings
+    (Snakemake's --config reads nested values as strings, so a file is used)."""
+    settings = {
+        "cluster": cluster,
+        "global_batch_sizes": [8],
+        "iterations": 4,
+        "warmup": 1,
+        **profile,
+    }
+    path = directory / f"testbed-{cluster}.yaml"
+    doc = {"testbed": {"clusters": [cluster], "throughput_profile": settings}}
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
 
 
 def _check_outputs(workdir: Path, cluster: str, models: list[str], workers: list[int]) -> None:
@@ -177,7 +198,7 @@ def test_snakemake_throughput_profile_on_docker_nodes(tmp_path: Path) -> None:
     models = config["testbed"]["throughput_profile"]["models"]
     _check_outputs(workdir, "local-docker", models, [1, 2, 4])
     assert _leftovers("reprise.cluster=local-docker") == ([], [])
-    assert _trainer_processes() == []
+    assert _trainer_processes("/tmp/reprise/runs/") == []  # the nodes' workdir
     again = run_snakemake(workdir, "throughput_profile", "-c2", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -200,15 +221,13 @@ def test_snakemake_throughput_profile_on_ssh_hosts(
         node["slots"] = 2
     (workdir / "config/clusters/test-ssh.yaml").write_text(yaml.safe_dump(doc))
     models = ["resnet50", "gpt2"]
-    override = (
-        "testbed={clusters: [test-ssh], throughput_profile: {cluster: test-ssh, "
-        f"models: [{', '.join(models)}], workers: [1, 2, 4], global_batch_sizes: [8], "
-        "iterations: 4, warmup: 1}}"
+    override = _testbed_config(tmp_path, "test-ssh", models=models, workers=[1, 2, 4])
+    result = run_snakemake(
+        workdir, "throughput_profile", "-c1", "--configfile", override, timeout=900
     )
-    result = run_snakemake(workdir, "throughput_profile", "-c1", "--config", override, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     _check_outputs(workdir, "test-ssh", models, [1, 2, 4])
-    assert _trainer_processes() == []
+    assert _trainer_processes(str(tmp_path)) == []
 
 
 @pytest.mark.slow
@@ -218,16 +237,13 @@ def test_snakemake_throughput_profile_through_the_slurm_profile(
     """provision and throughput_profile_run are Slurm jobs; every trainer is an srun step."""
     workdir = copy_workflow(tmp_path / "wf")
     (workdir / ".venv").symlink_to(Path(sys.executable).parents[1])
-    override = (
-        "testbed={clusters: [local-slurm], throughput_profile: {cluster: local-slurm, "
-        "models: [resnet50], workers: [1, 2], global_batch_sizes: [8], iterations: 4, warmup: 1}}"
-    )
+    override = _testbed_config(tmp_path, "local-slurm", models=["resnet50"], workers=[1, 2])
     result = run_snakemake(
         workdir,
         "throughput_profile",
         "--profile",
         str(workdir / "workflow/profiles/slurm"),
-        "--config",
+        "--configfile",
         override,
         env=slurm,
         timeout=900,
@@ -240,13 +256,10 @@ def test_snakemake_throughput_profile_through_the_slurm_profile(
     record = workdir / "results/runs/testbed/throughput_profile/local-slurm/run/testbed-run.json"
     steps = json.loads(record.read_text())["processes"]
     assert len(steps) == 3 and all(p["status"] in ("exited", "stopped") for p in steps)
-    assert _trainer_processes() == []
+    assert _trainer_processes(str(tmp_path)) == []
 
 
-SMALL = (
-    "testbed={clusters: [local-docker], throughput_profile: {cluster: local-docker, "
-    "models: [resnet50, gpt2], workers: [1, 2], global_batch_sizes: [8], iterations: 4, warmup: 1}}"
-)
+SMALL = {"models": ["resnet50", "gpt2"], "workers": [1, 2]}
 
 
 @pytest.mark.slow
@@ -256,11 +269,12 @@ def test_killed_snakemake_tears_the_nodes_down_and_a_rerun_completes(tmp_path: P
     if not _docker_up():
         pytest.skip("no Docker daemon answers (CI starts one: tests/infra/start-dockerd.sh)")
     workdir = copy_workflow(tmp_path / "wf")
+    small = _testbed_config(tmp_path, "local-docker", **SMALL)
     log = workdir / "results/logs/testbed/throughput_profile/local-docker.log"
     env = {**os.environ, "REPRISE_PROGRESS": "0"}
     with (tmp_path / "first.out").open("w") as out:
         first = subprocess.Popen(
-            [sys.executable, "-m", "snakemake", "throughput_profile", "-c2", "--config", SMALL],
+            [sys.executable, "-m", "snakemake", "throughput_profile", "-c2", "--configfile", small],
             cwd=workdir,
             env=env,
             stdout=out,
@@ -279,13 +293,19 @@ def test_killed_snakemake_tears_the_nodes_down_and_a_rerun_completes(tmp_path: P
                 first.kill()
     # the job's script got SIGTERM from the kernel when Snakemake died, and tears down
     deadline = time.monotonic() + 120
-    while _leftovers("reprise.cluster=local-docker") != ([], []) or _trainer_processes():
+    while _leftovers("reprise.cluster=local-docker") != ([], []):
         assert time.monotonic() < deadline, (_leftovers("reprise.cluster=local-docker"), log)
         time.sleep(1)
     summary = workdir / "results/runs/testbed/throughput_profile/local-docker/summary.json"
     assert not summary.exists()  # nothing half-written is accepted as a result
     rerun = run_snakemake(
-        workdir, "throughput_profile", "-c2", "--rerun-incomplete", "--config", SMALL, timeout=1800
+        workdir,
+        "throughput_profile",
+        "-c2",
+        "--rerun-incomplete",
+        "--configfile",
+        small,
+        timeout=1800,
     )
     assert rerun.returncode == 0, rerun.stderr[-4000:]
     _check_outputs(workdir, "local-docker", ["gpt2", "resnet50"], [1, 2])

@@ -249,12 +249,20 @@ def parse_inventory(data: object, path: Path) -> Inventory:
         Link(groups=(link["between"][0], link["between"][1]), rate_mbit=float(link["rate_mbit"]))
         for link in doc.get("links", [])
     )
+    python = doc.get("python", "python3")
+    workdir = doc.get("workdir", "/tmp/reprise")
+    if doc["provider"] == "slurm":
+        # Slurm nodes share the controller's file system: a relative path means the same file
+        # everywhere once made absolute here (srun steps start in the workdir, not here)
+        workdir = str(Path(workdir).absolute())
+        if "/" in python and not Path(python).is_absolute():
+            python = str(Path(python).absolute())
     inventory = Inventory(
         name=name,
         path=path,
         provider=doc["provider"],
-        python=doc.get("python", "python3"),
-        workdir=doc.get("workdir", "/tmp/reprise"),
+        python=python,
+        workdir=workdir,
         ssh=ssh,
         hosts=hosts,
         docker=docker,

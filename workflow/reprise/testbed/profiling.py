@@ -107,6 +107,8 @@ def measure(
                 "MASTER_ADDR": master.peer_address,
                 "MASTER_PORT": str(port),
                 "OMP_NUM_THREADS": str(settings.threads),
+                # the rank binds its collectives to the interface holding this address
+                "REPRISE_NODE_ADDRESS": r.node.peer_address,
             }
             argv = trainer_argv(r.node, settings, model, batch, remote_out)
             procs.append(run.start(r.node, f"{tag}.rank{r.rank}", argv, env))

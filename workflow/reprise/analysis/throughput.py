@@ -10,18 +10,8 @@ import pandas as pd
 
 from reprise.errors import DataError
 
-TABLE_COLUMNS = (
-    "cluster",
-    "model",
-    "size",
-    "global_batch",
-    "workers",
-    "iterations_per_s",
-    "samples_per_s",
-    "speedup",
-    "scaling_efficiency",
-    "nodes",
-)
+MEASURED = ("model", "size", "global_batch", "workers", "iterations_per_s", "samples_per_s")
+TABLE_COLUMNS = ("cluster", *MEASURED, "speedup", "scaling_efficiency", "nodes")
 
 
 def throughput_table(records: Sequence[Path]) -> pd.DataFrame:

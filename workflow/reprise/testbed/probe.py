@@ -85,6 +85,11 @@ def probe_node(launcher: SshLauncher, node: Node) -> dict[str, Any]:
             f"node {node.name!r}: probe with {node.python!r} failed (exit {result.exited}): "
             f"{(result.stderr or result.stdout).strip()[-300:]}"
         ) from None
+    return {**node_row(node, facts), **clock_offset(launcher, node)}
+
+
+def node_row(node: Node, facts: dict[str, Any]) -> dict[str, Any]:
+    """A node's identity beside what its probe found."""
     return {
         "name": node.name,
         "group": node.group,
@@ -92,7 +97,6 @@ def probe_node(launcher: SshLauncher, node: Node) -> dict[str, Any]:
         "peer_address": node.peer_address,
         **facts,
         "gpu_count": len(facts["gpus"]),
-        **clock_offset(launcher, node),
     }
 
 

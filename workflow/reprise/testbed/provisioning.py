@@ -28,15 +28,7 @@ def _probe_by_process(run: TestbedRun, node: Node, scratch: Path) -> dict[str, A
     run.wait_all(120, [proc])
     local = scratch / f"probe-{node.name}.json"
     run.launcher.fetch(node, out, local)
-    facts: dict[str, Any] = json.loads(local.read_text())
-    return {
-        "name": node.name,
-        "group": node.group,
-        "address": node.address,
-        "peer_address": node.peer_address,
-        **facts,
-        "gpu_count": len(facts["gpus"]),
-    }
+    return probe.node_row(node, json.loads(local.read_text()))
 
 
 def _group_pairs(inventory: Inventory, nodes: Sequence[Node]) -> list[tuple[Node, Node]]:

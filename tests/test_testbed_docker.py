@@ -6,6 +6,7 @@ import io
 import json
 import re
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,8 +167,10 @@ def test_interrupted_build_step_stops_its_whole_process_group(tmp_path: Path) ->
         _Log(Interrupting()).run(["bash", "-c", script], "a build step")
     child = int(pid_file.read_text())
     state = Path(f"/proc/{child}/status")
-    gone = not state.exists() or "zombie" in state.read_text()
-    assert gone, f"sleep ({child}) outlived the interrupted step"
+    deadline = time.monotonic() + 10  # signals land asynchronously
+    while state.exists() and "zombie" not in state.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not state.exists() or "zombie" in state.read_text(), f"sleep ({child}) outlived the step"
 
 
 # -- the node image ---------------------------------------------------------------------

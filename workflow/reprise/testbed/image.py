@@ -270,8 +270,24 @@ def build_image(
         out.line(f"{tag} is up to date ({same[0].id}); nothing to build")
         return str(same[0].id), False
     labels = {"reprise.inputs": inputs, "reprise.base": base_ref, "reprise.base-id": base_id}
+    previous = _image_or_none(client, tag)
     _stream_build(client, context, tag, {"BASE": base_ref}, labels, out, no_cache)
-    return str(client.images.get(tag).id), True
+    image_id = str(client.images.get(tag).id)
+    if previous is not None and previous.id != image_id:
+        _drop_superseded(client, previous.id, out)
+    return image_id, True
+
+
+def _drop_superseded(client: Any, image_id: str, out: _Log) -> None:
+    """The node image `tag` pointed to before, now untagged: remove it (the layer cache stays)."""
+    image = _image_or_none(client, image_id)
+    if image is None or image.tags or "reprise.inputs" not in image.labels:
+        return
+    try:
+        client.images.remove(image_id)
+        out.line(f"removed the superseded node image {image_id}")
+    except docker.errors.APIError as exc:
+        out.line(f"kept the superseded node image {image_id}: {exc.explanation or exc}")
 
 
 def _prepare_context(assets: Path, context: Path) -> None:

@@ -25,6 +25,7 @@ from reprise.testbed.image import (  # noqa: E402
     _Log,
     build_image,
     build_node_image,
+    ensure_base,
 )
 from reprise.testbed.inventory import load_inventory  # noqa: E402
 from reprise.testbed.nodes import Node  # noqa: E402
@@ -221,6 +222,13 @@ def test_image_with_unchanged_inputs_is_reused(node_image: dict[str, Any], clien
         assert "nothing to build" in log.read_text()
     finally:
         client.images.remove("reprise-node:test-again")  # the tag only; the image keeps its other
+
+
+@needs_daemon
+def test_unpullable_base_names_the_offline_alternative(client: Any) -> None:
+    # .invalid never resolves (RFC 6761), wherever the test runs
+    with pytest.raises(ProvisionError, match=r"could not be pulled.*'debian-bootstrap'"):
+        ensure_base(client, "registry.invalid/reprise/python:3.11-slim", io.StringIO())
 
 
 # -- the provider -----------------------------------------------------------------------

@@ -255,29 +255,43 @@ def test_trainer_rejects_bad_arguments(
     assert not out.exists()
 
 
-def test_trainer_stops_promptly_on_sigterm(tmp_path: Path) -> None:
-    out = tmp_path / "r.json"
+def _start_and_wait_for_training(out: Path) -> subprocess.Popen[str]:
     args = ["--model", "vgg16", "--global-batch", "4", "--iterations", "1000000"]
     proc = subprocess.Popen(
         [*TRAINER, *args, "--out", str(out)], env=_env(), stderr=subprocess.PIPE, text=True
     )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    seen = ""
+    while "warmup done" not in seen:  # training has started once the warmup is done
+        ready, _, _ = select.select([proc.stderr], [], [], 1.0)
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            pytest.fail(f"the trainer did not start training: {seen}")
+        if ready:
+            seen += proc.stderr.readline()
+    return proc
+
+
+@pytest.mark.parametrize("reader", ["alive", "gone"])
+def test_trainer_stops_promptly_on_sigterm(tmp_path: Path, reader: str) -> None:
+    """SIGTERM mid-training ends the trainer within seconds, also when its log reader died."""
+    out = tmp_path / "r.json"
+    proc = _start_and_wait_for_training(out)
     try:
         assert proc.stderr is not None
-        deadline = time.monotonic() + 60
-        seen = ""
-        while "warmup done" not in seen:  # training has started once the warmup is done
-            ready, _, _ = select.select([proc.stderr], [], [], 1.0)
-            assert time.monotonic() < deadline and proc.poll() is None, seen
-            if ready:
-                seen += proc.stderr.readline()
+        if reader == "gone":
+            proc.stderr.close()  # what a killed parent leaves: writes to stderr fail
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        rest = proc.communicate(timeout=15)[1]
+        proc.wait(timeout=15)
         took = time.monotonic() - sent
+        rest = proc.stderr.read() if reader == "alive" else ""
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM, rest
     assert took < 10
-    assert "SIGTERM received" in rest and "no result written" in rest
+    if reader == "alive":
+        assert "SIGTERM received" in rest and "no result written" in rest
     assert not out.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import platform
 import socket
@@ -107,7 +108,8 @@ def _barrier(device: torch.device) -> None:
 
 
 def _log(env: DistEnv, message: str) -> None:
-    print(f"[trainer rank {env.rank}/{env.world_size}] {message}", file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError):  # a log reader that went away must not end the training
+        print(f"[trainer rank {env.rank}/{env.world_size}] {message}", file=sys.stderr, flush=True)
 
 
 def _record(

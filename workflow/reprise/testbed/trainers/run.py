@@ -9,6 +9,7 @@ SIGTERM / SIGINT.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -111,6 +112,12 @@ def _writable_dir(folder: Path) -> bool:
     return os.access(folder, os.W_OK)
 
 
+def _say(message: str) -> None:
+    """One line to stderr; a reader that went away (a killed parent) must not stop the exit."""
+    with contextlib.suppress(OSError):
+        print(message, file=sys.stderr, flush=True)
+
+
 def _watch_signals(stop: threading.Event, received: list[int]) -> None:
     """Turn SIGTERM/SIGINT into `stop`; exit outright if the trainer does not leave in time.
 
@@ -119,13 +126,12 @@ def _watch_signals(stop: threading.Event, received: list[int]) -> None:
     """
     signum = signal.sigwait(set(STOP_SIGNALS))
     received.append(signum)
-    print(
-        f"[trainer] {signal.Signals(signum).name} received; stopping", file=sys.stderr, flush=True
-    )
+    # Stop and arm the deadline first: a parent that died may have left stderr a broken pipe.
     stop.set()
     timer = threading.Timer(STOP_GRACE_S, os._exit, (128 + signum,))
     timer.daemon = True
     timer.start()
+    _say(f"[trainer] {signal.Signals(signum).name} received; stopping")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,29 +183,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = train(cfg, env, stop, partial(write_json_atomic, args.out))
     except Stopped as exc:
-        print(f"[trainer rank {env.rank}] {exc}; no result written", file=sys.stderr, flush=True)
+        _say(f"[trainer rank {env.rank}] {exc}; no result written")
         return 128 + (received[0] if received else signal.SIGTERM)
     except ReproError as exc:
-        print(f"[trainer rank {env.rank}] error: {exc}", file=sys.stderr, flush=True)
+        _say(f"[trainer rank {env.rank}] error: {exc}")
         return 1
     except RuntimeError as exc:
         if received:  # a peer stopped first and tore the collective down: still a requested stop
-            print(f"[trainer rank {env.rank}] stopped ({exc})", file=sys.stderr, flush=True)
+            _say(f"[trainer rank {env.rank}] stopped ({exc})")
             return 128 + received[0]
         # torch.distributed reports a vanished or failed peer as a RuntimeError subclass.
-        print(
-            f"[trainer rank {env.rank}] training failed (a peer may have died or timed out): {exc}",
-            file=sys.stderr,
-            flush=True,
+        _say(
+            f"[trainer rank {env.rank}] training failed (a peer may have died or timed out): {exc}"
         )
         return 1
     if result is not None:
-        print(
+        _say(
             f"[trainer] {args.model} ({args.size}) x{env.world_size}: "
             f"{result['iterations_per_s']:.3f} it/s, {result['samples_per_s']:.1f} samples/s "
-            f"-> {args.out}",
-            file=sys.stderr,
-            flush=True,
+            f"-> {args.out}"
         )
     return 0
 

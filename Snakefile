@@ -37,6 +37,9 @@ localrules:
     throughput_profile,
     throughput_table,
     throughput_figure,
+    fedscale,
+    fedscale_table,
+    fedscale_figure,
 
 
 rule all:
@@ -78,3 +81,10 @@ rule throughput_profile:
 rule provision_all:
     input:
         expand("results/testbeds/{cluster}/nodes.json", cluster=get_testbed_clusters()),
+
+
+rule fedscale:
+    input:
+        "results/tables/fedscale.csv",
+        "results/figures/fedscale.pdf",
+        "results/figures/fedscale.png",

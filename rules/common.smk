@@ -285,6 +285,14 @@ def get_testbed_nodes(wildcards):
     return max(1, len(inventory.hosts)) if inventory.provider == "slurm" else 1
 
 
+def get_node_sources():
+    """The library code the node image carries (what its processes run)."""
+    library = Path("workflow/reprise")
+    files = [library / name for name in ("__init__.py", "errors.py", "lifetime.py")]
+    files += sorted((library / "testbed").rglob("*.py"))
+    return [str(f) for f in files if f.is_file()]
+
+
 def get_image_settings():
     image = testbed_settings().get("image", {})
     return {

@@ -9,6 +9,8 @@ rule node_image:
         base_script="workflow/testbed/node/debian-base.sh",
         lock="requirements.lock",
         pyproject="pyproject.toml",
+        # the nodes run this code: a change rebuilds Reprise's layer (seconds) and the runs after it
+        sources=get_node_sources(),
     output:
         record="results/testbeds/images/node.json",
     log:

@@ -1,0 +1,1 @@
+"""One runner per real system reproduced on the testbed (FedScale, …)."""

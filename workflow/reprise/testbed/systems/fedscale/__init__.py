@@ -1,0 +1,1 @@
+"""FedScale on the testbed: data set, job, deployments (process, Docker, Kubernetes), record."""

@@ -1,0 +1,179 @@
+"""The `process` deployment: aggregator and executors as local process groups over real sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import IO, Any
+
+from reprise.errors import TestbedError
+from reprise.testbed.systems.fedscale.supervise import require_port_free, wait_roles
+
+INIT_SCRIPT = Path(__file__).resolve().parents[4] / "testbed" / "fedscale" / "fedscale_init.py"
+"""workflow/testbed/fedscale/fedscale_init.py: the same entry point the images run."""
+
+QUIET_ENV = {
+    # one math thread per role: three roles share two cores
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "WANDB_MODE": "disabled",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def _group_alive(pgid: int) -> bool:
+    # /proc, not kill -0: zombies linger where PID 1 reaps orphans lazily
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+def stop_group(pgid: int, grace_s: float = 5.0) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after grace_s."""
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 2.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        end = time.monotonic() + wait
+        while time.monotonic() < end:
+            if not _group_alive(pgid):
+                return
+            time.sleep(0.1)
+
+
+class LocalRole:
+    """A FedScale role started as its own process group; its output goes to one log file."""
+
+    def __init__(self, name: str, argv: Sequence[str], log: Path, env: Mapping[str, str]) -> None:
+        self.name = name
+        self.log = log
+        self._fh: IO[bytes] = log.open("wb")
+        self.proc = subprocess.Popen(
+            list(argv),
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **env},
+            start_new_session=True,  # own group: stopped as a whole, never by name
+        )
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def tail(self, lines: int = 15) -> str:
+        text = self.log.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            stop_group(self.proc.pid)
+        else:
+            stop_group(self.proc.pid, grace_s=0.5)  # children it left in its group
+        self.proc.wait()
+        self._fh.close()
+
+
+def wait_listening(port: int, role: LocalRole, timeout_s: float, host: str = "127.0.0.1") -> None:
+    """FedScale's executors give up on an aggregator that is not up yet: wait for its port."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        rc = role.poll()
+        if rc is not None:
+            raise TestbedError(
+                f"{role.name} exited with status {rc} before opening port {port}; "
+                f"its log ends:\n{role.tail()}"
+            )
+        with socket.socket() as s:
+            s.settimeout(1.0)
+            if s.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.5)
+    raise TestbedError(f"{role.name} did not open port {port} in {timeout_s:.0f} s")
+
+
+class ProcessDeployment:
+    """Start, watch and always stop one local FedScale run (success, error, Ctrl-C, SIGTERM)."""
+
+    def __init__(
+        self,
+        job_path: Path,
+        run_dir: Path,
+        executors: int,
+        port: int,
+        python: str = sys.executable,
+        progress: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
+    ) -> None:
+        self.job_path = job_path
+        self.run_dir = run_dir
+        self.executors = executors
+        self.port = port
+        self.python = python
+        self.progress = progress
+        self.roles: list[LocalRole] = []
+        self._old: Any = None
+
+    def _record(self) -> None:
+        state = [{"name": r.name, "pgid": r.proc.pid, "log": str(r.log)} for r in self.roles]
+        (self.run_dir / "processes.json").write_text(json.dumps(state, indent=2) + "\n")
+
+    def _start(self, name: str, log_name: str, *args: str) -> LocalRole:
+        log = self.run_dir / f"{log_name}.log"
+        argv = [self.python, str(INIT_SCRIPT), str(self.job_path), *args]
+        role = LocalRole(name, argv, log, QUIET_ENV)
+        self.roles.append(role)
+        self._record()  # recorded before anything relies on it
+        return role
+
+    def __enter__(self) -> ProcessDeployment:
+        if threading.current_thread() is threading.main_thread():
+
+            def on_sigterm(signum: int, frame: FrameType | None) -> None:
+                raise TestbedError("received SIGTERM; stopping the FedScale processes")
+
+            self._old = signal.signal(signal.SIGTERM, on_sigterm)
+        return self
+
+    def run(self, timeout_s: float) -> float:
+        require_port_free(self.port, "the FedScale aggregator's gRPC port")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        aggregator = self._start("aggregator (local process)", "aggregator", "aggregator")
+        wait_listening(self.port, aggregator, timeout_s=180)
+        self.progress(f"aggregator listening on {self.port}")
+        executors = [
+            self._start(
+                f"executor {rank} (local process)", f"executor{rank}", "executor", str(rank)
+            )
+            for rank in range(1, self.executors + 1)
+        ]
+        return wait_roles(aggregator, executors, timeout_s, self.progress)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for role in reversed(self.roles):
+            role.stop()
+        (self.run_dir / "processes.json").unlink(missing_ok=True)
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)

@@ -214,6 +214,7 @@ def _stream_build(
     labels: dict[str, str],
     out: _Log,
     no_cache: bool,
+    target: str | None = None,
 ) -> None:
     """Legacy builder (no BuildKit on Debian's 20.10): stream each step into the log as it runs."""
     errors: list[str] = []
@@ -225,6 +226,7 @@ def _stream_build(
             rm=True,
             forcerm=True,
             nocache=no_cache,
+            target=target,
             buildargs=buildargs,
             labels=labels,
             decode=True,

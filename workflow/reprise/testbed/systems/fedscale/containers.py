@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +17,11 @@ import docker.errors  # type: ignore[import-untyped]
 from reprise.errors import ProvisionError, TestbedError
 from reprise.testbed.provision.docker import connect
 from reprise.testbed.systems.fedscale.job import FedScaleSettings, job_file
-from reprise.testbed.systems.fedscale.supervise import require_port_free, wait_roles
+from reprise.testbed.systems.fedscale.supervise import (
+    require_port_free,
+    wait_listening,
+    wait_roles,
+)
 
 LABEL = "reprise.fedscale.run"
 DATA_MOUNT = "/data"
@@ -127,24 +129,6 @@ class ContainerRun:
         return problems
 
 
-def _wait_port(port: int, role: ContainerRole, timeout_s: float) -> None:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        rc = role.poll()
-        if rc is not None:
-            raise TestbedError(
-                f"{role.name} exited with status {rc} before opening port {port}; "
-                f"its log ends:\n{role.tail()}"
-            )
-        if "Opening aggregator server" in role.tail(200):
-            with socket.socket() as s:
-                s.settimeout(1.0)
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    return
-        time.sleep(0.5)
-    raise TestbedError(f"{role.name} did not open port {port} in {timeout_s:.0f} s")
-
-
 def run_containers(
     settings: FedScaleSettings,
     data_dir: Path,
@@ -206,7 +190,7 @@ def run_containers(
                 **common,
             ),
         )
-        _wait_port(settings.port, aggregator, timeout_s=240)
+        wait_listening(settings.port, aggregator, timeout_s=240)
         progress(f"aggregator container up on {driver} network {net.name}")
         executors = [
             ContainerRole(

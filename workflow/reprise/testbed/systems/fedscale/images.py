@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-import docker.errors  # type: ignore[import-untyped]
-
 from reprise.errors import ProvisionError
+from reprise.testbed.image import _Log, _stream_build
 from reprise.testbed.provision.docker import connect
 
 ASSETS = Path(__file__).resolve().parents[4] / "testbed" / "fedscale"
@@ -85,33 +84,8 @@ def build_wheelhouse(
 
 def _build(client: Any, context: Path, tag: str, target: str, node_tag: str, log: IO[str]) -> str:
     """Legacy builder; the tag is set only by a build that succeeded, so no half image is tagged."""
-    errors: list[str] = []
-    tail: list[str] = []
-    try:
-        for chunk in client.api.build(
-            path=str(context),
-            tag=tag,
-            target=target,
-            rm=True,
-            forcerm=True,
-            buildargs={"NODE": node_tag},
-            labels={"reprise.system": "fedscale", "reprise.role": target},
-            decode=True,
-        ):
-            text = chunk.get("stream") or chunk.get("status") or ""
-            if text.strip():
-                log.write(text if text.endswith("\n") else text + "\n")
-                tail = [*tail[-14:], text.rstrip()]
-            if "error" in chunk:
-                errors.append(str(chunk["error"]).strip())
-    except docker.errors.APIError as exc:
-        errors.append(str(exc.explanation or exc))
-    log.flush()
-    if errors:
-        raise ProvisionError(
-            f"docker build of {tag} (target {target}) failed: {errors[-1]}\n"
-            f"full log: {getattr(log, 'name', '?')}\n" + "\n".join(tail)
-        )
+    labels = {"reprise.system": "fedscale", "reprise.role": target}
+    _stream_build(client, context, tag, {"NODE": node_tag}, labels, _Log(log), False, target=target)
     return str(client.images.get(tag).id)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,7 +15,11 @@ from types import FrameType, TracebackType
 from typing import IO, Any
 
 from reprise.errors import TestbedError
-from reprise.testbed.systems.fedscale.supervise import require_port_free, wait_roles
+from reprise.testbed.systems.fedscale.supervise import (
+    require_port_free,
+    wait_listening,
+    wait_roles,
+)
 
 INIT_SCRIPT = Path(__file__).resolve().parents[4] / "testbed" / "fedscale" / "fedscale_init.py"
 """workflow/testbed/fedscale/fedscale_init.py: the same entry point the images run."""
@@ -90,24 +93,6 @@ class LocalRole:
             stop_group(self.proc.pid, grace_s=0.5)  # children it left in its group
         self.proc.wait()
         self._fh.close()
-
-
-def wait_listening(port: int, role: LocalRole, timeout_s: float, host: str = "127.0.0.1") -> None:
-    """FedScale's executors give up on an aggregator that is not up yet: wait for its port."""
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        rc = role.poll()
-        if rc is not None:
-            raise TestbedError(
-                f"{role.name} exited with status {rc} before opening port {port}; "
-                f"its log ends:\n{role.tail()}"
-            )
-        with socket.socket() as s:
-            s.settimeout(1.0)
-            if s.connect_ex((host, port)) == 0:
-                return
-        time.sleep(0.5)
-    raise TestbedError(f"{role.name} did not open port {port} in {timeout_s:.0f} s")
 
 
 class ProcessDeployment:

@@ -40,6 +40,31 @@ def require_port_free(port: int, where: str) -> None:
         )
 
 
+def wait_listening(
+    port: int, role: Role, timeout_s: float, ready_text: str = "Opening aggregator server"
+) -> None:
+    """FedScale's executors give up on an aggregator that is not up yet: wait for its port.
+
+    The aggregator logs `ready_text` just before it binds; a published container port accepts
+    connections (Docker's proxy) before that, so the log line is waited for first.
+    """
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        rc = role.poll()
+        if rc is not None:
+            raise TestbedError(
+                f"{role.name} exited with status {rc} before opening port {port}; "
+                f"its log ends:\n{role.tail()}"
+            )
+        if ready_text in role.tail(400):
+            with socket.socket() as s:
+                s.settimeout(1.0)
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+        time.sleep(0.5)
+    raise TestbedError(f"{role.name} did not open port {port} in {timeout_s:.0f} s")
+
+
 def wait_roles(
     aggregator: Role,
     executors: Sequence[Role],

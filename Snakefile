@@ -40,6 +40,7 @@ localrules:
     fedscale,
     fedscale_table,
     fedscale_figure,
+    fedscale_kubernetes,
 
 
 rule all:
@@ -88,3 +89,4 @@ rule fedscale:
         "results/tables/fedscale.csv",
         "results/figures/fedscale.pdf",
         "results/figures/fedscale.png",
+        "results/testbeds/fedscale/kubernetes.yaml",

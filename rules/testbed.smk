@@ -143,3 +143,16 @@ rule fedscale_figure:
         "../envs/figures.yaml"
     script:
         "../scripts/fedscale_figure.py"
+
+
+rule fedscale_kubernetes:
+    output:
+        objects="results/testbeds/fedscale/kubernetes.yaml",
+    log:
+        "results/logs/testbeds/fedscale_kubernetes.log",
+    conda:
+        "../envs/fedscale.yaml"
+    params:
+        settings=get_fedscale_settings(),
+    script:
+        "../scripts/fedscale_kubernetes.py"

@@ -48,6 +48,15 @@ def image_requirements(lock: Path) -> list[str]:
 
 
 def _node_packages(client: Any, node_tag: str) -> set[str]:
+    import docker.errors  # type: ignore[import-untyped]
+
+    try:
+        client.images.get(node_tag)
+    except docker.errors.ImageNotFound:
+        raise ProvisionError(
+            f"node image {node_tag[:19]} of results/testbeds/images/node.json is gone; rebuild it "
+            "with `snakemake fedscale -R node_image`"
+        ) from None
     out = client.containers.run(
         node_tag,
         entrypoint=["/opt/venv/bin/python", "-m", "pip", "list", "--format=json"],

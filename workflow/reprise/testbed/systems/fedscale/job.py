@@ -22,7 +22,7 @@ class FedScaleSettings:
     seed: int = 0
     model: str = "shufflenet_v2_x0_5"
     learning_rate: float = 0.01
-    local_steps: int = 10
+    local_steps: int = 20
     batch_size: int = 16
     eval_interval: int = 1
     port: int = 29650

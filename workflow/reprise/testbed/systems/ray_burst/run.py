@@ -1,0 +1,292 @@
+"""One sweep point on real nodes: provision, stage the data, shape and measure the links,
+start Ray, clear the cloud caches, run the driver, tear everything down, write the record."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reprise.errors import ProvisionError, TestbedError
+from reprise.testbed.inventory import Inventory, Link, load_inventory
+from reprise.testbed.lifecycle import SshLauncher, TestbedRun
+from reprise.testbed.nodes import Launched, Node
+from reprise.testbed.providers import make_launcher, make_provider
+from reprise.testbed.shaping import measure_bandwidth
+from reprise.testbed.systems.ray_burst.record import write_record
+from reprise.testbed.systems.ray_burst.s3 import LOCAL_CREDENTIALS, LocalS3
+from reprise.testbed.systems.ray_burst.settings import (
+    CACHE,
+    ROLE,
+    ROLES,
+    S3_CAP,
+    SHARED,
+    BurstSettings,
+)
+
+RAY_PORT = 6379
+# Fast failure detection: a node that dies is declared dead in seconds, not half a minute.
+RAY_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_failure_threshold": "5",
+}
+
+
+@dataclass(frozen=True)
+class Point:
+    """One run of the matrix."""
+
+    topology: str
+    workload: str
+    data_case: str
+    scheduler: str
+    repetition: int
+
+
+def check_roles(inventory: Inventory) -> None:
+    """Node groups are the study's roles: login, hpc and cloud, nothing else."""
+    groups = set(inventory.groups)
+    unknown = sorted(groups - set(ROLES))
+    missing = [r for r in ROLES if r not in groups]
+    if unknown or missing:
+        raise ProvisionError(
+            f"{inventory.path}: the Ray burst study needs node groups login, hpc and cloud; "
+            + (f"unknown group(s) {', '.join(unknown)}; " if unknown else "")
+            + (f"missing {', '.join(missing)}" if missing else "")
+        )
+
+
+def _ssh(run: TestbedRun) -> SshLauncher:
+    if not isinstance(run.launcher, SshLauncher):
+        raise TestbedError("the Ray burst study reaches its nodes over SSH (ssh or docker nodes)")
+    return run.launcher
+
+
+def _sh(ssh: SshLauncher, node: Node, command: str, doing: str, timeout_s: float = 120) -> str:
+    result = ssh.run(node, command, doing, timeout_s)
+    if not result.ok:
+        raise TestbedError(
+            f"node {node.name!r}: {doing} failed: {(result.stderr or result.stdout).strip()[-500:]}"
+        )
+    return str(result.stdout)
+
+
+def _controller_ip(peer: str) -> str:
+    """This machine's address on the route to `peer`: where nodes reach the local S3 server."""
+    out = subprocess.run(["ip", "-o", "route", "get", peer], capture_output=True, text=True)
+    words = out.stdout.split()
+    if out.returncode != 0 or "src" not in words:
+        raise TestbedError(f"no route from this machine to node address {peer}: {out.stderr}")
+    return words[words.index("src") + 1]
+
+
+def _paths(node: Node) -> dict[str, str]:
+    base = f"{node.workdir}/ray-burst"
+    return {"shared": f"{base}/shared", "cache": f"{base}/cache/{node.name}"}
+
+
+def _stage(ssh: SshLauncher, node: Node, data: Path, inputs: list[str]) -> None:
+    """Put the inputs on the node's shared folder (the HPC side's shared file system)."""
+    shared = _paths(node)["shared"]
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "inputs.tar"
+        with tarfile.open(archive, "w") as tar:
+            for rel in inputs:
+                tar.add(data / rel, arcname=rel)
+        remote = f"{node.workdir}/ray-burst-inputs.tar"
+        _sh(ssh, node, f"mkdir -p {shlex.quote(node.workdir)}", "making the work folder")
+        ssh.connections.get(node).put(str(archive), remote=remote)
+    q = shlex.quote
+    _sh(
+        ssh,
+        node,
+        f"rm -rf {q(shared)} && mkdir -p {q(shared)} && tar -xf {q(remote)} -C {q(shared)} "
+        f"&& rm -f {q(remote)}",
+        "unpacking the inputs",
+    )
+
+
+def _wait_port(ssh: SshLauncher, node: Node, host: str, port: int, timeout_s: float) -> None:
+    probe = (
+        f"import socket,sys,time\nend=time.time()+{timeout_s}\n"
+        f"while True:\n try:\n  socket.create_connection(({host!r},{port}),2).close(); break\n"
+        f" except OSError as e:\n  if time.time()>end: sys.exit(str(e))\n  time.sleep(0.3)\n"
+    )
+    command = f"{shlex.quote(node.python)} -c {shlex.quote(probe)}"
+    result = ssh.run(node, command, f"waiting for {host}:{port}", timeout_s + 30)
+    if not result.ok:
+        raise TestbedError(
+            f"node {node.name!r} cannot reach {host}:{port} within {timeout_s:g} s "
+            f"({result.stderr.strip()[-300:]})"
+        )
+
+
+def _ray_start(
+    run: TestbedRun, node: Node, head: str | None, env: dict[str, str], resources: str
+) -> Launched:
+    argv = [node.python, "-m", "ray.scripts.scripts", "start", "--block", "--disable-usage-stats"]
+    argv += [f"--node-ip-address={node.peer_address}", f"--resources={resources}"]
+    argv += ["--object-store-memory=200000000"]
+    if head is None:
+        argv += ["--head", f"--port={RAY_PORT}", "--num-cpus=0", "--include-dashboard=false"]
+    else:
+        argv += [f"--address={head}:{RAY_PORT}", "--num-cpus=1"]
+    return run.start(node, f"ray-{node.group}", argv, env)
+
+
+def run_point(
+    inventory_path: Path,
+    state_dir: Path,
+    outdir: Path,
+    settings: BurstSettings,
+    point: Point,
+    data_dir: Path,
+    controller_python: str = sys.executable,
+    progress: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
+) -> dict[str, Any]:
+    """Run one point of the matrix and write its record in `outdir`; returns the summary."""
+    inventory = load_inventory(inventory_path)
+    check_roles(inventory)
+    topology = settings.topology(point.topology)
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    inputs = [i for i in manifest["inputs"] if i["workload"] == point.workload]
+    if not inputs:
+        raise TestbedError(f"{data_dir}/manifest.json has no input for {point.workload}")
+    provider = make_provider(inventory, state_dir)
+    launcher = make_launcher(inventory, [])
+    local_s3: LocalS3 | None = None
+    started = time.time()
+    measured: list[dict[str, Any]] = []
+    try:
+        if point.data_case == "s3" and settings.s3_endpoint is None:
+            progress("starting the local S3 server")
+            local_s3 = LocalS3(controller_python, data_dir, settings.s3_bucket, outdir / "s3")
+            local_s3.start()
+        with TestbedRun(provider, launcher, outdir / "run") as run:
+            ssh = _ssh(run)
+            by_role = {r: [n for n in run.nodes if n.group == r] for r in ROLES}
+            if len(by_role["login"]) != 1:
+                raise ProvisionError(
+                    f"{inventory.path}: group login must have exactly one node (the Ray head), "
+                    f"has {len(by_role['login'])}"
+                )
+            login = by_role["login"][0]
+            s3: dict[str, str] = {"bucket": settings.s3_bucket}
+            if point.data_case == "s3":
+                if local_s3 is not None:
+                    s3["endpoint"] = f"http://{_controller_ip(login.address)}:{local_s3.port}"
+                else:
+                    s3["endpoint"] = str(settings.s3_endpoint)
+                host_port = s3["endpoint"].split("://", 1)[-1].split("/", 1)[0]
+                host, _, port = host_port.partition(":")
+                for node in by_role["hpc"] + by_role["cloud"]:
+                    try:
+                        _wait_port(ssh, node, host, int(port or 443), 5)
+                    except TestbedError as exc:
+                        raise TestbedError(
+                            f"S3 endpoint {s3['endpoint']} is unreachable from node "
+                            f"{node.name!r}: {exc}; check testbed.ray_burst.s3.endpoint"
+                        ) from None
+            if point.data_case == "hpc":
+                progress("staging the inputs on the HPC side's shared folder")
+                for node in [login, *by_role["hpc"]]:
+                    _stage(ssh, node, data_dir, [i["input"] for i in inputs])
+            for node in by_role["hpc"] + by_role["cloud"]:
+                cache = shlex.quote(_paths(node)["cache"])
+                _sh(ssh, node, f"rm -rf {cache} && mkdir -p {cache}", "clearing the cache")
+            links = [Link(groups=lk.roles, rate_mbit=lk.rate_mbit) for lk in topology.links]
+            if settings.shaping:
+                run.shape(links)
+            for link in links:
+                a = next(n for n in run.nodes if n.group == link.groups[0])
+                b = next(n for n in run.nodes if n.group == link.groups[1])
+                mbit = measure_bandwidth(ssh, a, b, seconds=settings.measure_s)
+                measured.append(
+                    {"between": list(link.groups), "configured_mbit": link.rate_mbit,
+                     "measured_mbit": round(mbit, 2)}
+                )  # fmt: skip
+                progress(f"link {a.name} -> {b.name}: {mbit:.1f} Mbit/s ({link.rate_mbit:g})")
+            cap = int(topology.cloud_rate_mbit * 1e6 / 8)
+            procs = []
+            for role in ROLES:
+                for node in by_role[role]:
+                    paths = _paths(node)
+                    env = {
+                        **RAY_ENV,
+                        ROLE: role,
+                        SHARED: paths["shared"],
+                        CACHE: paths["cache"],
+                        S3_CAP: str(cap if role in ("login", "hpc") else 0),
+                    }
+                    if local_s3 is not None:
+                        env.update(LOCAL_CREDENTIALS)
+                    head = None if role == "login" else login.peer_address
+                    procs.append(_ray_start(run, node, head, env, json.dumps({f"burst_{role}": 1})))
+                    if role == "login":
+                        _wait_port(ssh, login, login.peer_address, RAY_PORT, 60)
+            spec = {
+                "workload": point.workload,
+                "data_case": point.data_case,
+                "scheduler": point.scheduler,
+                "inputs": [{"input": i["input"], "bytes": i["bytes"]} for i in inputs],
+                "classes": settings.size.classes,
+                "resolution": settings.size.resolution,
+                "passes": settings.size.transform_passes,
+                "seed": settings.seed + point.repetition,
+                "s3": s3,
+                "link_mbit": measured[0]["measured_mbit"] if measured else topology.nominal_mbit,
+                "nodes": len(run.nodes),
+            }
+            remote = f"{login.workdir}/ray-burst/driver-{run.run_id}"
+            _sh(ssh, login, f"mkdir -p {shlex.quote(remote)}", "making the driver's folder")
+            with tempfile.TemporaryDirectory() as tmp:
+                (Path(tmp) / "spec.json").write_text(json.dumps(spec))
+                ssh.connections.get(login).put(str(Path(tmp) / "spec.json"), f"{remote}/spec.json")
+            progress(f"running {point}")
+            driver = run.start(
+                login,
+                "driver",
+                [login.python, "-m", "reprise.testbed.systems.ray_burst.driver",
+                 f"{remote}/spec.json", f"{remote}/result.json"],
+                {"RAY_USAGE_STATS_ENABLED": "0"},
+            )  # fmt: skip
+            run.wait_all(settings.timeout_s, [driver])
+            ssh.fetch(login, f"{remote}/result.json", outdir / "driver-result.json")
+            for proc in procs:
+                run.stop(proc)
+            nodes = [n.as_json() for n in run.nodes]
+            run_id = run.run_id
+    finally:
+        if local_s3 is not None:
+            local_s3.stop()
+    result = json.loads((outdir / "driver-result.json").read_text())
+    meta = {
+        "experiment": "ray_burst",
+        "cluster": inventory.name,
+        "provider": inventory.provider,
+        "run_id": run_id,
+        "scale": settings.scale,
+        "topology": point.topology,
+        "nominal_mbit": topology.nominal_mbit,
+        "configured_mbit": topology.cloud_rate_mbit,
+        "links": measured,
+        "shaped": settings.shaping,
+        "workload": point.workload,
+        "data_case": point.data_case,
+        "scheduler": point.scheduler,
+        "repetition": point.repetition,
+        "seed": settings.seed + point.repetition,
+        "nodes": nodes,
+        "s3_endpoint": s3.get("endpoint"),
+        "wall_seconds": round(time.time() - started, 3),
+    }
+    return write_record(outdir, result, meta)

@@ -298,6 +298,9 @@ def test_killed_snakemake_tears_the_nodes_down_and_a_rerun_completes(tmp_path: P
         time.sleep(1)
     summary = workdir / "results/runs/testbed/throughput_profile/local-docker/summary.json"
     assert not summary.exists()  # nothing half-written is accepted as a result
+    # the README's recovery: unlock (Snakemake's own lock outlives a kill -9), then rerun
+    unlocked = run_snakemake(workdir, "throughput_profile", "--unlock", "--configfile", small)
+    assert unlocked.returncode == 0, unlocked.stderr[-2000:]
     rerun = run_snakemake(
         workdir,
         "throughput_profile",

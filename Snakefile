@@ -90,3 +90,10 @@ rule fedscale:
         "results/figures/fedscale.pdf",
         "results/figures/fedscale.png",
         "results/testbeds/fedscale/kubernetes.yaml",
+
+
+rule ray_burst:
+    input:
+        "results/tables/ray_burst.csv",
+        "results/figures/ray_burst.pdf",
+        "results/figures/ray_burst.png",

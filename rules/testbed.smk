@@ -156,3 +156,136 @@ rule fedscale_kubernetes:
         settings=get_fedscale_settings(),
     script:
         "../scripts/fedscale_kubernetes.py"
+
+
+# ---- Ray burst study (issue 15): `snakemake ray_burst` ----
+
+
+def get_ray_burst_block():
+    return dict(testbed_settings().get("ray_burst", {}))
+
+
+def get_ray_burst_settings():
+    from reprise.testbed.systems.ray_burst.settings import parse_settings
+
+    return parse_settings(get_ray_burst_block())
+
+
+def get_ray_burst_runs():
+    s = get_ray_burst_settings()
+    return [
+        f"results/runs/testbed/ray_burst/{s.scale}/{t.name}/{w}/{d}/{k}/rep{r}/summary.json"
+        for t in s.topologies
+        for w in s.workloads
+        for d in s.data_cases
+        for k in s.schedulers
+        for r in range(s.repetitions)
+    ]
+
+
+def get_ray_burst_inventory(wildcards):
+    return f"config/clusters/{get_ray_burst_settings().cluster}.yaml"
+
+
+def get_ray_burst_image(wildcards):
+    from reprise.testbed.inventory import load_inventory
+
+    inventory = load_inventory(get_ray_burst_inventory(wildcards))
+    return ["results/testbeds/images/ray-node.json"] if inventory.provider == "docker" else []
+
+
+rule ray_burst_env:
+    input:
+        lock="requirements.lock",
+    output:
+        record="results/envs/ray/env.json",
+    log:
+        "results/logs/envs/ray.log",
+    conda:
+        "../envs/ray.yaml"
+    script:
+        "../scripts/ray_burst_env.py"
+
+
+rule ray_node_image:
+    input:
+        node="results/testbeds/images/node.json",
+        dockerfile="workflow/testbed/ray/Dockerfile",
+        lock="requirements.lock",
+        code=sorted(str(p) for p in Path("workflow/reprise/testbed/systems/ray_burst").glob("*.py")),
+    output:
+        record="results/testbeds/images/ray-node.json",
+    log:
+        "results/logs/testbeds/ray_node_image.log",
+    benchmark:
+        "results/benchmarks/testbeds/ray_node_image.tsv"
+    conda:
+        "../envs/ray.yaml"
+    params:
+        base=get_image_settings()["tag"],
+        tag="reprise-node-ray:latest",
+    script:
+        "../scripts/ray_burst_image.py"
+
+
+rule ray_burst_data:
+    output:
+        manifest="results/ray_burst/{scale}/data/manifest.json",
+    log:
+        "results/logs/ray_burst/{scale}/data.log",
+    conda:
+        "../envs/ray.yaml"
+    params:
+        settings=get_ray_burst_block(),
+    script:
+        "../scripts/ray_burst_data.py"
+
+
+rule ray_burst_run:
+    input:
+        inventory=get_ray_burst_inventory,
+        image=get_ray_burst_image,
+        env="results/envs/ray/env.json",
+        manifest="results/ray_burst/{scale}/data/manifest.json",
+    output:
+        summary="results/runs/testbed/ray_burst/{scale}/{topology}/{workload}/{data}/{scheduler}/rep{rep}/summary.json",
+        jobs="results/runs/testbed/ray_burst/{scale}/{topology}/{workload}/{data}/{scheduler}/rep{rep}/jobs.csv",
+    log:
+        "results/logs/testbed/ray_burst/{scale}/{topology}/{workload}/{data}/{scheduler}/rep{rep}.log",
+    benchmark:
+        "results/benchmarks/testbed/ray_burst/{scale}/{topology}/{workload}/{data}/{scheduler}/rep{rep}.tsv"
+    conda:
+        "../envs/ray.yaml"
+    resources:
+        ray_burst_cluster=1,
+    params:
+        settings=get_ray_burst_block(),
+    script:
+        "../scripts/ray_burst_run.py"
+
+
+rule ray_burst_table:
+    input:
+        summaries=get_ray_burst_runs(),
+    output:
+        table="results/tables/ray_burst.csv",
+    log:
+        "results/logs/tables/ray_burst.log",
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/ray_burst_table.py"
+
+
+rule ray_burst_figure:
+    input:
+        table="results/tables/ray_burst.csv",
+    output:
+        report("results/figures/ray_burst.pdf", category="Testbed"),
+        report("results/figures/ray_burst.png", category="Testbed"),
+    log:
+        "results/logs/figures/ray_burst.log",
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/ray_burst_plot.py"

@@ -34,7 +34,9 @@ def _patch(rng: np.random.Generator, sources: list[np.ndarray], side: int) -> Im
     h, w = src.shape[:2]
     crop = int(rng.integers(min(h, w) // 3, min(h, w) + 1))
     y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
-    img = Image.fromarray(src[y : y + crop, x : x + crop]).resize((side, side), Image.BILINEAR)
+    img = Image.fromarray(src[y : y + crop, x : x + crop]).resize(
+        (side, side), Image.Resampling.BILINEAR
+    )
     arr = np.asarray(img).astype(np.float32)
     if rng.random() < 0.5:
         arr = arr[:, ::-1]

@@ -30,7 +30,7 @@ def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.name != _READY)
 
 
-@ray.remote(num_cpus=0)
+@ray.remote(num_cpus=0)  # type: ignore[untyped-decorator]
 def read_from_login(rel: str) -> dict[str, bytes]:
     """Runs on the login node: the input's files, which Ray then carries to the caller."""
     root = Path(os.environ[SHARED]) / rel
@@ -104,7 +104,7 @@ def _where() -> dict[str, Any]:
     }
 
 
-@ray.remote(num_cpus=0)
+@ray.remote(num_cpus=0)  # type: ignore[untyped-decorator]
 def stage(rel: str, data_case: str, login_node: str, s3: dict[str, str]) -> dict[str, Any]:
     """The data-aware scheduler's transfer: pinned to the chosen node, runs beside its compute."""
     started = time.time()
@@ -112,8 +112,7 @@ def stage(rel: str, data_case: str, login_node: str, s3: dict[str, str]) -> dict
     return {**_where(), "input": rel, "started": started, "ended": time.time(), **got}
 
 
-@ray.remote(num_cpus=0)
-class ParameterServer:
+class _ParameterServer:
     """Holds MobileNetV3-small's weights on the login node; applies pushed gradients with SGD."""
 
     def __init__(self, classes: int, seed: int, lr: float = 0.01) -> None:
@@ -128,9 +127,13 @@ class ParameterServer:
     def apply(self, grads: dict[str, np.ndarray]) -> int:
         with torch.no_grad():
             for name, param in self.model.named_parameters():
-                param -= self.lr * torch.from_numpy(grads[name])
+                param.sub_(self.lr * torch.from_numpy(grads[name]))
         self.updates += 1
         return self.updates
+
+
+# an actor of zero CPUs: it lives on the login node, which runs no task
+ParameterServer: Any = ray.remote(num_cpus=0)(_ParameterServer)
 
 
 def _load_folder(path: Path, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,7 +166,7 @@ def train_step(
     )
     x, y = _load_folder(Path(got["path"]), int(spec["resolution"]))
     loss = torch.nn.functional.cross_entropy(model(x), y)
-    loss.backward()
+    loss.backward()  # type: ignore[no-untyped-call]
     grads = {n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None}
     ray.get(ps.apply.remote(grads))
     compute = time.monotonic() - t0

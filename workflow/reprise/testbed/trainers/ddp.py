@@ -187,8 +187,12 @@ def train(
             start = load_checkpoint(cfg.resume, module, optimizer, cfg.model, cfg.size).iteration
             _log(env, f"resumed from {cfg.resume} after iteration {start}")
         ids = [env.local_rank] if device.type == "cuda" else None
-        model = DistributedDataParallel(module, device_ids=ids)
-        model.train()  # type: ignore[no-untyped-call]
+        # A lone rank has no gradients to average: DDP's hooks and its one-rank all-reduce would
+        # only add per-step cost to what is measured (the group still serves the result's gather).
+        model: nn.Module = (
+            DistributedDataParallel(module, device_ids=ids) if env.world_size > 1 else module
+        )
+        model.train()
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + env.rank + 1)
         batches = [work.sample(local_batch, gen).to(device) for _ in range(DISTINCT_BATCHES)]
 

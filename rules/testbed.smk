@@ -102,8 +102,10 @@ rule fedscale_run:
         "results/benchmarks/testbed/fedscale/{run}.tsv"
     conda:
         "../envs/fedscale.yaml"
+    # aggregator + executors keep both cores busy: a run alone keeps round times comparable
+    threads: 2
     resources:
-        # every run uses the same aggregator port and both cores: one at a time
+        # every run uses the same aggregator port: one at a time
         fedscale_port=1,
     params:
         settings=get_fedscale_settings(),

@@ -15,12 +15,12 @@ redirect_stderr(snakemake)
 die_with_parent()
 settings = settings_by_name(snakemake.params.settings, snakemake.wildcards.run)
 data = json.loads(Path(snakemake.input.data).read_text())
-images = snakemake.input.get("images")
+images = list(snakemake.input.images)  # empty for local processes
 summary = run_fedscale(
     settings,
     Path(data["path"]),
     Path(snakemake.output.summary).parent,
-    image_record=Path(images) if images else None,
+    image_record=Path(images[0]) if images else None,
 )
 first, final = summary["first_accuracy"], summary["final_accuracy"]
 print(

@@ -311,3 +311,25 @@ def get_testbed_targets():
         "results/figures/throughput_profile.pdf",
         "results/figures/throughput_profile.png",
     ]
+
+
+# ---- FedScale (rules/testbed.smk, issue 14) ----
+def get_fedscale_settings():
+    return dict(testbed_settings().get("fedscale", {}))
+
+
+def get_fedscale_runs():
+    from reprise.testbed.systems.fedscale.job import settings_matrix
+
+    return [s.run_name for s in settings_matrix(get_fedscale_settings())]
+
+
+def get_fedscale_images(wildcards):
+    """Container runs need the aggregator and executor images; local processes do not."""
+    if wildcards.run.split("-")[0] in ("docker", "swarm"):
+        return ["results/testbeds/images/fedscale.json"]
+    return []
+
+
+def get_fedscale_tolerance():
+    return float(get_fedscale_settings().get("tolerance", 0.05))

@@ -31,30 +31,6 @@ rule throughput_profile_run:
 
 
 # ---- FedScale (issue 14): `snakemake fedscale` ----
-# helpers of this section only (kept here so the FedScale rules read as one unit)
-
-
-def get_fedscale_settings():
-    return dict(testbed_settings().get("fedscale", {}))
-
-
-def get_fedscale_runs():
-    from reprise.testbed.systems.fedscale.job import settings_matrix
-
-    return [s.run_name for s in settings_matrix(get_fedscale_settings())]
-
-
-def get_fedscale_images(wildcards):
-    """Container runs need the aggregator and executor images; local processes do not."""
-    if wildcards.run.split("-")[0] in ("docker", "swarm"):
-        return ["results/testbeds/images/fedscale.json"]
-    return []
-
-
-def get_fedscale_tolerance():
-    return float(get_fedscale_settings().get("tolerance", 0.05))
-
-
 rule fedscale_data:
     output:
         record="results/fedscale/data.json",

@@ -437,3 +437,31 @@ def test_snakemake_fedscale_with_local_processes(tmp_path: Path) -> None:
     assert objects.count("kind: Job") == 3
     again = run_snakemake(workdir, "fedscale", "-c2", "--config", overrides, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_recovery_stops_only_groups_still_running_our_init_script(tmp_path: Path) -> None:
+    from reprise.testbed.systems.fedscale.local import stop_recorded
+
+    fake = tmp_path / "fedscale_init.py"
+    fake.write_text("import time\ntime.sleep(600)\n")
+    ours = subprocess.Popen([sys.executable, str(fake)], start_new_session=True)
+    other = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    try:
+        state = tmp_path / "processes.json"
+        state.write_text(
+            json.dumps(
+                [
+                    {"name": "executor 1 (local process)", "pgid": ours.pid},
+                    {"name": "recycled pid", "pgid": other.pid},
+                ]
+            )
+        )
+        assert stop_recorded(state) == ["executor 1 (local process)"]
+        assert ours.wait(10) != 0
+        assert other.poll() is None  # a recorded id now used by something else is left alone
+        assert not state.exists()
+    finally:
+        for proc in (ours, other):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

@@ -129,6 +129,19 @@ class ContainerRun:
         return problems
 
 
+def remove_recorded(state: Path) -> list[str]:
+    """After a crash (kill -9 of the run): remove what a created.json recorded, by id."""
+    if not state.is_file():
+        return []
+    created = json.loads(state.read_text())
+    run = ContainerRun(connect(), state, str(created.get("run", "?")))
+    run.created = created
+    problems = run.teardown()
+    if problems:
+        raise ProvisionError(f"{state}: could not remove {'; '.join(problems)}")
+    return [c["name"] for c in created.get("containers", [])]
+
+
 def run_containers(
     settings: FedScaleSettings,
     data_dir: Path,

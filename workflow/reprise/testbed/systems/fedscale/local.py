@@ -63,6 +63,27 @@ def stop_group(pgid: int, grace_s: float = 5.0) -> None:
             time.sleep(0.1)
 
 
+def stop_recorded(state: Path) -> list[str]:
+    """After a crash (kill -9 of the run): stop the groups a processes.json recorded, if still ours.
+
+    A group id is only signalled while its leader still runs our init script, so a recycled PID
+    is never hit. Returns the names of the roles stopped.
+    """
+    if not state.is_file():
+        return []
+    stopped = []
+    for entry in json.loads(state.read_text()):
+        try:
+            argv = Path(f"/proc/{entry['pgid']}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(arg.endswith(INIT_SCRIPT.name.encode()) for arg in argv):
+            stop_group(int(entry["pgid"]))
+            stopped.append(str(entry["name"]))
+    state.unlink()
+    return stopped
+
+
 class LocalRole:
     """A FedScale role started as its own process group; its output goes to one log file."""
 

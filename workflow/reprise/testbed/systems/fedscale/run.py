@@ -48,6 +48,19 @@ def _write_rounds(path: Path, rows: list[RoundRow]) -> None:
             writer.writerow({k: ("" if v is None else v) for k, v in asdict(row).items()})
 
 
+def _recover(work: Path, progress: Callable[[str], None]) -> None:
+    """A run killed with SIGKILL could not clean up: stop and remove what it recorded."""
+    from reprise.testbed.systems.fedscale.local import stop_recorded
+
+    stopped = stop_recorded(work / "processes.json")
+    if (work / "created.json").is_file():
+        from reprise.testbed.systems.fedscale.containers import remove_recorded
+
+        stopped += remove_recorded(work / "created.json")
+    if stopped:
+        progress(f"stopped what an interrupted run left: {', '.join(stopped)}")
+
+
 def _deploy(
     settings: FedScaleSettings,
     data_dir: Path,
@@ -98,6 +111,7 @@ def run_fedscale(
     progress(f"data {data_dir}: {data.clients} clients, {data.train_samples} training samples")
     work = outdir / "work"
     if work.exists():
+        _recover(work, progress)
         shutil.rmtree(work)  # leftovers of an interrupted run are never read as results
     work.mkdir(parents=True)
     started = time.time()

@@ -1,0 +1,1 @@
+"""RoleML automatic role offloading: E-Tree learning roles, their actors and the offload study."""

@@ -1,0 +1,43 @@
+"""One RoleML actor process: `python -m reprise.testbed.systems.roleml.actor SPEC.json`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from reprise.lifetime import die_with_parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("spec", type=Path, help="JSON ActorBootstrapSpec written by the run")
+    args = parser.parse_args(argv)
+    die_with_parent()
+    spec = json.loads(args.spec.read_text())
+    # torch's intra-op threads would otherwise take every core of a shared host
+    import torch
+
+    torch.set_num_threads(1)
+    from roleml.core.actor.default.bootstrap import ActorBuilder
+
+    builder = ActorBuilder()
+    builder.load_config(spec)
+    actor = builder.build()
+    # SIGTERM ends the actor like Ctrl-C: roles are terminated and the gRPC server closed
+    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    try:
+        actor.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        actor.stop()
+        logging.getLogger("roleml").info("actor process exits")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Build CRIU from Debian trixie's upstream tarball (4.1.x) and install it as $PREFIX/criu.
+# Why: Debian bookworm's criu 3.17 aborts on newer kernels ("Unexpected rt vDSO area bounds").
+# Usage: build-criu.sh WORKDIR PREFIX   (root; needs the Debian apt mirror this host uses)
+set -euo pipefail
+work=${1:?usage: build-criu.sh WORKDIR PREFIX}
+prefix=${2:?usage: build-criu.sh WORKDIR PREFIX}
+export DEBIAN_FRONTEND=noninteractive
+mirror=${DEBIAN_MIRROR:-$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}
+if [ -z "$mirror" ]; then
+  echo "build-criu: no Debian mirror found in /etc/apt/sources.list.d/debian.sources; set DEBIAN_MIRROR" >&2
+  exit 2
+fi
+mkdir -p "$work" "$prefix"
+cd "$work"
+echo "== build dependencies (apt)"
+apt-get install -y -qq --no-install-recommends build-essential pkg-config libbsd-dev libcap-dev \
+  libgnutls28-dev libnet1-dev libnl-3-dev libnftables-dev libprotobuf-c-dev libprotobuf-dev \
+  protobuf-c-compiler protobuf-compiler uuid-dev python3-protobuf >/dev/null
+# trixie's source index is read through a private list file, so the host's apt sources stay as they were
+lists="$work/apt-lists"
+mkdir -p "$lists/partial"
+src="$work/trixie-src.sources"
+printf 'Types: deb-src\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+  "$mirror" >"$src"
+apt_opts=(-o "Dir::Etc::sourcelist=$src" -o "Dir::Etc::sourceparts=-" -o "Dir::State::Lists=$lists")
+echo "== criu source from trixie ($mirror)"
+apt-get "${apt_opts[@]}" update -qq
+rm -rf criu-*/ criu_*
+apt-get "${apt_opts[@]}" source --download-only --tar-only criu >/dev/null
+tarball=$(ls criu_*.orig.tar.* | sort -V | tail -1)
+tar xf "$tarball"
+srcdir=$(ls -d criu-*/ | sort -V | tail -1)
+echo "== make ($srcdir)"
+make -C "$srcdir" -j"$(nproc)" criu >/dev/null
+install -m 0755 "$srcdir/criu/criu" "$prefix/criu"
+"$prefix/criu" --version | head -1

@@ -161,6 +161,7 @@ def run_containers(
                 f"is gone; rebuild it with `snakemake fedscale_images -R fedscale_images`"
             ) from None
     require_port_free(settings.port, "published port of the FedScale aggregator")
+    work = work.resolve()  # bind mounts need absolute paths (a relative one names a volume)
     fed_logs = work / "fedscale"
     fed_logs.mkdir(parents=True, exist_ok=True)
     job = job_file(

@@ -1,4 +1,4 @@
-"""RoleML E-Tree: topology checks, CIFAR-10-format data, and a real run of actor processes over gRPC."""
+"""RoleML E-Tree: topology checks, CIFAR-10-format data, a real run of actor processes over gRPC."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def test_digit_batches_have_cifar_layout_and_split_per_client(tmp_path: Path) ->
     with (tmp_path / "data_batch_1").open("rb") as f:
         batch = pickle.load(f, encoding="bytes")
     assert batch[b"data"].shape[1] == 3072 and batch[b"data"].dtype.name == "uint8"
-    images, labels = load_split(tmp_path, "train", 1, 6)
+    images, _ = load_split(tmp_path, "train", 1, 6)
     assert tuple(images.shape[1:]) == (3, 32, 32)
     sizes = [len(load_split(tmp_path, "train", i, 6)[1]) for i in range(6)]
     assert sum(sizes) == summary["train"] and max(sizes) - min(sizes) <= 1

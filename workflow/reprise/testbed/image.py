@@ -115,6 +115,17 @@ def _project_wheel(project: Path, dest: Path, log: _Log) -> None:
         )
 
 
+def run_step(handle: IO[str], argv: list[str], what: str) -> None:
+    """Run one build step of another image or env with its output time-stamped in `handle`;
+    a failure raises ProvisionError naming `what` and the log."""
+    _Log(handle).run(argv, what)
+
+
+def project_wheel(dest: Path, handle: IO[str]) -> None:
+    """Reprise's own wheel, from this checkout, into `dest` (step logged in `handle`)."""
+    _project_wheel(REPO, dest, _Log(handle))
+
+
 def build_wheelhouse(project: Path, lock: Path, context: Path, log: IO[str]) -> list[Wheel]:
     """Every wheel a node needs, pinned by `lock`: Reprise's own in `context`/project, the
     dependencies of its `testbed` extra in `context`/wheels.

@@ -176,6 +176,18 @@ def main(spec_path: str, out_path: str) -> int:
         ).remote(int(spec["classes"]), int(spec["seed"]))
         ray.get(ps.get_weights.remote())  # the server is up before the clock starts
     submit = _task_fn(spec, ps)
+    # every worker imports torch and the task code before the clock starts: a cold first task
+    # would charge seconds of imports to whichever scheduler happened to place it
+    warm = ray.remote(tasks.node_role)
+    ray.get(
+        [
+            warm.options(
+                num_cpus=1, scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False)
+            ).remote()
+            for nid, role in roles.items()
+            if role != "login"
+        ]
+    )
     started = time.time()
     if spec["scheduler"] == "default":
         result = run_default(spec, submit)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from reprise.errors import ProvisionError
-from reprise.testbed.image import REPO, _Log, _project_wheel, build_image
+from reprise.testbed.image import REPO, build_image, project_wheel, run_step
 from reprise.testbed.provision.docker import connect
 
 # The `ray` extra of pyproject.toml; dateutil is the one pin that differs from requirements.lock.
@@ -39,8 +39,7 @@ def make_venv(venv: Path, lock: Path, log: Path) -> dict[str, Any]:
     """
     base = getattr(sys, "_base_executable", sys.executable)
     with log.open("w") as handle:
-        out = _Log(handle)
-        out.run([base, "-m", "venv", "--clear", str(venv)], f"creating {venv}")
+        run_step(handle, [base, "-m", "venv", "--clear", str(venv)], f"creating {venv}")
         python = str(venv / "bin" / "python")
         query = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
         purelib = subprocess.run(
@@ -51,12 +50,14 @@ def make_venv(venv: Path, lock: Path, log: Path) -> dict[str, Any]:
         (Path(purelib) / "zz_reprise_parent.pth").write_text("\n".join(lines) + "\n")
         with tempfile.TemporaryDirectory() as tmp:
             cons = _constraints(lock, Path(tmp) / "constraints.txt")
-            out.run(
+            run_step(
+                handle,
                 [python, "-m", "pip", "install", "--disable-pip-version-check",
                  "-c", str(cons), *PINS, "flask==3.1.3", "flask-cors==6.0.5"],
                 "installing Ray, boto3 and moto into the study's venv (is PyPI reachable?)",
             )  # fmt: skip
-        out.run(
+        run_step(
+            handle,
             [str(venv / "bin" / "python"), "-c", "import ray, boto3, moto, torch, reprise"],
             "importing the study's packages",
         )
@@ -80,14 +81,14 @@ def build_ray_image(base: str, tag: str, lock: Path, workdir: Path, log: Path) -
         folder.mkdir(parents=True)
     (context / "Dockerfile").write_bytes((ASSETS / "Dockerfile").read_bytes())
     with log.open("w") as handle:
-        out = _Log(handle)
         cons = _constraints(lock, workdir / "constraints.txt")
-        out.run(
+        run_step(
+            handle,
             [sys.executable, "-m", "pip", "wheel", "--wheel-dir", str(context / "wheels"),
              "-c", str(cons), *NODE_PINS],
             "pip wheel of Ray and boto3 for the node image",
         )  # fmt: skip
-        _project_wheel(REPO, context / "project", out)
+        project_wheel(context / "project", handle)
         image_id, built = build_image(client, context, tag, base, base_id, handle)
     record = {"tag": tag, "id": image_id, "base": base, "built": built, "pins": list(NODE_PINS)}
     return record

@@ -11,6 +11,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,17 @@ def _ray_start(
     return run.start(node, f"ray-{node.group}", argv, env)
 
 
+def _stop_together(run: TestbedRun, procs: list[Launched]) -> None:
+    """Stop the Ray nodes at once: each `ray start --block` takes seconds to wind down, and one
+    after another that was a quarter of a laptop run."""
+    ssh = _ssh(run)
+    with ThreadPoolExecutor(max_workers=max(1, len(procs))) as pool:
+        for future in [pool.submit(ssh.stop, p, run.grace_s) for p in procs]:
+            future.result()
+    for proc in procs:  # the group is gone: this only records the stop in the run state
+        run.stop(proc)
+
+
 def run_point(
     inventory_path: Path,
     state_dir: Path,
@@ -261,8 +273,7 @@ def run_point(
             )  # fmt: skip
             run.wait_all(settings.timeout_s, [driver])
             ssh.fetch(login, f"{remote}/result.json", outdir / "driver-result.json")
-            for proc in procs:
-                run.stop(proc)
+            _stop_together(run, procs)
             nodes = [n.as_json() for n in run.nodes]
             run_id = run.run_id
     finally:

@@ -150,7 +150,7 @@ def parse_settings(block: Mapping[str, Any]) -> BurstSettings:
         schedulers=tuple(
             _choice(s, SCHEDULERS, f"{KEY}.schedulers") for s in block.get("schedulers", SCHEDULERS)
         ),
-        repetitions=int(block.get("repetitions", 3)),
+        repetitions=int(entry.get("repetitions", block.get("repetitions", 3))),
         seed=int(block.get("seed", 0)),
         s3_endpoint=s3.get("endpoint"),
         s3_bucket=str(s3.get("bucket", "reprise-burst")),

@@ -95,5 +95,6 @@ rule fedscale:
 rule ray_burst:
     input:
         "results/tables/ray_burst.csv",
+        "results/claims/ray_burst.json",
         "results/figures/ray_burst.pdf",
         "results/figures/ray_burst.png",

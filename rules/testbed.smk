@@ -255,6 +255,19 @@ rule ray_burst_table:
         "../scripts/ray_burst_table.py"
 
 
+rule ray_burst_claims:
+    input:
+        table="results/tables/ray_burst.csv",
+    output:
+        claims="results/claims/ray_burst.json",
+    log:
+        "results/logs/claims/ray_burst.log",
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/ray_burst_claims.py"
+
+
 rule ray_burst_figure:
     input:
         table="results/tables/ray_burst.csv",

@@ -152,6 +152,33 @@ def test_table_gives_median_spread_and_speedup(tmp_path: Path) -> None:
     assert all(p.stat().st_size > 1000 for p in outputs)
 
 
+def test_claim_checks_the_gain_as_bandwidth_shrinks(tmp_path: Path) -> None:
+    from reprise.analysis.ray_burst import burst_claim, burst_table
+
+    runs = []
+    # 30 Mbit/s: data-aware 20 % faster (beyond the spread); 200 Mbit/s: even
+    for bw, default, aware in ((30, [10, 10, 11], [8, 8, 8.5]), (200, [6, 6, 6], [6, 6, 6])):
+        runs += [_record(tmp_path / "a", "default", r, t, bw) for r, t in enumerate(default)]
+        runs += [_record(tmp_path / "a", "data_aware", r, t, bw) for r, t in enumerate(aware)]
+    table = burst_table(runs)
+    aware_30 = table[(table["scheduler"] == "data_aware") & (table["nominal_mbit"] == 30)]
+    assert aware_30["gain_pct"].iloc[0] == pytest.approx(20.0)
+    claim = burst_claim(table)
+    assert claim["holds"] and claim["measured_max_gain_pct"] == pytest.approx(20.0)
+    (panel,) = claim["panels"]
+    assert panel["gain_pct_by_mbit"] == {"30": 20.0, "200": 0.0}
+    assert panel["beyond_spread_at_lowest"]
+
+    # the gain shrinks with the bandwidth instead: the claim fails and says where
+    runs = []
+    for bw, default, aware in ((30, [10, 10, 10], [11, 11, 11]), (200, [6, 6, 6], [5, 5, 5])):
+        runs += [_record(tmp_path / "b", "default", r, t, bw) for r, t in enumerate(default)]
+        runs += [_record(tmp_path / "b", "data_aware", r, t, bw) for r, t in enumerate(aware)]
+    claim = burst_claim(burst_table(runs))
+    assert not claim["holds"]
+    assert "parameter_server, data hpc: gain -10.0 % at 30, +16.7 % at 200 Mbit/s" in claim["why"]
+
+
 def test_table_names_an_unreadable_record(tmp_path: Path) -> None:
     from reprise.analysis.ray_burst import burst_table
 

@@ -1,5 +1,5 @@
 """The Ray burst figure: total time vs bandwidth, one panel per (workload, data case), one line
-per scheduler with the repetitions' range as a band."""
+per scheduler with the repetitions' range as a band, the data-aware scheduler's gain written on."""
 
 from __future__ import annotations
 
@@ -37,6 +37,15 @@ def plot_burst(table: pd.DataFrame, outputs: list[Path]) -> None:
                 rows["nominal_mbit"], rows["min_s"], rows["max_s"], color=COLOURS.get(key),
                 alpha=0.2, linewidth=0,
             )  # fmt: skip
+        aware = part[part["scheduler"] == "data_aware"]
+        if "gain_pct" in part:
+            for row in aware.itertuples():
+                # the time the data-aware scheduler saves over Ray's default at this bandwidth
+                ax.annotate(
+                    f"{row.gain_pct:+.0f} %", (row.nominal_mbit, row.median_s),
+                    textcoords="offset points", xytext=(0, 7), ha="center", fontsize=7,
+                    color=COLOURS["data_aware"],
+                )  # fmt: skip
         ax.set_title(f"{WORKLOADS[workload]}, {DATA[case]}", fontsize=10)
         ax.set_xlabel("HPC-cloud bandwidth (Mbit/s)")
         ax.set_ylabel("total time (s)")
@@ -45,7 +54,11 @@ def plot_burst(table: pd.DataFrame, outputs: list[Path]) -> None:
         else:
             ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle("Ray burst: workload time vs HPC-cloud bandwidth (median, range over reps)")
+    fig.suptitle(
+        "Ray burst: workload time vs HPC-cloud bandwidth (median, range over repetitions;\n"
+        "% = time the data-aware scheduler saves over Ray's default)",
+        fontsize=10,
+    )
     fig.tight_layout()
     for path in outputs:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,142 @@
+"""CRIU for role offloading: the version check, and checkpoint/restore of a role process that runs
+as init of its own PID namespace (a plain PID cannot be restored while the host reuses it)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from reprise.errors import ProvisionError, TestbedError
+
+# 4.2 is the first release that dumps TCP sockets on Linux >= 6.16 (criu#2718)
+MINIMUM = (4, 2)
+BUILD_HINT = "build it with workflow/testbed/criu/build-criu.sh (rule roleml_criu)"
+
+
+def criu_version(binary: str | Path) -> tuple[int, ...]:
+    """The version `binary --version` prints; ProvisionError names the path when it cannot run."""
+    path = shutil.which(str(binary))
+    if path is None:
+        raise ProvisionError(f"CRIU not found at {binary}; {BUILD_HINT}")
+    try:
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ProvisionError(f"CRIU at {path} does not run ({exc}); {BUILD_HINT}") from exc
+    match = re.search(r"Version:\s*(\d+(?:\.\d+)*)", out)
+    if not match:
+        raise ProvisionError(f"CRIU at {path} printed no version ({out.strip()!r}); {BUILD_HINT}")
+    return tuple(int(p) for p in match.group(1).split("."))
+
+
+def require_criu(binary: str | Path, minimum: tuple[int, ...] = MINIMUM) -> tuple[int, ...]:
+    """Stop before anything starts when CRIU is missing or older than `minimum`."""
+    found = criu_version(binary)
+    if found < minimum:
+        raise ProvisionError(
+            f"CRIU at {binary} is {'.'.join(map(str, found))}; role offloading needs "
+            f"{'.'.join(map(str, minimum))} or newer; {BUILD_HINT}"
+        )
+    return found
+
+
+@dataclass
+class NamespacedProcess:
+    """A command running as PID 1 of its own PID namespace and session leader there."""
+
+    outer: subprocess.Popen[bytes] | None
+    pid: int  # the host PID of the namespace's init (what CRIU dumps)
+
+    def alive(self) -> bool:
+        status = Path(f"/proc/{self.pid}/status")
+        try:
+            return "State:\tZ" not in status.read_text()
+        except FileNotFoundError:
+            return False
+
+    def kill(self) -> None:
+        # the init of a PID namespace ignores SIGTERM from inside; SIGKILL from the host ends it
+        with suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        if self.outer is not None:
+            with suppress(ProcessLookupError):
+                os.killpg(self.outer.pid, signal.SIGKILL)
+            self.outer.wait()
+
+
+def start_namespaced(
+    argv: Sequence[str], log: IO[bytes], timeout: float = 10.0
+) -> NamespacedProcess:
+    """Start `argv` with `unshare --pid --fork` and `setsid`, so CRIU finds a whole session."""
+    outer = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--", "setsid", *argv],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{outer.pid}/task/{outer.pid}/children")
+        with suppress(FileNotFoundError):
+            pids = children.read_text().split()
+            if pids:
+                return NamespacedProcess(outer, int(pids[0]))
+        if outer.poll() is not None:
+            break
+        time.sleep(0.05)
+    with suppress(ProcessLookupError):
+        os.killpg(outer.pid, signal.SIGKILL)
+    raise TestbedError(
+        f"{argv[0]} did not start in its own PID namespace (unshare: {outer.poll()})"
+    )
+
+
+def _criu(binary: str, args: Sequence[str], images: Path, what: str, log_name: str) -> float:
+    started = time.monotonic()
+    done = subprocess.run(
+        [binary, *args, "-D", str(images), "-o", log_name], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        tail = (
+            (images / log_name).read_text().splitlines()[-5:]
+            if (images / log_name).exists()
+            else []
+        )
+        raise TestbedError(f"criu {what} failed ({done.returncode}): {' | '.join(tail)}")
+    return time.monotonic() - started
+
+
+def checkpoint(binary: str, proc: NamespacedProcess, images: Path) -> float:
+    """Dump `proc` (it stops); established TCP connections are saved too. Returns seconds."""
+    images.mkdir(parents=True, exist_ok=True)
+    seconds = _criu(
+        binary, ["dump", "-t", str(proc.pid), "--tcp-established"], images, "dump", "dump.log"
+    )
+    if proc.outer is not None:
+        proc.outer.wait(30)
+    return seconds
+
+
+def restore(binary: str, images: Path) -> tuple[NamespacedProcess, float]:
+    """Restore a dump as a detached tree; peers of its old connections see them closed, and the
+    restored process reconnects as a fresh client would."""
+    pidfile = images / "restored.pid"
+    pidfile.unlink(missing_ok=True)
+    seconds = _criu(
+        binary,
+        ["restore", "-d", "--tcp-close", "--pidfile", str(pidfile)],
+        images,
+        "restore",
+        "restore.log",
+    )
+    return NamespacedProcess(None, int(pidfile.read_text())), seconds

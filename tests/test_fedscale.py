@@ -465,3 +465,31 @@ def test_recovery_stops_only_groups_still_running_our_init_script(tmp_path: Path
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+@pytest.mark.slow
+@needs_fedscale
+def test_sigterm_mid_run_stops_every_role(tmp_path: Path, digits: Path) -> None:
+    out = tmp_path / "out"
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from reprise.testbed.systems.fedscale.job import FedScaleSettings\n"
+        "from reprise.testbed.systems.fedscale.run import run_fedscale\n"
+        f"run_fedscale(FedScaleSettings(rounds=20, participants=4, port={_free_port()}), "
+        f"Path({str(digits)!r}), Path({str(out)!r}))\n"
+    )
+    driver = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    state = out / "work" / "processes.json"
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(seen) < 3:
+        if state.is_file():
+            seen = json.loads(state.read_text())
+        time.sleep(0.5)
+    assert len(seen) == 3, "the executors never started"
+    driver.send_signal(signal.SIGTERM)
+    _, err = driver.communicate(timeout=120)
+    assert driver.returncode != 0
+    assert "received SIGTERM" in err
+    assert _alive_groups(seen) == []
+    assert not state.exists()

@@ -230,5 +230,6 @@ def run_containers(
         "network_driver": driver,
         "swarm": run.created.get("swarm"),
         "run_id": run_id,
+        "images": {role: images[role]["image_id"] for role in ("aggregator", "executor")},
     }
     return waited, facts, fed_logs

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import os
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from reprise.errors import ProvisionError
+from reprise.testbed.systems.roleml import criu
 from reprise.testbed.systems.roleml.criu import require_criu
 
 
@@ -37,3 +43,80 @@ def test_new_enough_criu_passes(tmp_path: Path) -> None:
 def test_criu_without_a_version_line_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ProvisionError, match="printed no version"):
         require_criu(_fake_criu(tmp_path, "criu: unknown option"))
+
+
+def _criu_or_skip() -> str:
+    binary = os.environ.get("REPRISE_CRIU", "criu")
+    try:
+        require_criu(binary)
+    except ProvisionError as exc:
+        pytest.skip(f"no usable CRIU: {exc}")
+    if os.geteuid() != 0:
+        pytest.skip("CRIU checkpoints need root")
+    return binary
+
+
+@pytest.mark.slow
+def test_trainer_process_is_checkpointed_and_restored_mid_run(tmp_path: Path) -> None:
+    """A trainer actor is dumped while the tree trains and restored; its epoch counter goes on."""
+    pytest.importorskip("roleml", reason="no roleml extra: pip install -e '.[roleml]'")
+    from reprise.testbed.systems.roleml.data import make_digit_batches
+    from reprise.testbed.systems.roleml.local import free_port, local_actors, wait_listening
+    from reprise.testbed.systems.roleml.topology import CONDUCTOR, actor_specs, parse_topology
+
+    binary = _criu_or_skip()
+    data = tmp_path / "data"
+    make_digit_batches(data, 0.2, 0)
+    spec = {
+        "root": "client1",
+        "groups": {"client1": ["client1", "client3"], "client2": ["client2"]},
+    }
+    topo = parse_topology("t", spec, "test")
+    addresses = {a: f"127.0.0.1:{free_port()}" for a in (*topo.clients, CONDUCTOR)}
+    specs = actor_specs(
+        topo, addresses, data, {"lr": 0.05, "batch_size": 32, "seed": 0, "local_steps": 2}
+    )
+    rounds_csv = tmp_path / "rounds.csv"
+    specs[CONDUCTOR]["roles"]["driver"]["options"] = {
+        "num_rounds": 40,
+        "rounds_csv": str(rounds_csv),
+    }
+    spec_path = tmp_path / "client3.json"
+    spec_path.write_text(json.dumps(specs["client3"]))
+    log = tmp_path / "client3.log"
+    argv = [sys.executable, "-u", "-m", "reprise.testbed.systems.roleml.actor", str(spec_path)]
+    proc = criu.start_namespaced([*argv, "--detachable"], log)
+    restored: criu.NamespacedProcess | None = None
+    try:
+        assert proc.outer is not None
+        wait_listening(addresses["client3"], proc.outer, log, 60)
+        with local_actors(tmp_path / "run") as actors:
+            for client in ("client1", "client2"):
+                actors.start(client, specs[client])
+            actors.start(CONDUCTOR, specs[CONDUCTOR])
+            while not rounds_csv.exists() or len(rounds_csv.read_text().splitlines()) < 4:
+                time.sleep(0.2)
+            criu.checkpoint(binary, proc, tmp_path / "images")
+            assert not proc.alive()
+            epochs_before = log.read_text().count("local epoch")
+            restored, _ = criu.restore(binary, tmp_path / "images")
+            assert actors.procs[CONDUCTOR].wait(240) == 0
+    finally:
+        proc.kill()
+        if restored is not None:
+            restored.kill()
+    with rounds_csv.open() as f:
+        rounds = [int(r["round"]) for r in csv.DictReader(f)]
+    assert rounds == list(range(40))
+    epochs = [
+        int(line.split("local epoch ")[1].split()[0])
+        for line in log.read_text().splitlines()
+        if "local epoch" in line
+    ]
+    # the restored trainer continues its own count: no restart from 1, no gap
+    assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) > epochs_before
+    assert restored is not None
+    deadline = time.monotonic() + 10
+    while restored.alive() and time.monotonic() < deadline:
+        time.sleep(0.1)  # SIGKILL lands asynchronously
+    assert not restored.alive()

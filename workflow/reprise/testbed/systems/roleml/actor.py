@@ -15,8 +15,14 @@ from reprise.lifetime import die_with_parent
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("spec", type=Path, help="JSON ActorBootstrapSpec written by the run")
+    parser.add_argument(
+        "--detachable",
+        action="store_true",
+        help="do not die with the parent: a CRIU-restored process has another parent",
+    )
     args = parser.parse_args(argv)
-    die_with_parent()
+    if not args.detachable:
+        die_with_parent()
     spec = json.loads(args.spec.read_text())
     # torch's intra-op threads would otherwise take every core of a shared host
     import torch

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from reprise.errors import ProvisionError, TestbedError
 
+_IN_OWN_PID_NS = ("unshare", "--pid", "--fork", "--", "setsid")
 # 4.2 is the first release that dumps TCP sockets on Linux >= 6.16 (criu#2718)
 MINIMUM = (4, 2)
 BUILD_HINT = "build it with workflow/testbed/criu/build-criu.sh (rule roleml_criu)"
@@ -74,14 +74,17 @@ class NamespacedProcess:
             self.outer.wait()
 
 
-def start_namespaced(
-    argv: Sequence[str], log: IO[bytes], timeout: float = 10.0
-) -> NamespacedProcess:
-    """Start `argv` with `unshare --pid --fork` and `setsid`, so CRIU finds a whole session."""
+def start_namespaced(argv: Sequence[str], log: Path, timeout: float = 10.0) -> NamespacedProcess:
+    """Start `argv` with `unshare --pid --fork` and `setsid`, so CRIU finds a whole session.
+
+    The command itself appends to `log`; unshare's own messages go nowhere, because CRIU refuses
+    to restore a file that grew after the dump.
+    """
     outer = subprocess.Popen(
-        ["unshare", "--pid", "--fork", "--", "setsid", *argv],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        [*_IN_OWN_PID_NS, "sh", "-c", 'exec "$@" >>"$0" 2>&1', str(log), *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     deadline = time.monotonic() + timeout
@@ -116,12 +119,26 @@ def _criu(binary: str, args: Sequence[str], images: Path, what: str, log_name: s
     return time.monotonic() - started
 
 
-def checkpoint(binary: str, proc: NamespacedProcess, images: Path) -> float:
+def checkpoint(binary: str, proc: NamespacedProcess, images: Path, attempts: int = 3) -> float:
     """Dump `proc` (it stops); established TCP connections are saved too. Returns seconds."""
     images.mkdir(parents=True, exist_ok=True)
-    seconds = _criu(
-        binary, ["dump", "-t", str(proc.pid), "--tcp-established"], images, "dump", "dump.log"
-    )
+    started = time.monotonic()
+    for attempt in range(1, attempts + 1):
+        try:
+            _criu(
+                binary,
+                ["dump", "-t", str(proc.pid), "--tcp-established"],
+                images,
+                "dump",
+                "dump.log",
+            )
+            break
+        except TestbedError as exc:
+            # a thread that ends while CRIU seizes the tree fails the dump; the process runs on
+            # untouched, so trying again is safe
+            if attempt == attempts or not proc.alive() or "No such process" not in str(exc):
+                raise
+    seconds = time.monotonic() - started
     if proc.outer is not None:
         proc.outer.wait(30)
     return seconds

@@ -332,4 +332,4 @@ def get_fedscale_images(wildcards):
 
 
 def get_fedscale_tolerance():
-    return float(get_fedscale_settings().get("tolerance", 0.05))
+    return float(get_fedscale_settings().get("tolerance", 0.1))

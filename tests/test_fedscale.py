@@ -210,10 +210,12 @@ def test_runs_table_compares_each_deployment_with_processes(tmp_path: Path) -> N
     ]
     table = rounds_table(runs)
     assert len(table) == 6
-    out = runs_table(table, tolerance=0.05).set_index("deployment")
+    out = runs_table(table, tolerance=0.02).set_index("deployment")
     assert out.loc["process", "max_accuracy_gap"] == 0
     assert out.loc["docker", "max_accuracy_gap"] == pytest.approx(0.1)
+    assert out.loc["docker", "late_accuracy_gap"] == pytest.approx(0.08 / 3)
     assert not out.loc["docker", "same_curve"]
+    assert runs_table(table, tolerance=0.05).set_index("deployment").loc["docker", "same_curve"]
     assert out.loc["docker", "round_time_vs_process"] == pytest.approx(1.5)
     assert out.loc["docker", "final_accuracy"] == pytest.approx(0.7)
 

@@ -30,9 +30,12 @@ def runs_table(table: pd.DataFrame, tolerance: float) -> pd.DataFrame:
     """Per run: final accuracy, mean round time, both against the `process` run of same keys.
 
     `max_accuracy_gap` is the largest per-round difference in test accuracy from the baseline
-    run with the same executors, participants, rounds and seed; `same_curve` says whether it is
-    within `tolerance` (FedScale seeds its samplers and models, but thread timing still orders
-    the floating-point sums of an aggregation differently from run to run).
+    run with the same executors, participants, rounds and seed; `late_accuracy_gap` compares the
+    mean of the last three tests, and `same_curve` says whether that is within `tolerance`.
+    Per-round agreement is not to be expected: FedScale seeds its sampler and models, but hands
+    each round's clients to whichever executor asks first, and each executor draws its own data
+    order and augmentations, so two runs of one seed differ from the first round that timing
+    decides (measured in the README).
     """
     rows: list[dict[str, Any]] = []
     for keys, group in table.groupby(RUN_KEYS, sort=True):
@@ -51,6 +54,7 @@ def runs_table(table: pd.DataFrame, tolerance: float) -> pd.DataFrame:
     runs = pd.DataFrame(rows)
     same = ["executors", "participants", "rounds", "seed"]
     gaps: list[float | None] = []
+    late: list[float | None] = []
     cost: list[float | None] = []
     for _, run in runs.iterrows():
         base = table[(table["deployment"] == BASELINE)]
@@ -61,16 +65,21 @@ def runs_table(table: pd.DataFrame, tolerance: float) -> pd.DataFrame:
             mine = mine[mine[key] == run[key]]
         if base.empty:
             gaps.append(None)
+            late.append(None)
             cost.append(None)
             continue
         joined = mine.merge(base, on="round", suffixes=("", "_base")).dropna(
             subset=["test_top1", "test_top1_base"]
         )
         gaps.append(float((joined["test_top1"] - joined["test_top1_base"]).abs().max()))
+        late.append(
+            float(abs(joined["test_top1"].tail(3).mean() - joined["test_top1_base"].tail(3).mean()))
+        )
         base_mean = base["round_s"].dropna().mean()
         cost.append(float(run["mean_round_s"] / base_mean) if base_mean else None)
     runs["max_accuracy_gap"] = gaps
-    runs["same_curve"] = [None if g is None else bool(g <= tolerance) for g in gaps]
+    runs["late_accuracy_gap"] = late
+    runs["same_curve"] = [None if g is None else bool(g <= tolerance) for g in late]
     runs["round_time_vs_process"] = cost
     runs["tolerance"] = tolerance
     return runs

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+COLOURS = {"process": "tab:orange", "docker": "tab:blue", "swarm": "tab:green"}
 LABELS = {
     "process": "local processes",
     "docker": "Docker (bridge)",
@@ -25,7 +26,8 @@ def plot_fedscale(table: pd.DataFrame, runs: pd.DataFrame, outputs: list[Path]) 
         deployment, executors, seed = keys
         tested = group.dropna(subset=["test_top1"])
         label = f"{LABELS.get(str(deployment), deployment)}, {executors} exec., seed {seed}"
-        ax_acc.plot(tested["round"], tested["test_top1"], marker="o", ms=3, label=label)
+        colour = COLOURS.get(str(deployment))
+        ax_acc.plot(tested["round"], tested["test_top1"], marker="o", ms=3, label=label, c=colour)
     chance = 0.1  # ten digits
     ax_acc.axhline(chance, color="grey", ls=":", lw=1)
     ax_acc.text(ax_acc.get_xlim()[0], chance, " chance", va="bottom", color="grey", fontsize=8)
@@ -34,12 +36,16 @@ def plot_fedscale(table: pd.DataFrame, runs: pd.DataFrame, outputs: list[Path]) 
     ax_acc.set_ylim(0, 1)
     ax_acc.grid(alpha=0.3)
     ax_acc.legend(fontsize=8)
-    runs = runs.sort_values(["executors", "deployment"])
+    order = {d: i for i, d in enumerate(LABELS)}
+    runs = runs.sort_values(
+        ["executors", "deployment"], key=lambda c: c.map(order) if c.name == "deployment" else c
+    )
     names = [
         f"{LABELS.get(str(d), d)}\n{e} exec."
         for d, e in zip(runs["deployment"], runs["executors"], strict=True)
     ]
-    bars = ax_time.bar(range(len(runs)), runs["mean_round_s"], color="tab:blue")
+    colours = [COLOURS.get(str(d), "tab:grey") for d in runs["deployment"]]
+    bars = ax_time.bar(range(len(runs)), runs["mean_round_s"], color=colours)
     for bar, ratio in zip(bars, runs["round_time_vs_process"], strict=True):
         if pd.notna(ratio):
             ax_time.annotate(

@@ -47,6 +47,7 @@ needs_fedscale = pytest.mark.skipif(
 
 @pytest.fixture(scope="session")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("sklearn", reason="scikit-learn comes with the fedscale extra")
     root = tmp_path_factory.mktemp("digits")
     build_digits(root, DigitsSpec(clients=20, seed=0))
     return root
@@ -78,6 +79,7 @@ def test_digits_are_femnist_format_non_iid_and_every_sample_exists(digits: Path)
 
 
 def test_digits_are_the_same_bytes_for_the_same_seed(tmp_path: Path, digits: Path) -> None:
+    # (the digits fixture skips without scikit-learn, so this test does too)
     again = build_digits(tmp_path / "again", DigitsSpec(clients=20, seed=0))
     first = json.loads((digits / "manifest.json").read_text())
     assert again["sha256"] == first["sha256"]

@@ -6,12 +6,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
+from infra.netns_nodes import NetnsCluster, NetnsNode
+from infra.workflow import copy_workflow, run_snakemake
 
-from reprise.errors import ConfigError, DataError, ProvisionError
+from reprise.errors import ConfigError, DataError, ProvisionError, TestbedError
 from reprise.testbed.inventory import parse_inventory
 from reprise.testbed.systems.ray_burst.run import check_roles
 from reprise.testbed.systems.ray_burst.scheduler import DataAwarePlanner, NodeModel
@@ -208,11 +216,36 @@ def _ray_python() -> str | None:
     return None
 
 
+def _docker_inventory(path: Path) -> Path:
+    """The laptop inventory under the name test-burst, on its own subnet: a test can run beside
+    a user's sweep on local-burst without taking its container names or addresses."""
+    doc = yaml.safe_load((REPO / "config/clusters/local-burst.yaml").read_text())
+    doc["docker"]["subnet"] = "10.231.19.0/24"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The study's venv (Ray, boto3, moto): the pipeline's if built, else made here (pip)."""
+    found = _ray_python()
+    if found is not None:
+        return found
+    from reprise.testbed.systems.ray_burst.env import make_venv
+
+    base = tmp_path_factory.mktemp("rayvenv")
+    record = make_venv(base / "venv", REPO / "requirements.lock", base / "pip.log")
+    return str(record["python"])
+
+
 @pytest.mark.slow
 @pytest.mark.docker
 @pytest.mark.skipif(not _docker_ok(), reason="no Docker daemon answers")
 @pytest.mark.parametrize("data_case", ["hpc", "s3"])
-def test_one_point_on_docker_nodes_leaves_nothing_behind(tmp_path: Path, data_case: str) -> None:
+def test_one_point_on_docker_nodes_leaves_nothing_behind(
+    tmp_path: Path, data_case: str, ray_python: str
+) -> None:
     import docker
 
     from reprise.testbed.systems.ray_burst.data import generate
@@ -223,25 +256,262 @@ def test_one_point_on_docker_nodes_leaves_nothing_behind(tmp_path: Path, data_ca
         client.images.get("reprise-node-ray:latest")
     except docker.errors.ImageNotFound:
         pytest.skip("node image with Ray missing: snakemake results/testbeds/images/ray-node.json")
-    python = _ray_python()
-    if python is None:
-        pytest.skip("the study's venv is missing: snakemake results/envs/ray/env.json")
     settings = parse_settings(block())
     generate(tmp_path / "data", settings.size, seed=0)
     summary = run_point(
-        REPO / "config/clusters/local-burst.yaml", tmp_path / "state", tmp_path / "out",
+        _docker_inventory(tmp_path / "test-burst.yaml"), tmp_path / "state", tmp_path / "out",
         settings, Point("bw30", "parameter_server", data_case, "data_aware", 0),
-        tmp_path / "data", controller_python=python,
+        tmp_path / "data", controller_python=ray_python,
     )  # fmt: skip
     assert summary["metrics"]["tasks"] == 2
     measured = summary["links"][0]["measured_mbit"]
     assert abs(measured - 31) / 31 < 0.1, f"shaped to 31 Mbit/s, measured {measured}"
     jobs = pd.read_csv(tmp_path / "out" / "jobs.csv")
     assert set(jobs["role"]) <= {"hpc", "cloud"}
-    left = client.containers.list(all=True, filters={"label": "reprise.cluster=local-burst"})
+    left = client.containers.list(all=True, filters={"label": "reprise.cluster=test-burst"})
     assert not left, [c.name for c in left]
     assert not (tmp_path / "out" / "s3" / "s3-server.pgid").exists()
     run_state = json.loads((tmp_path / "out" / "run" / "testbed-run.json").read_text())
     assert run_state["state"] == "closed" and not run_state["shaping"]
     if os.environ.get("REPRISE_KEEP"):
         shutil.copytree(tmp_path / "out", os.environ["REPRISE_KEEP"])
+
+
+# --- through plain SSH hosts (sshd in network namespaces: the real-machine code path) -------
+
+
+def _ssh_inventory(
+    cluster: NetnsCluster, tmp_path: Path, python: str, cloud: NetnsNode, login: str = "n1"
+) -> Path:
+    """login, hpc and cloud roles on netns hosts; every node runs Ray from the study's venv."""
+    names = [login, "n2", cloud.name]
+    known = cluster.known_hosts(tmp_path / "known_hosts", names)
+    path = cluster.inventory(
+        tmp_path / "burst-ssh.yaml",
+        groups={login: "login", "n2": "hpc", cloud.name: "cloud"},
+        ssh={"known_hosts": str(known)},
+        python=python,
+        workdir=str(tmp_path / "nodes"),
+    )
+    doc = yaml.safe_load(path.read_text())
+    doc["nodes"] = [n for n in doc["nodes"] if n["name"] in names]
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _left_in(nodes: list[NetnsNode]) -> list[str]:
+    """Processes still inside the nodes' namespaces besides their sshd (Ray, iperf3, driver)."""
+    left = []
+    for node in nodes:
+        for pid in node.pids():
+            if pid == node.sshd_pid:
+                continue
+            try:
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            left.append(f"{node.name}: {pid} {args[:120]}")
+    return left
+
+
+def _wait_empty(nodes: list[NetnsNode], timeout_s: float = 10) -> list[str]:
+    end = time.monotonic() + timeout_s
+    while (left := _left_in(nodes)) and time.monotonic() < end:
+        time.sleep(0.5)
+    return left
+
+
+@pytest.fixture
+def burst_data(tmp_path: Path) -> Path:
+    from reprise.testbed.systems.ray_burst.data import generate
+
+    generate(tmp_path / "data", parse_settings(block()).size, seed=0)
+    return tmp_path / "data"
+
+
+def _throwaway(cluster: NetnsCluster, stem: str) -> NetnsNode:
+    return cluster.add_node(f"{stem}{len(cluster.nodes)}")
+
+
+@pytest.mark.slow
+def test_one_point_through_ssh_hosts_leaves_no_ray_process(
+    netns_cluster: NetnsCluster, tmp_path: Path, ray_python: str, burst_data: Path
+) -> None:
+    """The real-machine path: shaped and measured link, local S3, Ray on three SSH hosts."""
+    from reprise.testbed.systems.ray_burst.run import Point, run_point
+
+    cloud = _throwaway(netns_cluster, "cloud")
+    inventory = _ssh_inventory(netns_cluster, tmp_path, ray_python, cloud)
+    summary = run_point(
+        inventory, tmp_path / "state", tmp_path / "out", parse_settings(block()),
+        Point("bw30", "transform", "s3", "default", 0), burst_data, controller_python=ray_python,
+    )  # fmt: skip
+    assert summary["metrics"]["tasks"] == 1 and summary["provider"] == "ssh"
+    measured = summary["links"][0]["measured_mbit"]
+    assert abs(measured - 31) / 31 < 0.1, f"shaped to 31 Mbit/s, measured {measured}"
+    assert summary["s3_endpoint"].startswith("http://")
+    nodes = [netns_cluster.nodes[n] for n in ("n1", "n2", cloud.name)]
+    assert _wait_empty(nodes) == []
+    state = json.loads((tmp_path / "out/run/testbed-run.json").read_text())
+    assert state["state"] == "closed" and not state["shaping"]
+    for node in ("n1", cloud.name):  # no qdisc of ours is left on a shaped interface
+        shown = subprocess.run(
+            ["ip", "netns", "exec", netns_cluster.nodes[node].netns, "tc", "qdisc", "show"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert "htb" not in shown, shown
+
+
+@pytest.mark.slow
+def test_node_dying_mid_run_fails_naming_it_and_tears_down_the_rest(
+    netns_cluster: NetnsCluster, tmp_path: Path, ray_python: str
+) -> None:
+    from reprise.testbed.systems.ray_burst.data import generate
+    from reprise.testbed.systems.ray_burst.run import Point, run_point
+
+    # enough work that the cloud node is still busy when it dies
+    tiny = block()
+    tiny["scales"]["tiny"]["data"].update(large_images=6, large_side=512, transform_passes=6)  # type: ignore[index]
+    settings = parse_settings(tiny)
+    generate(tmp_path / "data", settings.size, seed=0)
+    cloud = _throwaway(netns_cluster, "dying")
+    inventory = _ssh_inventory(netns_cluster, tmp_path, ray_python, cloud)
+    cache = tmp_path / "nodes" / "ray-burst" / "cache" / cloud.name
+    killed = threading.Event()
+
+    def kill_once_busy() -> None:
+        end = time.monotonic() + 300
+        while time.monotonic() < end:
+            if cache.is_dir() and any(cache.rglob("*.png")):  # its first input arrived
+                netns_cluster.kill_node(cloud.name)
+                killed.set()
+                return
+            time.sleep(0.2)
+
+    threading.Thread(target=kill_once_busy, daemon=True).start()
+    with pytest.raises(TestbedError, match=rf"{cloud.name}") as failure:
+        run_point(
+            inventory, tmp_path / "state", tmp_path / "out", settings,
+            Point("bw30", "transform", "hpc", "default", 0), tmp_path / "data",
+            controller_python=ray_python,
+        )  # fmt: skip
+    assert killed.is_set()
+    assert "died" in str(failure.value) or "unreachable" in str(failure.value)
+    # the login and hpc hosts are clean: their Ray processes were stopped
+    assert _wait_empty([netns_cluster.nodes["n1"], netns_cluster.nodes["n2"]]) == []
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
+@pytest.mark.slow
+def test_unreachable_s3_endpoint_is_named_before_ray_starts(
+    netns_cluster: NetnsCluster, tmp_path: Path, ray_python: str, burst_data: Path
+) -> None:
+    from reprise.testbed.systems.ray_burst.run import Point, run_point
+
+    cloud = _throwaway(netns_cluster, "cloud")
+    inventory = _ssh_inventory(netns_cluster, tmp_path, ray_python, cloud)
+    settings = parse_settings(block(s3={"endpoint": "http://127.0.0.1:9", "bucket": "b"}))
+    with pytest.raises(
+        TestbedError,
+        match=r"S3 endpoint http://127\.0\.0\.1:9 is unreachable from node 'n2'.*"
+        r"testbed\.ray_burst\.s3\.endpoint",
+    ):
+        run_point(
+            inventory, tmp_path / "state", tmp_path / "out", settings,
+            Point("bw30", "transform", "s3", "default", 0), burst_data,
+            controller_python=ray_python,
+        )  # fmt: skip
+    assert _wait_empty([netns_cluster.nodes[n] for n in ("n1", "n2", cloud.name)]) == []
+
+
+@pytest.fixture
+def login_without_net_admin(netns_cluster: NetnsCluster) -> Iterator[NetnsNode]:
+    """A host whose sshd (and so every command run through it) lacks CAP_NET_ADMIN, as an
+    unprivileged user or a container without cap_add NET_ADMIN would."""
+    node = _throwaway(netns_cluster, "nocap")
+    os.kill(node.sshd_pid, signal.SIGTERM)
+    pid_file = node.folder / "sshd.pid"
+    for _ in range(100):
+        if not Path(f"/proc/{node.sshd_pid}").exists():
+            break
+        time.sleep(0.05)
+    pid_file.unlink(missing_ok=True)
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    subprocess.run(
+        ["ip", "netns", "exec", node.netns, "capsh", "--drop=cap_net_admin", "--", "-c",
+         f"exec {sshd} -f {node.folder / 'sshd_config'} -E {node.folder / 'sshd.log'}"],
+        check=True,
+    )  # fmt: skip
+    for _ in range(200):
+        if pid_file.exists() and pid_file.read_text().strip():
+            break
+        time.sleep(0.05)
+    node.sshd_pid = int(pid_file.read_text())
+    yield node
+
+
+@pytest.mark.slow
+def test_shaping_not_permitted_names_the_missing_capability(
+    netns_cluster: NetnsCluster,
+    login_without_net_admin: NetnsNode,
+    tmp_path: Path,
+    ray_python: str,
+    burst_data: Path,
+) -> None:
+    from reprise.testbed.systems.ray_burst.run import Point, run_point
+
+    cloud = _throwaway(netns_cluster, "cloud")
+    login = login_without_net_admin.name
+    inventory = _ssh_inventory(netns_cluster, tmp_path, ray_python, cloud, login=login)
+    with pytest.raises(
+        TestbedError,
+        match=rf"node '{login}': tc failed.*not permitted.*NET_ADMIN.*"
+        r"testbed\.ray_burst\.shaping: false",
+    ):
+        run_point(
+            inventory, tmp_path / "state", tmp_path / "out", parse_settings(block()),
+            Point("bw30", "transform", "hpc", "default", 0), burst_data,
+            controller_python=ray_python,
+        )  # fmt: skip
+    state = json.loads((tmp_path / "out/run/testbed-run.json").read_text())
+    assert state["state"] == "closed" and not state["shaping"]
+
+
+# --- the whole pipeline on Docker nodes -----------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+@pytest.mark.skipif(not _docker_ok(), reason="no Docker daemon answers")
+def test_snakemake_ray_burst_on_docker_nodes(tmp_path: Path) -> None:
+    """`snakemake ray_burst` on a small config: table, claims and figure; nothing left behind."""
+    import docker
+
+    workdir = copy_workflow(tmp_path / "wf")
+    # its own cluster name and subnet: a user's sweep on local-burst may run beside it
+    _docker_inventory(workdir / "config/clusters/test-burst.yaml")
+    small = block(
+        cluster="test-burst", workloads=["transform"], repetitions=1,
+        s3={"endpoint": None, "bucket": "reprise-burst"},
+    )  # fmt: skip
+    override = tmp_path / "burst.yaml"
+    override.write_text(yaml.safe_dump({"testbed": {"ray_burst": small}}))
+    result = run_snakemake(workdir, "ray_burst", "-c2", "--configfile", str(override), timeout=3000)
+    assert result.returncode == 0, result.stderr[-4000:]
+    table = pd.read_csv(workdir / "results/tables/ray_burst.csv")
+    assert len(table) == 4  # 1 bandwidth x 1 workload x 2 data cases x 2 schedulers
+    assert set(table["scheduler"]) == {"default", "data_aware"}
+    assert (table["median_s"] > 0).all() and (abs(table["measured_mbit"] - 31) < 3.1).all()
+    claim = json.loads((workdir / "results/claims/ray_burst.json").read_text())
+    assert isinstance(claim["holds"], bool) and len(claim["panels"]) == 2
+    for fig in ("pdf", "png"):
+        assert (workdir / f"results/figures/ray_burst.{fig}").stat().st_size > 1000
+    client = docker.from_env()
+    label = "reprise.cluster=test-burst"
+    assert client.containers.list(all=True, filters={"label": label}) == []
+    assert client.networks.list(filters={"label": label}) == []
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    servers = [line for line in ps.splitlines() if "ray_burst.s3 serve" in line]
+    assert not [line for line in servers if str(workdir) in line]  # the local S3 server
+    again = run_snakemake(workdir, "ray_burst", "-c2", "--configfile", str(override), "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr

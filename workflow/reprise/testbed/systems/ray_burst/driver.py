@@ -39,6 +39,11 @@ def _roles(expected: int, timeout_s: float) -> dict[str, str]:
         time.sleep(0.5)
 
 
+def _addresses() -> dict[str, str]:
+    """node id -> the address its raylet listens on: how the run names a node that died."""
+    return {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
+
+
 def _alive() -> set[str]:
     return {n["NodeID"] for n in ray.nodes() if n["Alive"]}
 
@@ -165,6 +170,7 @@ def main(spec_path: str, out_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     ray.init(address="auto", log_to_driver=False)
     roles = _roles(int(spec["nodes"]), float(spec.get("join_timeout_s", 120)))
+    addresses = _addresses()
     login = [nid for nid, role in roles.items() if role == "login"]
     if len(login) != 1:
         raise RuntimeError(f"expected one login node among the Ray nodes, found {len(login)}")
@@ -199,6 +205,7 @@ def main(spec_path: str, out_path: str) -> int:
         ended=ended,
         total_s=ended - started,
         nodes={nid: role for nid, role in roles.items()},
+        addresses=addresses,
         alive_at_end=sorted(_alive()),
     )
     tmp = Path(out_path + ".tmp")

@@ -18,7 +18,7 @@ from typing import Any
 
 from reprise.errors import ProvisionError, TestbedError
 from reprise.testbed.inventory import Inventory, Link, load_inventory
-from reprise.testbed.lifecycle import SshLauncher, TestbedRun
+from reprise.testbed.lifecycle import NodeUnreachable, SshLauncher, TestbedRun
 from reprise.testbed.nodes import Launched, Node
 from reprise.testbed.providers import make_launcher, make_provider
 from reprise.testbed.shaping import measure_bandwidth
@@ -26,6 +26,7 @@ from reprise.testbed.systems.ray_burst.record import write_record
 from reprise.testbed.systems.ray_burst.s3 import LOCAL_CREDENTIALS, LocalS3
 from reprise.testbed.systems.ray_burst.settings import (
     CACHE,
+    KEY,
     ROLE,
     ROLES,
     S3_CAP,
@@ -144,6 +145,55 @@ def _ray_start(
     return run.start(node, f"ray-{node.group}", argv, env)
 
 
+def _watch(
+    run: TestbedRun, driver: Launched, nodes: list[Launched], timeout_s: float, every_s: float = 2
+) -> None:
+    """Wait for the driver while checking each Ray node: Ray can take minutes to declare dead
+    a host whose network vanished, so a node that stops answering, or whose Ray exits, fails
+    the run at once, named."""
+    ssh = _ssh(run)
+    deadline = time.monotonic() + timeout_s
+    while ssh.poll(driver) is None:
+        if time.monotonic() > deadline:
+            raise TestbedError(f"the Ray driver on {driver.node!r} ran past {timeout_s:g} s")
+        for proc in nodes:
+            try:
+                rc = ssh.poll(proc)
+            except NodeUnreachable as exc:
+                raise TestbedError(
+                    f"Ray node {proc.node!r} died while the workload ran ({exc}); the other "
+                    "nodes are stopped and the point is not recorded: rerun it"
+                ) from None
+            if rc is not None:
+                raise TestbedError(
+                    f"Ray on node {proc.node!r} exited with status {rc} while the workload "
+                    f"ran; its log: {proc.log}"
+                )
+        time.sleep(every_s)
+    run.wait_all(60, [driver])  # records the exit; a failure raises with the driver's log
+
+
+def _check_no_node_lost(result: dict[str, Any], nodes: list[Node], procs: list[Launched]) -> None:
+    """A Ray node that died while the workload ran fails the run, named: Ray may have retried
+    its tasks elsewhere, but the point then measured a smaller cluster than configured."""
+    by_address = {n.peer_address: n.name for n in nodes}
+    logs = {p.node: p.log for p in procs}
+    alive = set(result["alive_at_end"])
+    lost = []
+    for nid, role in result["nodes"].items():
+        if nid in alive:
+            continue
+        address = result.get("addresses", {}).get(nid, "?")
+        name = by_address.get(address, f"at {address}")
+        lost.append(f"{name!r} ({role}, {address}; its Ray log: {logs.get(name, '?')})")
+    if lost:
+        raise TestbedError(
+            f"Ray node {', '.join(lost)} died while the workload ran (Ray declared it dead; "
+            f"{len(result.get('requeued', []))} input(s) were requeued); the point is not "
+            "recorded: bring the node back and rerun it"
+        )
+
+
 def _stop_together(run: TestbedRun, procs: list[Launched]) -> None:
     """Stop the Ray nodes at once: each `ray start --block` takes seconds to wind down, and one
     after another that was a quarter of a laptop run."""
@@ -217,7 +267,13 @@ def run_point(
                 _sh(ssh, node, f"rm -rf {cache} && mkdir -p {cache}", "clearing the cache")
             links = [Link(groups=lk.roles, rate_mbit=lk.rate_mbit) for lk in topology.links]
             if settings.shaping:
-                run.shape(links)
+                try:
+                    run.shape(links)
+                except TestbedError as exc:
+                    raise TestbedError(
+                        f"{exc}; or, where the real link is the experiment, set "
+                        f"{KEY}.shaping: false (the link is then only measured)"
+                    ) from None
             for link in links:
                 a = next(n for n in run.nodes if n.group == link.groups[0])
                 b = next(n for n in run.nodes if n.group == link.groups[1])
@@ -271,8 +327,10 @@ def run_point(
                  f"{remote}/spec.json", f"{remote}/result.json"],
                 {"RAY_USAGE_STATS_ENABLED": "0"},
             )  # fmt: skip
-            run.wait_all(settings.timeout_s, [driver])
+            _watch(run, driver, procs, settings.timeout_s)
             ssh.fetch(login, f"{remote}/result.json", outdir / "driver-result.json")
+            result = json.loads((outdir / "driver-result.json").read_text())
+            _check_no_node_lost(result, run.nodes, procs)
             _stop_together(run, procs)
             nodes = [n.as_json() for n in run.nodes]
             run_id = run.run_id

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -333,19 +334,36 @@ def _throwaway(cluster: NetnsCluster, stem: str) -> NetnsNode:
     return cluster.add_node(f"{stem}{len(cluster.nodes)}")
 
 
+def _ssh_point(
+    cluster: NetnsCluster,
+    tmp_path: Path,
+    python: str,
+    data: Path,
+    what: tuple[str, str],
+    cloud: NetnsNode,
+    settings: object = None,
+    login: str = "n1",
+) -> dict[str, Any]:
+    """Run point bw30 x `what` (workload, data case) under Ray's default on netns hosts."""
+    from reprise.testbed.systems.ray_burst.run import Point, run_point
+    from reprise.testbed.systems.ray_burst.settings import BurstSettings
+
+    inventory = _ssh_inventory(cluster, tmp_path, python, cloud, login=login)
+    chosen = settings if isinstance(settings, BurstSettings) else parse_settings(block())
+    point = Point("bw30", what[0], what[1], "default", 0)
+    out = tmp_path / "out"
+    return run_point(inventory, tmp_path / "state", out, chosen, point, data, python)
+
+
 @pytest.mark.slow
 def test_one_point_through_ssh_hosts_leaves_no_ray_process(
     netns_cluster: NetnsCluster, tmp_path: Path, ray_python: str, burst_data: Path
 ) -> None:
     """The real-machine path: shaped and measured link, local S3, Ray on three SSH hosts."""
-    from reprise.testbed.systems.ray_burst.run import Point, run_point
-
     cloud = _throwaway(netns_cluster, "cloud")
-    inventory = _ssh_inventory(netns_cluster, tmp_path, ray_python, cloud)
-    summary = run_point(
-        inventory, tmp_path / "state", tmp_path / "out", parse_settings(block()),
-        Point("bw30", "transform", "s3", "default", 0), burst_data, controller_python=ray_python,
-    )  # fmt: skip
+    summary = _ssh_point(
+        netns_cluster, tmp_path, ray_python, burst_data, ("transform", "s3"), cloud
+    )
     assert summary["metrics"]["tasks"] == 1 and summary["provider"] == "ssh"
     measured = summary["links"][0]["measured_mbit"]
     assert abs(measured - 31) / 31 < 0.1, f"shaped to 31 Mbit/s, measured {measured}"
@@ -367,7 +385,6 @@ def test_node_dying_mid_run_fails_naming_it_and_tears_down_the_rest(
     netns_cluster: NetnsCluster, tmp_path: Path, ray_python: str
 ) -> None:
     from reprise.testbed.systems.ray_burst.data import generate
-    from reprise.testbed.systems.ray_burst.run import Point, run_point
 
     # enough work that the cloud node is still busy when it dies
     tiny = block()
@@ -375,7 +392,6 @@ def test_node_dying_mid_run_fails_naming_it_and_tears_down_the_rest(
     settings = parse_settings(tiny)
     generate(tmp_path / "data", settings.size, seed=0)
     cloud = _throwaway(netns_cluster, "dying")
-    inventory = _ssh_inventory(netns_cluster, tmp_path, ray_python, cloud)
     cache = tmp_path / "nodes" / "ray-burst" / "cache" / cloud.name
     killed = threading.Event()
 
@@ -390,10 +406,9 @@ def test_node_dying_mid_run_fails_naming_it_and_tears_down_the_rest(
 
     threading.Thread(target=kill_once_busy, daemon=True).start()
     with pytest.raises(TestbedError, match=rf"{cloud.name}") as failure:
-        run_point(
-            inventory, tmp_path / "state", tmp_path / "out", settings,
-            Point("bw30", "transform", "hpc", "default", 0), tmp_path / "data",
-            controller_python=ray_python,
+        _ssh_point(
+            netns_cluster, tmp_path, ray_python, tmp_path / "data", ("transform", "hpc"), cloud,
+            settings,
         )  # fmt: skip
     assert killed.is_set()
     assert "died" in str(failure.value) or "unreachable" in str(failure.value)
@@ -406,21 +421,16 @@ def test_node_dying_mid_run_fails_naming_it_and_tears_down_the_rest(
 def test_unreachable_s3_endpoint_is_named_before_ray_starts(
     netns_cluster: NetnsCluster, tmp_path: Path, ray_python: str, burst_data: Path
 ) -> None:
-    from reprise.testbed.systems.ray_burst.run import Point, run_point
-
     cloud = _throwaway(netns_cluster, "cloud")
-    inventory = _ssh_inventory(netns_cluster, tmp_path, ray_python, cloud)
     settings = parse_settings(block(s3={"endpoint": "http://127.0.0.1:9", "bucket": "b"}))
     with pytest.raises(
         TestbedError,
         match=r"S3 endpoint http://127\.0\.0\.1:9 is unreachable from node 'n2'.*"
         r"testbed\.ray_burst\.s3\.endpoint",
     ):
-        run_point(
-            inventory, tmp_path / "state", tmp_path / "out", settings,
-            Point("bw30", "transform", "s3", "default", 0), burst_data,
-            controller_python=ray_python,
-        )  # fmt: skip
+        _ssh_point(
+            netns_cluster, tmp_path, ray_python, burst_data, ("transform", "s3"), cloud, settings
+        )
     assert _wait_empty([netns_cluster.nodes[n] for n in ("n1", "n2", cloud.name)]) == []
 
 
@@ -458,20 +468,16 @@ def test_shaping_not_permitted_names_the_missing_capability(
     ray_python: str,
     burst_data: Path,
 ) -> None:
-    from reprise.testbed.systems.ray_burst.run import Point, run_point
-
     cloud = _throwaway(netns_cluster, "cloud")
     login = login_without_net_admin.name
-    inventory = _ssh_inventory(netns_cluster, tmp_path, ray_python, cloud, login=login)
     with pytest.raises(
         TestbedError,
         match=rf"node '{login}': tc failed.*not permitted.*NET_ADMIN.*"
         r"testbed\.ray_burst\.shaping: false",
     ):
-        run_point(
-            inventory, tmp_path / "state", tmp_path / "out", parse_settings(block()),
-            Point("bw30", "transform", "hpc", "default", 0), burst_data,
-            controller_python=ray_python,
+        _ssh_point(
+            netns_cluster, tmp_path, ray_python, burst_data, ("transform", "hpc"), cloud,
+            login=login,
         )  # fmt: skip
     state = json.loads((tmp_path / "out/run/testbed-run.json").read_text())
     assert state["state"] == "closed" and not state["shaping"]

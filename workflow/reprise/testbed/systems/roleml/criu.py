@@ -17,6 +17,11 @@ from pathlib import Path
 from reprise.errors import ProvisionError, TestbedError
 
 _IN_OWN_PID_NS = ("unshare", "--pid", "--fork", "--", "setsid")
+# joins every cgroup named in $REPRISE_CGROUPS (their cgroup.procs files), then runs the command,
+# so a node's CPU accounting covers the process from its first instruction
+JOIN_CGROUPS = ("sh", "-c", 'for f in $REPRISE_CGROUPS; do echo $$ >"$f"; done; exec "$@"', "sh")
+# cgroups are the node's business (the restored tree joins the destination's), not CRIU's
+_CGROUPS_IGNORED = "--manage-cgroups=ignore"
 # 4.2 is the first release that dumps TCP sockets on Linux >= 6.16 (criu#2718)
 MINIMUM = (4, 2)
 BUILD_HINT = "build it with workflow/testbed/criu/build-criu.sh (rule roleml_criu)"
@@ -74,14 +79,21 @@ class NamespacedProcess:
             self.outer.wait()
 
 
-def start_namespaced(argv: Sequence[str], log: Path, timeout: float = 10.0) -> NamespacedProcess:
+def cgroup_env(cgroups: Sequence[Path]) -> dict[str, str]:
+    return {**os.environ, "REPRISE_CGROUPS": " ".join(str(c / "cgroup.procs") for c in cgroups)}
+
+
+def start_namespaced(
+    argv: Sequence[str], log: Path, timeout: float = 10.0, cgroups: Sequence[Path] = ()
+) -> NamespacedProcess:
     """Start `argv` with `unshare --pid --fork` and `setsid`, so CRIU finds a whole session.
 
     The command itself appends to `log`; unshare's own messages go nowhere, because CRIU refuses
     to restore a file that grew after the dump.
     """
     outer = subprocess.Popen(
-        [*_IN_OWN_PID_NS, "sh", "-c", 'exec "$@" >>"$0" 2>&1', str(log), *argv],
+        [*JOIN_CGROUPS, *_IN_OWN_PID_NS, "sh", "-c", 'exec "$@" >>"$0" 2>&1', str(log), *argv],
+        env=cgroup_env(cgroups),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -104,10 +116,20 @@ def start_namespaced(argv: Sequence[str], log: Path, timeout: float = 10.0) -> N
     )
 
 
-def _criu(binary: str, args: Sequence[str], images: Path, what: str, log_name: str) -> float:
+def _criu(
+    binary: str,
+    args: Sequence[str],
+    images: Path,
+    what: str,
+    log_name: str,
+    cgroups: Sequence[Path] = (),
+) -> float:
     started = time.monotonic()
     done = subprocess.run(
-        [binary, *args, "-D", str(images), "-o", log_name], capture_output=True, text=True
+        [*JOIN_CGROUPS, binary, *args, _CGROUPS_IGNORED, "-D", str(images), "-o", log_name],
+        capture_output=True,
+        text=True,
+        env=cgroup_env(cgroups),
     )
     if done.returncode != 0:
         tail = (
@@ -144,9 +166,11 @@ def checkpoint(binary: str, proc: NamespacedProcess, images: Path, attempts: int
     return seconds
 
 
-def restore(binary: str, images: Path) -> tuple[NamespacedProcess, float]:
-    """Restore a dump as a detached tree; peers of its old connections see them closed, and the
-    restored process reconnects as a fresh client would."""
+def restore(
+    binary: str, images: Path, cgroups: Sequence[Path] = ()
+) -> tuple[NamespacedProcess, float]:
+    """Restore a dump as a detached tree in `cgroups`; peers of its old connections see them
+    closed, and the restored process reconnects as a fresh client would."""
     pidfile = images / "restored.pid"
     pidfile.unlink(missing_ok=True)
     seconds = _criu(
@@ -155,5 +179,6 @@ def restore(binary: str, images: Path) -> tuple[NamespacedProcess, float]:
         images,
         "restore",
         "restore.log",
+        cgroups,
     )
     return NamespacedProcess(None, int(pidfile.read_text())), seconds

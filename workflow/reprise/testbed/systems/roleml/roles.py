@@ -101,8 +101,9 @@ class EtreeCoordinator(Role):
 
     round_completed = Event("round-completed")
 
-    def __init__(self, data_dir: str, seed: int) -> None:
+    def __init__(self, data_dir: str, seed: int, control_dir: str = "") -> None:
         super().__init__()
+        self.control = Path(control_dir) if control_dir else None
         self.model = lenet5(seed)
         self.test_images, self.test_labels = load_split(Path(data_dir), "test")
         self.next_round = 0
@@ -113,6 +114,7 @@ class EtreeCoordinator(Role):
         with self.lock:
             root = RoleInstanceID.of(f"{self.profile.name}/aggregator-1")
             for _i in range(num_rounds):
+                self._hold_if_paused()
                 started = time.time()
                 state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 self.call(root, "dispatch", payloads={"update": state})
@@ -133,6 +135,18 @@ class EtreeCoordinator(Role):
                 self.next_round += 1
                 self.round_completed.emit(args=row)
             return self.next_round
+
+    def _hold_if_paused(self) -> None:
+        """Between rounds, wait while the offload manager's `pause` file exists (no call is then
+        in flight, so a role can be checkpointed without cutting a request)."""
+        if self.control is None or not (self.control / "pause").exists():
+            return
+        (self.control / "paused").write_text(f"{self.next_round}\n")
+        self.logger.info(f"paused before round {self.next_round}")
+        while (self.control / "pause").exists():
+            time.sleep(0.02)
+        (self.control / "paused").unlink(missing_ok=True)
+        self.logger.info(f"resumed at round {self.next_round}")
 
 
 class RunDriver(Role, Runnable):

@@ -119,7 +119,10 @@ def actor_specs(
         if client == topo.root:
             roles["aggregator-1"] = _role("LayeredAggregator", layer=1, num_steps=1)
             roles["coordinator"] = _role(
-                "EtreeCoordinator", data_dir=str(data_dir), seed=int(settings["seed"])
+                "EtreeCoordinator",
+                data_dir=str(data_dir),
+                seed=int(settings["seed"]),
+                control_dir=str(settings.get("control_dir", "")),
             )
             relationships["source-1"] = [f"{h}/aggregator-0" for h in topo.groups]
             relationships["root"] = [f"{client}/aggregator-1"]

@@ -1,0 +1,120 @@
+"""Nodes of one host for role offloading: a cgroup (v1 cpu + cpuacct) per node, so each node has its
+own CPU limit and its own CPU reading, and a node can disappear."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reprise.errors import ProvisionError, TestbedError
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CONTROLLERS = ("cpu", "cpuacct")
+PERIOD_US = 100_000
+
+
+@dataclass
+class CgroupNodes:
+    """The nodes of one run under `<controller>/reprise-roleml/<run_id>/<node>`."""
+
+    run_id: str
+    names: tuple[str, ...]
+    cpu_limit: float  # cores each node may use
+    root: Path = CGROUP_ROOT
+    down: set[str] = field(default_factory=set)
+
+    def base(self, controller: str) -> Path:
+        return self.root / controller / "reprise-roleml" / self.run_id
+
+    def cgroups(self, node: str) -> list[Path]:
+        if node not in self.names:
+            raise TestbedError(f"unknown node {node!r}; the run's nodes are {list(self.names)}")
+        return [self.base(c) / node for c in CONTROLLERS]
+
+    def create(self) -> None:
+        for controller in CONTROLLERS:
+            if not (self.root / controller).is_dir():
+                raise ProvisionError(
+                    f"{self.root / controller}: no cgroup v1 {controller} hierarchy; role "
+                    "offloading on one host needs it to give each node its own CPU picture"
+                )
+        try:
+            for node in self.names:
+                for path in self.cgroups(node):
+                    path.mkdir(parents=True, exist_ok=True)
+                quota = self.base("cpu") / node / "cpu.cfs_quota_us"
+                quota.write_text(f"{round(self.cpu_limit * PERIOD_US)}\n")
+        except OSError as exc:
+            raise ProvisionError(
+                f"cannot create the node cgroups under {self.base('cpu')} ({exc}); role "
+                "offloading needs root"
+            ) from exc
+
+    def alive(self, node: str) -> bool:
+        return node not in self.down and all(p.is_dir() for p in self.cgroups(node))
+
+    def usage_ns(self, node: str) -> int:
+        return int((self.base("cpuacct") / node / "cpuacct.usage").read_text())
+
+    def pids(self, node: str) -> list[int]:
+        path = self.base("cpuacct") / node / "cgroup.procs"
+        with suppress(FileNotFoundError):
+            return [int(p) for p in path.read_text().split()]
+        return []
+
+    def take_down(self, node: str, owned: Iterable[int]) -> None:
+        """A node disappears: the processes this run started there are killed, its cgroups go."""
+        self.down.add(node)
+        for pid in owned:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self._remove(node)
+
+    def _remove(self, node: str) -> None:
+        deadline = time.monotonic() + 10
+        for path in self.cgroups(node):
+            while path.is_dir():
+                try:
+                    path.rmdir()
+                except OSError:
+                    # tasks leave a cgroup a moment after SIGKILL
+                    if time.monotonic() > deadline:
+                        raise TestbedError(
+                            f"node {node}: cgroup {path} still holds {self.pids(node)}"
+                        ) from None
+                    time.sleep(0.05)
+
+    def remove_all(self) -> None:
+        """Remove every node cgroup (their processes must have been stopped by PID first)."""
+        for node in self.names:
+            self._remove(node)
+        for controller in CONTROLLERS:
+            with suppress(FileNotFoundError, OSError):
+                self.base(controller).rmdir()
+
+
+class CpuWatch:
+    """Per-node CPU use between two readings, in percent of the node's limit."""
+
+    def __init__(self, nodes: CgroupNodes) -> None:
+        self.nodes = nodes
+        self.last: dict[str, tuple[float, int]] = {}
+
+    def sample(self) -> dict[str, float]:
+        now = time.monotonic()
+        out: dict[str, float] = {}
+        for node in self.nodes.names:
+            if not self.nodes.alive(node):
+                continue
+            used = self.nodes.usage_ns(node)
+            if node in self.last:
+                then, before = self.last[node]
+                seconds = max(now - then, 1e-6)
+                out[node] = 100.0 * (used - before) / 1e9 / seconds / self.nodes.cpu_limit
+            self.last[node] = (now, used)
+        return out

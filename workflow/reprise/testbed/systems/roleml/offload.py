@@ -1,0 +1,247 @@
+"""The Offloading Manager (pause, CRIU checkpoint, transfer, restore, resume of one actor's role
+process) and the Decider (per-node CPU over a threshold picks a role and a destination)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reprise.errors import TestbedError
+from reprise.testbed.systems.roleml import criu
+from reprise.testbed.systems.roleml.nodes import CgroupNodes, CpuWatch
+
+EPOCH_MARK = "local epoch "
+
+
+def last_epoch(log: Path) -> int:
+    """The trainer's epoch counter as its log last reported it (0 before the first epoch)."""
+    epochs = [
+        int(line.split(EPOCH_MARK)[1].split()[0])
+        for line in log.read_text(errors="replace").splitlines()
+        if EPOCH_MARK in line
+    ]
+    return epochs[-1] if epochs else 0
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+@dataclass
+class Offloader:
+    """Moves a running actor process between nodes; records one row per offload."""
+
+    binary: str
+    nodes: CgroupNodes
+    run_dir: Path
+    control: Path  # the coordinator's pause/paused files
+    roles: dict[str, set[str]]  # actor -> its roles
+    placement: dict[str, str]  # actor -> node it runs on now
+    procs: dict[str, criu.NamespacedProcess]
+    logs: dict[str, Path]
+    timeout: float = 180.0
+    before_restore: Callable[[str, str], None] | None = None  # (source, destination), for faults
+    records: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def check(self, actor: str, role: str, destination: str) -> str:
+        if actor not in self.procs:
+            raise TestbedError(f"offload {actor} {role} {destination}: no actor {actor!r} runs")
+        if role not in self.roles[actor]:
+            raise TestbedError(
+                f"offload {actor} {role} {destination}: {actor} runs {sorted(self.roles[actor])}"
+            )
+        others = self.roles[actor] - {role}
+        if others:
+            raise TestbedError(
+                f"offload {actor} {role} {destination}: the process-level offload moves the whole "
+                f"actor, which also runs {sorted(others)}; offload an actor that runs only {role}"
+            )
+        self.nodes.cgroups(destination)  # names the node when unknown
+        source = self.placement[actor]
+        if source == destination:
+            raise TestbedError(f"offload {actor} {role} {destination}: {actor} already runs there")
+        return source
+
+    def _wait(self, done: Callable[[], bool], what: str) -> float:
+        started = time.monotonic()
+        while not done():
+            if time.monotonic() - started > self.timeout:
+                raise TestbedError(f"{what} did not happen within {self.timeout:.0f}s")
+            time.sleep(0.02)
+        return time.monotonic() - started
+
+    def offload(self, actor: str, role: str, destination: str, trigger: str) -> dict[str, Any]:
+        """`offload <actor> <role> <destination>`: pause between rounds, dump, copy, restore,
+        resume. A destination gone before the restore gets the role restored at its source."""
+        with self.lock:
+            source = self.check(actor, role, destination)
+            index = len(self.records) + 1
+            row: dict[str, Any] = {
+                "offload": index,
+                "trigger": trigger,
+                "actor": actor,
+                "role": role,
+                "source": source,
+                "destination": destination,
+                "started": time.time(),
+            }
+            pause = self.control / "pause"
+            pause.write_text(f"offload {actor} {role} {destination}\n")
+            try:
+                self._move(row, actor, source, destination)
+            finally:
+                pause.unlink(missing_ok=True)
+            epochs = row["epoch_before"]
+            row["resume_s"] = self._wait(
+                lambda: last_epoch(self.logs[actor]) > epochs, f"{actor}'s next epoch after resume"
+            )
+            row["epoch_after"] = last_epoch(self.logs[actor])
+            row["finished"] = time.time()
+            row["total_s"] = row["finished"] - row["started"]
+            self.records.append(row)
+            return row
+
+    def _move(self, row: dict[str, Any], actor: str, source: str, destination: str) -> None:
+        paused = self.control / "paused"
+        row["pause_s"] = self._wait(paused.exists, "the coordinator's pause between rounds")
+        row["round_at_pause"] = int(paused.read_text().strip() or -1)
+        row["epoch_before"] = last_epoch(self.logs[actor])
+        name = f"{row['offload']:02d}-{actor}"
+        images = self.run_dir / "nodes" / source / "images" / name
+        row["checkpoint_s"] = criu.checkpoint(self.binary, self.procs[actor], images)
+        row["checkpoint_mb"] = _dir_bytes(images) / 1e6
+        shipped = self.run_dir / "nodes" / destination / "images" / name
+        try:
+            started = time.monotonic()
+            if not self.nodes.alive(destination):
+                raise TestbedError(f"destination node {destination} is gone")
+            shutil.copytree(images, shipped)
+            row["transfer_s"] = time.monotonic() - started
+            if self.before_restore is not None:
+                self.before_restore(source, destination)
+            if not self.nodes.alive(destination):
+                raise TestbedError(f"destination node {destination} is gone before the restore")
+            proc, row["restore_s"] = criu.restore(
+                self.binary, shipped, self.nodes.cgroups(destination)
+            )
+            row["status"], row["node_after"], row["reason"] = "offloaded", destination, ""
+        except (TestbedError, OSError) as exc:
+            # the job goes on: the role comes back where it was, from the source's own images
+            if not self.nodes.alive(source):
+                raise TestbedError(
+                    f"offload {actor}: {exc}, and its source node {source} is gone too"
+                ) from exc
+            proc, row["restore_s"] = criu.restore(self.binary, images, self.nodes.cgroups(source))
+            row["status"], row["node_after"], row["reason"] = "offload-failed", source, str(exc)
+        finally:
+            shutil.rmtree(images, ignore_errors=True)
+            shutil.rmtree(shipped, ignore_errors=True)
+        self.procs[actor] = proc
+        self.placement[actor] = row["node_after"]
+
+
+@dataclass
+class Stress:
+    """`workers` x `cat /dev/urandom | gzip -9` in one node, stopped by their process group."""
+
+    nodes: CgroupNodes
+    node: str
+    workers: int = 1
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                *criu.JOIN_CGROUPS,
+                "sh",
+                "-c",
+                'for i in $(seq "$0"); do cat /dev/urandom | gzip -9 >/dev/null & done; wait',
+                str(self.workers),
+            ],
+            env=criu.cgroup_env(self.nodes.cgroups(self.node)),
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.started = time.time()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            with suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
+
+@dataclass
+class Decider:
+    """Samples every node's CPU; when armed and a node stays above `threshold` for `window`
+    samples, plans one offload (a movable actor there -> the least loaded live node) and runs it."""
+
+    offloader: Offloader
+    movable: set[str]
+    interval: float
+    threshold: float
+    window: int
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    armed: threading.Event = field(default_factory=threading.Event)
+    decided: threading.Event = field(default_factory=threading.Event)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+    def run(self) -> None:
+        watch = CpuWatch(self.offloader.nodes)
+        over: dict[str, int] = {}
+        while not self.stopping.wait(self.interval):
+            now, usage = time.time(), watch.sample()
+            self.samples.extend({"time": now, "node": n, "cpu_pct": u} for n, u in usage.items())
+            for node, pct in usage.items():
+                over[node] = over.get(node, 0) + 1 if pct > self.threshold else 0
+            hot = [n for n, count in over.items() if count >= self.window]
+            if not self.armed.is_set() or not hot:
+                continue
+            try:
+                acted = self._decide(max(hot, key=lambda n: usage.get(n, 0.0)), usage)
+            except BaseException as exc:  # handed to the main thread, which raises it
+                self.error, acted = exc, True
+            if acted:
+                self.armed.clear()
+                self.decided.set()
+            over.clear()
+
+    def _decide(self, node: str, usage: dict[str, float]) -> bool:
+        """Plan and run one offload off `node`; False when nothing there can move."""
+        began = time.time()  # "start to make offload decision"
+        placement = self.offloader.placement
+        actors = sorted(a for a in self.movable if placement.get(a) == node)
+        targets = sorted(
+            (u, n) for n, u in usage.items() if n != node and self.offloader.nodes.alive(n)
+        )
+        planned = time.time()
+        row: dict[str, Any] = {
+            "node": node,
+            "cpu_pct": usage[node],
+            "decision_started": began,
+            "planned": planned,
+            "decision_ms": (planned - began) * 1e3,
+        }
+        if not actors or not targets:
+            row["plan"] = "none"
+            self.decisions.append(row)
+            return False
+        actor, destination = actors[0], targets[0][1]
+        row["plan"] = f"offload {actor} trainer {destination}"
+        self.decisions.append(row)
+        self.offloader.offload(actor, "trainer", destination, "automatic")
+        return True

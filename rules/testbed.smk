@@ -139,39 +139,6 @@ rule fedscale_kubernetes:
 # ---- Ray burst study (issue 15): `snakemake ray_burst` ----
 
 
-def get_ray_burst_block():
-    return dict(testbed_settings().get("ray_burst", {}))
-
-
-def get_ray_burst_settings():
-    from reprise.testbed.systems.ray_burst.settings import parse_settings
-
-    return parse_settings(get_ray_burst_block())
-
-
-def get_ray_burst_runs():
-    s = get_ray_burst_settings()
-    return [
-        f"results/runs/testbed/ray_burst/{s.scale}/{t.name}/{w}/{d}/{k}/rep{r}/summary.json"
-        for t in s.topologies
-        for w in s.workloads
-        for d in s.data_cases
-        for k in s.schedulers
-        for r in range(s.repetitions)
-    ]
-
-
-def get_ray_burst_inventory(wildcards):
-    return f"config/clusters/{get_ray_burst_settings().cluster}.yaml"
-
-
-def get_ray_burst_image(wildcards):
-    from reprise.testbed.inventory import load_inventory
-
-    inventory = load_inventory(get_ray_burst_inventory(wildcards))
-    return ["results/testbeds/images/ray-node.json"] if inventory.provider == "docker" else []
-
-
 rule ray_burst_env:
     input:
         lock="requirements.lock",

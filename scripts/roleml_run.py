@@ -1,0 +1,24 @@
+"""One RoleML offloading run: E-Tree on cgroup nodes, commanded and automatic offloads."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir)))
+from _log import redirect_stderr
+from reprise.lifetime import die_with_parent
+from reprise.testbed.systems.roleml.study import run_offload_study
+
+redirect_stderr(snakemake)
+# a killed Snakemake sends SIGTERM here: actors, stress and node cgroups are removed
+die_with_parent()
+settings = snakemake.params.settings
+data = json.loads(Path(snakemake.input.data).read_text())
+data_dir = Path(data["source"]) if settings.get("data_path") else Path(snakemake.input.data).parent
+summary = run_offload_study(
+    settings,
+    data_dir.resolve(),
+    str(Path(snakemake.input.criu).resolve()),
+    Path(snakemake.output.summary).parent.resolve(),
+)
+print(json.dumps(summary), file=sys.stderr)

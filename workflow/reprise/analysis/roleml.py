@@ -1,0 +1,73 @@
+"""The RoleML offloading table: one row per offload (phases, size, state kept, rounds around it),
+then the median, minimum and maximum of each trigger's offloads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reprise.errors import DataError
+
+PHASES = ("pause_s", "checkpoint_s", "transfer_s", "restore_s", "resume_s")
+NUMBERS = (*PHASES, "total_s", "checkpoint_mb", "decision_ms", "round_s_before",
+           "round_s_during", "round_s_after")  # fmt: skip
+
+
+def _read(run: Path, name: str) -> pd.DataFrame:
+    path = run / name
+    if not path.is_file():
+        raise DataError(f"{path}: missing from the run record; rerun `snakemake roleml_offload`")
+    return pd.read_csv(path)
+
+
+def col(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A column as floats (the record's numbers; typed for the checks)."""
+    return np.asarray(frame[name].to_numpy(dtype=float))
+
+
+def _around(rounds: pd.DataFrame, at: int) -> dict[str, float]:
+    index = col(rounds, "round").astype(int)
+    took = col(rounds, "finished") - col(rounds, "started")
+    finished = dict(zip(index.tolist(), col(rounds, "finished").tolist(), strict=True))
+    accuracy = dict(zip(index.tolist(), col(rounds, "accuracy").tolist(), strict=True))
+    before = took[(index >= at - 3) & (index < at)]
+    after = took[(index > at) & (index <= at + 3)]
+    nan = float("nan")
+    return {
+        "round_s_before": float(np.median(before)) if len(before) else nan,
+        "round_s_during": finished.get(at, nan) - finished.get(at - 1, nan),
+        "round_s_after": float(np.median(after)) if len(after) else nan,
+        "accuracy_before": accuracy.get(at - 1, nan),
+        "accuracy_after": accuracy.get(at, nan),
+    }
+
+
+def offload_table(run: Path) -> pd.DataFrame:
+    offloads = _read(run, "offloads.csv")
+    rounds = _read(run, "rounds.csv")
+    decisions = _read(run, "decisions.csv")
+    rows: list[dict[str, Any]] = []
+    acted = col(decisions[decisions["plan"] != "none"], "decision_ms").tolist()
+    automatic = 0
+    for rec in offloads.to_dict("records"):
+        record: dict[str, Any] = {str(k): v for k, v in rec.items()}
+        row: dict[str, Any] = {"row": "offload", **record}
+        row.update(_around(rounds, int(record["round_at_pause"])))
+        # the offloaded role kept its state: its epoch counter went on from where it was
+        row["state_kept"] = int(record["epoch_after"]) == int(record["epoch_before"]) + 1
+        row["decision_ms"] = float("nan")
+        if record["trigger"] == "automatic" and automatic < len(acted):
+            row["decision_ms"] = acted[automatic]
+            automatic += 1
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    for trigger, group in table.groupby("trigger", sort=False):
+        for stat in ("median", "min", "max"):
+            summary = {"row": stat, "trigger": trigger, "offload": len(group)}
+            summary.update({k: float(getattr(np, f"nan{stat}")(col(group, k))) for k in NUMBERS})
+            summary["state_kept"] = bool(group["state_kept"].all())
+            rows.append(summary)
+    return pd.DataFrame(rows)

@@ -98,3 +98,12 @@ rule ray_burst:
         "results/claims/ray_burst.json",
         "results/figures/ray_burst.pdf",
         "results/figures/ray_burst.png",
+
+
+rule roleml_offload:
+    input:
+        "results/tables/roleml_offload.csv",
+        "results/figures/roleml_offload.pdf",
+        "results/figures/roleml_offload.png",
+        "results/figures/roleml_offload_phases.pdf",
+        "results/figures/roleml_offload_phases.png",

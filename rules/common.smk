@@ -369,3 +369,11 @@ def get_ray_burst_image(wildcards):
 
     inventory = load_inventory(get_ray_burst_inventory(wildcards))
     return ["results/testbeds/images/ray-node.json"] if inventory.provider == "docker" else []
+
+
+def get_roleml_settings():
+    return dict(testbed_settings().get("roleml", {}))
+
+
+def get_roleml_topology():
+    return get_roleml_settings().get("topology", "laptop")

@@ -247,3 +247,96 @@ rule ray_burst_figure:
         "../envs/figures.yaml"
     script:
         "../scripts/ray_burst_plot.py"
+
+
+# ---- RoleML role offloading (issue 16): `snakemake roleml_offload` ----
+rule roleml_criu:
+    input:
+        script="workflow/testbed/criu/build-criu.sh",
+    output:
+        binary="results/roleml/criu/bin/criu",
+        record="results/roleml/criu/criu.json",
+    log:
+        "results/logs/roleml/criu.log",
+    benchmark:
+        "results/benchmarks/roleml/criu.tsv"
+    conda:
+        "../envs/roleml.yaml"
+    params:
+        suite=get_roleml_settings().get("criu_suite", "sid"),
+        # the source tree stays between runs: a rebuild only recompiles what changed
+        work="results/roleml/criu/work",
+    script:
+        "../scripts/roleml_criu.py"
+
+
+rule roleml_data:
+    output:
+        summary="results/roleml/data/summary.json",
+    log:
+        "results/logs/roleml/data.log",
+    conda:
+        "../envs/roleml.yaml"
+    params:
+        settings=get_roleml_settings(),
+    script:
+        "../scripts/roleml_data.py"
+
+
+rule roleml_offload_run:
+    input:
+        criu="results/roleml/criu/bin/criu",
+        data="results/roleml/data/summary.json",
+    output:
+        summary="results/runs/testbed/roleml_offload/{topology}/summary.json",
+        offloads="results/runs/testbed/roleml_offload/{topology}/offloads.csv",
+        rounds="results/runs/testbed/roleml_offload/{topology}/rounds.csv",
+        cpu="results/runs/testbed/roleml_offload/{topology}/cpu.csv",
+        decisions="results/runs/testbed/roleml_offload/{topology}/decisions.csv",
+        events="results/runs/testbed/roleml_offload/{topology}/events.csv",
+    log:
+        "results/logs/testbed/roleml_offload/{topology}.log",
+    benchmark:
+        "results/benchmarks/testbed/roleml_offload/{topology}.tsv"
+    conda:
+        "../envs/roleml.yaml"
+    # round times and the Decider's CPU picture are measured: nothing else runs beside it
+    threads: workflow.cores
+    params:
+        settings=get_roleml_settings(),
+    script:
+        "../scripts/roleml_run.py"
+
+
+rule roleml_offload_table:
+    input:
+        summary=f"results/runs/testbed/roleml_offload/{get_roleml_topology()}/summary.json",
+    output:
+        table="results/tables/roleml_offload.csv",
+    log:
+        "results/logs/tables/roleml_offload.log",
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/roleml_table.py"
+
+
+rule roleml_offload_figure:
+    input:
+        summary=f"results/runs/testbed/roleml_offload/{get_roleml_topology()}/summary.json",
+        table="results/tables/roleml_offload.csv",
+    output:
+        timeline=[
+            report("results/figures/roleml_offload.pdf", category="Testbed"),
+            report("results/figures/roleml_offload.png", category="Testbed"),
+        ],
+        phases=[
+            report("results/figures/roleml_offload_phases.pdf", category="Testbed"),
+            report("results/figures/roleml_offload_phases.png", category="Testbed"),
+        ],
+    log:
+        "results/logs/figures/roleml_offload.log",
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/roleml_plot.py"

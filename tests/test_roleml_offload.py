@@ -114,6 +114,8 @@ def test_destination_gone_before_restore_restores_at_the_source(tmp_path: Path) 
     gone: list[str] = []
 
     def vanish(source: str, destination: str) -> None:
+        if gone:  # only the commanded offload's destination vanishes
+            return
         gone.append(destination)
         offloader_nodes = nodes_seen[0]
         offloader_nodes.take_down(destination, [])

@@ -39,7 +39,7 @@ def plot_burst(table: pd.DataFrame, outputs: list[Path]) -> None:
             )  # fmt: skip
         aware = part[part["scheduler"] == "data_aware"]
         if "gain_pct" in part:
-            for row in aware.itertuples():
+            for row in aware.dropna(subset=["gain_pct"]).itertuples():
                 # the time the data-aware scheduler saves over Ray's default at this bandwidth
                 ax.annotate(
                     f"{row.gain_pct:+.0f} %", (row.nominal_mbit, row.median_s),

@@ -418,15 +418,22 @@ def test_missing_data_path_fails_before_anything_starts(tmp_path: Path) -> None:
 @pytest.mark.slow
 @needs_fedscale
 def test_snakemake_fedscale_with_local_processes(tmp_path: Path) -> None:
+    import yaml
     from infra.workflow import copy_workflow, run_snakemake
 
     workdir = copy_workflow(tmp_path / "wf")
-    port = _free_port()
-    overrides = (
-        f"testbed={{fedscale: {{deployments: [process], rounds: [4], participants: [4], "
-        f"local_steps: 5, port: {port}, data: {{clients: 12}}}}}}"
-    )
-    result = run_snakemake(workdir, "fedscale", "-c2", "--config", overrides, timeout=1200)
+    config_path = workdir / "config" / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["testbed"]["fedscale"] = {
+        "deployments": ["process"],
+        "rounds": [4],
+        "participants": [4],
+        "local_steps": 5,
+        "port": _free_port(),
+        "data": {"clients": 12},
+    }
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = run_snakemake(workdir, "fedscale", "-c2", timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     table = pd.read_csv(workdir / "results" / "tables" / "fedscale.csv")
     assert set(table["deployment"]) == {"process"}
@@ -439,7 +446,7 @@ def test_snakemake_fedscale_with_local_processes(tmp_path: Path) -> None:
     assert data["clients_found"] == 12
     objects = (workdir / "results" / "testbeds" / "fedscale" / "kubernetes.yaml").read_text()
     assert objects.count("kind: Job") == 3
-    again = run_snakemake(workdir, "fedscale", "-c2", "--config", overrides, "-n")
+    again = run_snakemake(workdir, "fedscale", "-c2", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
 
 

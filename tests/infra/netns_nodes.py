@@ -84,6 +84,7 @@ class NetnsNode:
     address: str
     folder: Path
     sshd_pid: int = 0
+    dead: bool = False  # killed by a test: left out of inventories written afterwards
 
     @property
     def host_key_pub(self) -> Path:
@@ -220,6 +221,7 @@ class NetnsCluster:
     def kill_node(self, name: str) -> None:
         """The node dies: its sshd and every process in it are killed, its link goes down."""
         node = self.nodes[name]
+        node.dead = True
         for pid in node.pids():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -242,7 +244,7 @@ class NetnsCluster:
             self.iptables_rule = []
 
     def known_hosts(self, path: Path, names: list[str] | None = None) -> Path:
-        chosen = names if names is not None else list(self.nodes)
+        chosen = names if names is not None else [n for n, v in self.nodes.items() if not v.dead]
         path.write_text("".join(self.nodes[n].known_hosts_line() for n in chosen))
         return path
 
@@ -257,6 +259,7 @@ class NetnsCluster:
             "nodes": [
                 {"name": n.name, "address": n.address, "group": groups.get(n.name, "default")}
                 for n in self.nodes.values()
+                if not n.dead
             ],
         }
         for key, value in top.items():

@@ -50,13 +50,14 @@ def define_missing_torchvision_ops() -> object | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     try:
-        torch.ops.load_library(os.path.join(spec.submodule_search_locations[0], "_C.so"))
+        so = os.path.join(spec.submodule_search_locations[0], "_C.so")
+        torch.ops.load_library(so)  # type: ignore[no-untyped-call]
         return None
     except OSError:
         pass
-    library = torch.library.Library("torchvision", "DEF")
-    library.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    library.define("qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor")
+    library = torch.library.Library("torchvision", "DEF")  # type: ignore[no-untyped-call]
+    library.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")  # type: ignore[no-untyped-call]
+    library.define("qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor")  # type: ignore[no-untyped-call]
     return library  # the definitions live as long as this object
 
 

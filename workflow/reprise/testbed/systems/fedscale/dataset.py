@@ -66,7 +66,7 @@ def _write_png(path: Path, pixels: np.ndarray[Any, np.dtype[np.uint8]]) -> None:
 
 def build_digits(dest: Path, spec: DigitsSpec) -> dict[str, Any]:
     """Write dest/{raw/*.png, client_data_mapping/{train,test}.csv, manifest.json}; return it."""
-    from sklearn.datasets import load_digits  # type: ignore[import-untyped]  # ships its data inside the package: no download
+    from sklearn.datasets import load_digits  # ships its data inside the package: no download
 
     digits = load_digits()
     images = digits.images

@@ -29,7 +29,7 @@ def _to_cifar_rows(images: np.ndarray) -> np.ndarray:
 
 def make_digit_batches(out: Path, test_fraction: float, seed: int) -> dict[str, Any]:
     """Write data_batch_1..5, test_batch and batches.meta under `out`; return a summary."""
-    from sklearn.datasets import load_digits  # type: ignore[import-untyped]
+    from sklearn.datasets import load_digits
 
     digits = load_digits()
     order = np.random.default_rng(seed).permutation(len(digits.target))

@@ -208,13 +208,8 @@ def _docker_ok() -> bool:
 
 
 def _ray_python() -> str | None:
-    for candidate in (
-        REPO / "results/envs/ray/venv/bin/python",
-        Path("/tmp/rayvenv/venv/bin/python"),
-    ):
-        if candidate.exists():
-            return str(candidate)
-    return None
+    candidate = REPO / "results/envs/ray/venv/bin/python"
+    return str(candidate) if candidate.exists() else None
 
 
 def _docker_inventory(path: Path) -> Path:

@@ -288,7 +288,7 @@ def get_testbed_nodes(wildcards):
 def get_node_sources():
     """The library code the node image carries (what its processes run)."""
     library = Path("workflow/reprise")
-    files = [library / name for name in ("__init__.py", "errors.py", "lifetime.py")]
+    files = [library / name for name in ("__init__.py", "atomic.py", "errors.py", "lifetime.py")]
     files += sorted((library / "testbed").rglob("*.py"))
     return [str(f) for f in files if f.is_file()]
 

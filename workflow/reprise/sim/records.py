@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from reprise.atomic import write_text_atomic
 from reprise.errors import DataError
 from reprise.sim.outcome import JobOutcome, SimResult
 
@@ -116,9 +117,7 @@ def write_run_record(result: SimResult, outdir: Path, meta: Mapping[str, Any]) -
         _write_gpu_map(result, outdir / "gpu_map.csv")
     summary = {**meta, "metrics": summarize(result)}
     # written last and renamed into place: a summary.json that exists is a whole one
-    tmp = outdir / ".summary.json.part"
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    tmp.replace(outdir / "summary.json")
+    write_text_atomic(outdir / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
 
 

@@ -20,6 +20,7 @@ import docker  # type: ignore[import-untyped]
 import docker.errors  # type: ignore[import-untyped]
 import docker.utils  # type: ignore[import-untyped]
 
+from reprise.atomic import write_text_atomic
 from reprise.data.fetch import sha256_of
 from reprise.errors import ProvisionError
 from reprise.testbed.provision.docker import connect
@@ -316,10 +317,7 @@ def _prepare_context(assets: Path, context: Path) -> None:
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def build_node_image(

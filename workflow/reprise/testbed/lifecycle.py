@@ -20,6 +20,7 @@ from typing import Any, cast
 import paramiko  # type: ignore[import-untyped]
 from invoke.exceptions import CommandTimedOut
 
+from reprise.atomic import write_text_atomic
 from reprise.errors import ProvisionError, TestbedError
 from reprise.testbed.inventory import Link
 from reprise.testbed.nodes import Launched, Node, Provider, RunLauncher
@@ -238,9 +239,7 @@ class _State:
 
     def save(self) -> None:
         with self._lock:
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text(json.dumps(self.data, indent=1))
-            tmp.replace(self.path)
+            write_text_atomic(self.path, json.dumps(self.data, indent=1))
 
 
 def _has_orphans(orphans: Mapping[str, Any]) -> bool:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from reprise.atomic import write_text_atomic
 from reprise.sim.records import EVENT_COLUMNS, JOB_COLUMNS
 from reprise.testbed.profiling import Measurement, upstream_tables
 
@@ -28,13 +28,6 @@ MEASUREMENT_COLUMNS = (
     "backend",
     "device",
 )
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _csv(rows: Sequence[Sequence[object]]) -> str:
@@ -92,15 +85,15 @@ def write_profile_record(
     """Write the record; summary.json goes last, so its presence means the record is whole."""
     tables = upstream_tables(results)
     for model, text in tables.items():
-        _write_atomic(outdir / "profiles" / f"{model}.csv", text)
+        write_text_atomic(outdir / "profiles" / f"{model}.csv", text)
     measured = [MEASUREMENT_COLUMNS]
     for m in results:
         row = asdict(m)
         row["nodes"] = " ".join(m.nodes)
         measured.append(tuple(row[c] for c in MEASUREMENT_COLUMNS))
-    _write_atomic(outdir / "measurements.csv", _csv(measured))
-    _write_atomic(outdir / "jobs.csv", _csv([JOB_COLUMNS, *job_rows(results)]))
-    _write_atomic(outdir / "events.csv", _csv([EVENT_COLUMNS, *event_rows(results)]))
+    write_text_atomic(outdir / "measurements.csv", _csv(measured))
+    write_text_atomic(outdir / "jobs.csv", _csv([JOB_COLUMNS, *job_rows(results)]))
+    write_text_atomic(outdir / "events.csv", _csv([EVENT_COLUMNS, *event_rows(results)]))
     summary = {
         **meta,
         "kind": "testbed",
@@ -111,5 +104,5 @@ def write_profile_record(
             "profiling_seconds_total": round(sum(per_model_s.values()), 3),
         },
     }
-    _write_atomic(outdir / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(outdir / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary

@@ -6,12 +6,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from reprise.atomic import write_text_atomic
 from reprise.errors import TestbedError
 from reprise.testbed import probe
 from reprise.testbed.inventory import Inventory, load_inventory
@@ -95,7 +95,5 @@ def provision_cluster(
         "nodes": rows,
         "links": links,
     }
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    tmp.replace(out)
+    write_text_atomic(out, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record

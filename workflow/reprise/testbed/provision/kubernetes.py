@@ -23,6 +23,7 @@ import kubernetes.client as k8s  # type: ignore[import-untyped]
 import yaml
 from kubernetes.client.exceptions import ApiException  # type: ignore[import-untyped]
 
+from reprise.atomic import write_text_atomic
 from reprise.errors import ProvisionError, TestbedError
 from reprise.testbed.inventory import Inventory, KubernetesSettings, SizedGroup
 from reprise.testbed.nodes import Launched, Node
@@ -222,10 +223,7 @@ class KubernetesProvider:
         return entries
 
     def _record(self, entries: list[dict[str, str]]) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.created_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(entries, indent=2) + "\n")
-        tmp.replace(self.created_file)
+        write_text_atomic(self.created_file, json.dumps(entries, indent=2) + "\n")
 
     def provision(self) -> list[Node]:
         if self._created():

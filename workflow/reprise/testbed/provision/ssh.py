@@ -13,6 +13,7 @@ from typing import Any, cast
 import paramiko  # type: ignore[import-untyped]
 from fabric import Config, Connection  # type: ignore[import-untyped]
 
+from reprise.atomic import write_text_atomic
 from reprise.errors import ProvisionError
 from reprise.testbed.inventory import HostEntry, Inventory
 from reprise.testbed.nodes import Node
@@ -283,9 +284,7 @@ class SshProvider:
                     labels=dict(host.labels),
                 )
             )
-        tmp = self.known_hosts.with_suffix(".tmp")
-        tmp.write_text("".join(lines))
-        tmp.replace(self.known_hosts)
+        write_text_atomic(self.known_hosts, "".join(lines))
         return nodes
 
     @staticmethod

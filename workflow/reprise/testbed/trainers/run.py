@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from reprise.atomic import write_text_atomic
 from reprise.errors import ReproError, TestbedError
 from reprise.testbed.trainers.env import read_env
 from reprise.testbed.trainers.names import MODELS, SIZES
@@ -95,13 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write `data` to `path` via a temporary file and a rename: readers see all or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _writable_dir(folder: Path) -> bool:

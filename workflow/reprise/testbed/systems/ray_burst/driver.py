@@ -12,6 +12,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from reprise.atomic import write_text_atomic
 from reprise.testbed.systems.ray_burst import tasks
 from reprise.testbed.systems.ray_burst.scheduler import DataAwarePlanner, NodeModel
 
@@ -208,9 +209,7 @@ def main(spec_path: str, out_path: str) -> int:
         addresses=addresses,
         alive_at_end=sorted(_alive()),
     )
-    tmp = Path(out_path + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(out_path)
+    write_text_atomic(Path(out_path), json.dumps(result, indent=1))
     ray.shutdown()
     return 0
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from infra.docker_daemon import daemon_answers
 
 docker = pytest.importorskip("docker")
 
@@ -27,14 +28,6 @@ from reprise.testbed.systems.fedscale.run import run_fedscale  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _daemon_answers() -> bool:
-    try:
-        docker.from_env(timeout=5).ping()
-    except Exception:
-        return False
-    return True
-
-
 try:
     import fedscale  # noqa: F401
 
@@ -47,7 +40,7 @@ pytestmark = [
     pytest.mark.docker,
     pytest.mark.slow,
     pytest.mark.skipif(
-        not _daemon_answers(),
+        not daemon_answers(),
         reason="no Docker daemon answers (start one as root: bash tests/infra/start-dockerd.sh)",
     ),
     pytest.mark.skipif(not HAVE_FEDSCALE, reason=NO_EXTRA),

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
+from infra.docker_daemon import daemon_answers
 from infra.netns_nodes import NetnsCluster, NetnsNode
 from infra.workflow import copy_workflow, run_snakemake
 
@@ -197,16 +198,6 @@ def test_table_names_an_unreadable_record(tmp_path: Path) -> None:
         burst_table([tmp_path / "r"])
 
 
-def _docker_ok() -> bool:
-    try:
-        import docker  # type: ignore[import-untyped]
-
-        docker.from_env(timeout=5).ping()
-        return True
-    except Exception:
-        return False
-
-
 def _ray_python() -> str | None:
     candidate = REPO / "results/envs/ray/venv/bin/python"
     return str(candidate) if candidate.exists() else None
@@ -237,7 +228,7 @@ def ray_python(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.mark.slow
 @pytest.mark.docker
-@pytest.mark.skipif(not _docker_ok(), reason="no Docker daemon answers")
+@pytest.mark.skipif(not daemon_answers(), reason="no Docker daemon answers")
 @pytest.mark.parametrize("data_case", ["hpc", "s3"])
 def test_one_point_on_docker_nodes_leaves_nothing_behind(
     tmp_path: Path, data_case: str, ray_python: str
@@ -483,7 +474,7 @@ def test_shaping_not_permitted_names_the_missing_capability(
 
 @pytest.mark.slow
 @pytest.mark.docker
-@pytest.mark.skipif(not _docker_ok(), reason="no Docker daemon answers")
+@pytest.mark.skipif(not daemon_answers(), reason="no Docker daemon answers")
 def test_snakemake_ray_burst_on_docker_nodes(tmp_path: Path) -> None:
     """`snakemake ray_burst` on a small config: table, claims and figure; nothing left behind."""
     import docker

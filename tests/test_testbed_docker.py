@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from infra.docker_daemon import daemon_answers
 
 docker = pytest.importorskip(
     "docker", reason="the testbed extra is not installed (pip install -e .[testbed])"
@@ -38,16 +39,8 @@ from reprise.testbed.provision.docker import (  # noqa: E402
 IMAGE_TAG = "reprise-node:test"
 
 
-def _daemon_answers() -> bool:
-    try:
-        docker.from_env(timeout=5).ping()
-    except Exception:
-        return False
-    return True
-
-
 needs_daemon = pytest.mark.skipif(
-    not _daemon_answers(),
+    not daemon_answers(),
     reason="no Docker daemon answers (start one as root: bash tests/infra/start-dockerd.sh)",
 )
 pytestmark = pytest.mark.docker

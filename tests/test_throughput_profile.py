@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from infra.docker_daemon import daemon_answers
 from infra.netns_nodes import NetnsCluster
 from infra.workflow import copy_workflow, run_snakemake
 
@@ -122,16 +123,6 @@ def test_settings_take_the_config_block() -> None:
 # --- end to end ---------------------------------------------------------------------------
 
 
-def _docker_up() -> bool:
-    try:
-        import docker  # type: ignore[import-untyped]
-
-        docker.from_env(timeout=5).ping()
-        return True
-    except Exception:
-        return False
-
-
 def _leftovers(label: str) -> tuple[list[str], list[str]]:
     import docker
 
@@ -189,7 +180,7 @@ def _check_outputs(workdir: Path, cluster: str, models: list[str], workers: list
 @pytest.mark.docker
 @pytest.mark.skipif(os.geteuid() != 0, reason="Docker nodes need root here")
 def test_snakemake_throughput_profile_on_docker_nodes(tmp_path: Path) -> None:
-    if not _docker_up():
+    if not daemon_answers():
         pytest.skip("no Docker daemon answers (CI starts one: tests/infra/start-dockerd.sh)")
     workdir = copy_workflow(tmp_path / "wf")
     result = run_snakemake(workdir, "throughput_profile", "-c2", timeout=2400)
@@ -266,7 +257,7 @@ SMALL = {"models": ["resnet50", "gpt2"], "workers": [1, 2]}
 @pytest.mark.docker
 @pytest.mark.skipif(os.geteuid() != 0, reason="Docker nodes need root here")
 def test_killed_snakemake_tears_the_nodes_down_and_a_rerun_completes(tmp_path: Path) -> None:
-    if not _docker_up():
+    if not daemon_answers():
         pytest.skip("no Docker daemon answers (CI starts one: tests/infra/start-dockerd.sh)")
     workdir = copy_workflow(tmp_path / "wf")
     small = _testbed_config(tmp_path, "local-docker", **SMALL)

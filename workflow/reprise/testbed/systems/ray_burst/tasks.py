@@ -169,7 +169,13 @@ def train_step(
     loss.backward()  # type: ignore[no-untyped-call]
     grads = {n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None}
     ray.get(ps.apply.remote(grads))
-    compute = time.monotonic() - t0
+    return _task_record(rel, started, got, t0, loss=float(loss))
+
+
+def _task_record(
+    rel: str, started: float, got: dict[str, Any], t0: float, **extra: Any
+) -> dict[str, Any]:
+    """What every task reports: where it ran, when, what its input cost to fetch, its compute."""
     return {
         **_where(),
         "input": rel,
@@ -177,8 +183,8 @@ def train_step(
         "ended": time.time(),
         "transfer_bytes": got["bytes"],
         "transfer_s": got["seconds"],
-        "compute_s": compute,
-        "loss": float(loss),
+        "compute_s": time.monotonic() - t0,
+        **extra,
     }
 
 
@@ -216,14 +222,4 @@ def transform(
     target = Path(os.environ[CACHE]) / "outputs" / rel.replace("/", "_")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.with_suffix(".png").write_bytes(buffer.getvalue())
-    compute = time.monotonic() - t0
-    return {
-        **_where(),
-        "input": rel,
-        "started": started,
-        "ended": time.time(),
-        "transfer_bytes": got["bytes"],
-        "transfer_s": got["seconds"],
-        "compute_s": compute,
-        "output_bytes": len(buffer.getvalue()),
-    }
+    return _task_record(rel, started, got, t0, output_bytes=len(buffer.getvalue()))

@@ -127,6 +127,20 @@ def project_wheel(dest: Path, handle: IO[str]) -> None:
     _project_wheel(REPO, dest, _Log(handle))
 
 
+def stream_build(
+    client: Any,
+    context: Path,
+    tag: str,
+    buildargs: dict[str, str],
+    labels: dict[str, str],
+    handle: IO[str],
+    target: str | None = None,
+) -> None:
+    """`docker build` of another image (a stage `target` of its Dockerfile), its steps
+    time-stamped in `handle`; the tag is set only when the build succeeds."""
+    _stream_build(client, context, tag, buildargs, labels, _Log(handle), False, target=target)
+
+
 def build_wheelhouse(project: Path, lock: Path, context: Path, log: IO[str]) -> list[Wheel]:
     """Every wheel a node needs, pinned by `lock`: Reprise's own in `context`/project, the
     dependencies of its `testbed` extra in `context`/wheels.

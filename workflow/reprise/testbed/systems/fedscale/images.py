@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from reprise.errors import ProvisionError
-from reprise.testbed.image import _Log, _stream_build
+from reprise.testbed.image import stream_build
 from reprise.testbed.provision.docker import connect
 
 ASSETS = Path(__file__).resolve().parents[4] / "testbed" / "fedscale"
@@ -94,7 +94,7 @@ def build_wheelhouse(
 def _build(client: Any, context: Path, tag: str, target: str, node_tag: str, log: IO[str]) -> str:
     """Legacy builder; the tag is set only by a build that succeeded, so no half image is tagged."""
     labels = {"reprise.system": "fedscale", "reprise.role": target}
-    _stream_build(client, context, tag, {"NODE": node_tag}, labels, _Log(log), False, target=target)
+    stream_build(client, context, tag, {"NODE": node_tag}, labels, log, target=target)
     return str(client.images.get(tag).id)
 
 

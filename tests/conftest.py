@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from infra.slurm import slurm  # noqa: F401  (session fixture: Slurm starts once)
-from testbed_fixtures import netns_cluster  # noqa: F401  (sshd netns nodes, session-wide)
+from testbed_fixtures import netns_cluster, throwaway_node  # noqa: F401  (sshd netns nodes, session-wide)
 
 from reprise.data.clusters import ClusterSpec, load_cluster_spec
 from reprise.data.profiles import ThroughputProfiles, load_profiles

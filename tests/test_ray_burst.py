@@ -10,7 +10,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -316,10 +316,6 @@ def burst_data(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
-def _throwaway(cluster: NetnsCluster, stem: str) -> NetnsNode:
-    return cluster.add_node(f"{stem}{len(cluster.nodes)}")
-
-
 def _ssh_point(
     cluster: NetnsCluster,
     tmp_path: Path,
@@ -343,10 +339,14 @@ def _ssh_point(
 
 @pytest.mark.slow
 def test_one_point_through_ssh_hosts_leaves_no_ray_process(
-    netns_cluster: NetnsCluster, tmp_path: Path, ray_python: str, burst_data: Path
+    netns_cluster: NetnsCluster,
+    throwaway_node: Callable[[str], NetnsNode],
+    tmp_path: Path,
+    ray_python: str,
+    burst_data: Path,
 ) -> None:
     """The real-machine path: shaped and measured link, local S3, Ray on three SSH hosts."""
-    cloud = _throwaway(netns_cluster, "cloud")
+    cloud = throwaway_node("cloud")
     summary = _ssh_point(
         netns_cluster, tmp_path, ray_python, burst_data, ("transform", "s3"), cloud
     )
@@ -368,7 +368,10 @@ def test_one_point_through_ssh_hosts_leaves_no_ray_process(
 
 @pytest.mark.slow
 def test_node_dying_mid_run_fails_naming_it_and_tears_down_the_rest(
-    netns_cluster: NetnsCluster, tmp_path: Path, ray_python: str
+    netns_cluster: NetnsCluster,
+    throwaway_node: Callable[[str], NetnsNode],
+    tmp_path: Path,
+    ray_python: str,
 ) -> None:
     from reprise.testbed.systems.ray_burst.data import generate
 
@@ -377,7 +380,7 @@ def test_node_dying_mid_run_fails_naming_it_and_tears_down_the_rest(
     tiny["scales"]["tiny"]["data"].update(large_images=6, large_side=512, transform_passes=6)  # type: ignore[index]
     settings = parse_settings(tiny)
     generate(tmp_path / "data", settings.size, seed=0)
-    cloud = _throwaway(netns_cluster, "dying")
+    cloud = throwaway_node("dying")
     cache = tmp_path / "nodes" / "ray-burst" / "cache" / cloud.name
     killed = threading.Event()
 
@@ -405,9 +408,13 @@ def test_node_dying_mid_run_fails_naming_it_and_tears_down_the_rest(
 
 @pytest.mark.slow
 def test_unreachable_s3_endpoint_is_named_before_ray_starts(
-    netns_cluster: NetnsCluster, tmp_path: Path, ray_python: str, burst_data: Path
+    netns_cluster: NetnsCluster,
+    throwaway_node: Callable[[str], NetnsNode],
+    tmp_path: Path,
+    ray_python: str,
+    burst_data: Path,
 ) -> None:
-    cloud = _throwaway(netns_cluster, "cloud")
+    cloud = throwaway_node("cloud")
     settings = parse_settings(block(s3={"endpoint": "http://127.0.0.1:9", "bucket": "b"}))
     with pytest.raises(
         TestbedError,
@@ -421,10 +428,10 @@ def test_unreachable_s3_endpoint_is_named_before_ray_starts(
 
 
 @pytest.fixture
-def login_without_net_admin(netns_cluster: NetnsCluster) -> Iterator[NetnsNode]:
+def login_without_net_admin(throwaway_node: Callable[[str], NetnsNode]) -> Iterator[NetnsNode]:
     """A host whose sshd (and so every command run through it) lacks CAP_NET_ADMIN, as an
     unprivileged user or a container without cap_add NET_ADMIN would."""
-    node = _throwaway(netns_cluster, "nocap")
+    node = throwaway_node("nocap")
     os.kill(node.sshd_pid, signal.SIGTERM)
     pid_file = node.folder / "sshd.pid"
     for _ in range(100):
@@ -449,12 +456,13 @@ def login_without_net_admin(netns_cluster: NetnsCluster) -> Iterator[NetnsNode]:
 @pytest.mark.slow
 def test_shaping_not_permitted_names_the_missing_capability(
     netns_cluster: NetnsCluster,
+    throwaway_node: Callable[[str], NetnsNode],
     login_without_net_admin: NetnsNode,
     tmp_path: Path,
     ray_python: str,
     burst_data: Path,
 ) -> None:
-    cloud = _throwaway(netns_cluster, "cloud")
+    cloud = throwaway_node("cloud")
     login = login_without_net_admin.name
     with pytest.raises(
         TestbedError,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from infra.netns_nodes import NetnsCluster, usable
+from infra.netns_nodes import NetnsCluster, NetnsNode, usable
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +23,20 @@ def netns_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsClu
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def throwaway_node(netns_cluster: NetnsCluster) -> Iterator[Callable[[str], NetnsNode]]:
+    """Adds nodes to the shared cluster for one test (`throwaway_node("cloud")`) and removes them
+    afterwards, whatever happened: a later test's inventory of the whole cluster must not meet a
+    node another test left running."""
+    made: list[str] = []
+
+    def make(stem: str) -> NetnsNode:
+        node = netns_cluster.add_node(f"{stem}{len(netns_cluster.nodes)}")
+        made.append(node.name)
+        return node
+
+    yield make
+    for name in made:
+        netns_cluster.remove_node(name)

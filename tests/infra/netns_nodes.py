@@ -227,6 +227,15 @@ class NetnsCluster:
                 os.kill(pid, signal.SIGKILL)
         _run("ip", "link", "del", node.veth, check=False)
 
+    def remove_node(self, name: str) -> None:
+        """Undo `add_node`: kill what runs in the node, delete its link and namespace. The name
+        stays recorded as dead, so later inventories and known_hosts files leave it out and a
+        later node does not reuse its interface index."""
+        node = self.nodes[name]
+        self.kill_node(name)  # sshd included: it runs in the namespace
+        _run("ip", "netns", "del", node.netns, check=False)
+        node.sshd_pid = 0
+
     def stop(self) -> None:
         for node in self.nodes.values():
             if node.sshd_pid:

@@ -3,6 +3,7 @@ start Ray, clear the cloud caches, run the driver, tear everything down, write t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import subprocess
@@ -93,7 +94,16 @@ def _controller_ip(peer: str) -> str:
 
 def _paths(node: Node) -> dict[str, str]:
     base = f"{node.workdir}/ray-burst"
-    return {"shared": f"{base}/shared", "cache": f"{base}/cache/{node.name}"}
+    # Ray's own folder, one per node: nodes that share a file system (hosts with a common /tmp,
+    # or several nodes on one machine) would otherwise race for the same socket names under
+    # /tmp/ray and one raylet dies with "bind: Address already in use". Short, because Ray puts
+    # Unix sockets under it and a socket path has at most 107 bytes.
+    tag = hashlib.sha1(f"{node.workdir}\0{node.name}".encode()).hexdigest()[:10]
+    return {
+        "shared": f"{base}/shared",
+        "cache": f"{base}/cache/{node.name}",
+        "ray_tmp": f"/tmp/reprise-ray-{tag}",
+    }
 
 
 def _stage(ssh: SshLauncher, node: Node, data: Path, inputs: list[str]) -> None:
@@ -137,7 +147,7 @@ def _ray_start(
 ) -> Launched:
     argv = [node.python, "-m", "ray.scripts.scripts", "start", "--block", "--disable-usage-stats"]
     argv += [f"--node-ip-address={node.peer_address}", f"--resources={resources}"]
-    argv += ["--object-store-memory=200000000"]
+    argv += ["--object-store-memory=200000000", f"--temp-dir={_paths(node)['ray_tmp']}"]
     if head is None:
         argv += ["--head", f"--port={RAY_PORT}", "--num-cpus=0", "--include-dashboard=false"]
     else:
@@ -265,6 +275,9 @@ def run_point(
             for node in by_role["hpc"] + by_role["cloud"]:
                 cache = shlex.quote(_paths(node)["cache"])
                 _sh(ssh, node, f"rm -rf {cache} && mkdir -p {cache}", "clearing the cache")
+            for node in run.nodes:  # the previous point's Ray sessions (logs, spilled objects)
+                ray_tmp = shlex.quote(_paths(node)["ray_tmp"])
+                _sh(ssh, node, f"rm -rf {ray_tmp}", "clearing Ray's folder")
             links = [Link(groups=lk.roles, rate_mbit=lk.rate_mbit) for lk in topology.links]
             if settings.shaping:
                 try:

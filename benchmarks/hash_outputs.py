@@ -1,0 +1,125 @@
+"""Fingerprint every simulation run record: sha256 of jobs.csv and events.csv, summary metrics.
+
+A refactoring of the simulator must leave these unchanged. Run on demand, never in the tests:
+    # run the configured experiments' simulations in a checkout (its own library) and hash them
+    .venv/bin/python benchmarks/hash_outputs.py run --workdir /tmp/before --out before.json
+    # hash an existing results/runs/sim tree
+    .venv/bin/python benchmarks/hash_outputs.py hash results/runs/sim --out after.json
+    # compare two fingerprints (exit status 1 when they differ)
+    .venv/bin/python benchmarks/hash_outputs.py compare before.json after.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+RECORD_FILES = ("jobs.csv", "events.csv")
+
+
+def fingerprint(sim_root: Path) -> dict[str, Any]:
+    """{run directory below sim_root: {file: sha256, "metrics": summary metrics}}."""
+    runs: dict[str, Any] = {}
+    for summary in sorted(sim_root.rglob("summary.json")):
+        rundir = summary.parent
+        entry: dict[str, Any] = {
+            name: hashlib.sha256((rundir / name).read_bytes()).hexdigest() for name in RECORD_FILES
+        }
+        entry["metrics"] = json.loads(summary.read_text())["metrics"]
+        runs[str(rundir.relative_to(sim_root))] = entry
+    return runs
+
+
+def digest(runs: dict[str, Any]) -> str:
+    """One sha256 over every run's file hashes and metrics (the number to quote)."""
+    text = json.dumps(runs, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def files_digest(runs: dict[str, Any]) -> str:
+    """One sha256 over the jobs.csv/events.csv hashes only (metrics left out)."""
+    only = {run: {f: entry[f] for f in RECORD_FILES} for run, entry in runs.items()}
+    return digest(only)
+
+
+def sim_targets(workdir: Path, experiments: list[str] | None) -> list[str]:
+    """summary.json of every simulation run of the configured (or named) experiments."""
+    sys.path.insert(0, str(workdir / "workflow"))
+    from reprise.config import runs_of
+
+    config = yaml.safe_load((workdir / "config/config.yaml").read_text())
+    names = experiments or list(config["experiments"])
+    return [f"{run.directory}/summary.json" for name in names for run in runs_of(config, name)]
+
+
+def run_simulations(workdir: Path, cores: int, experiments: list[str] | None) -> None:
+    """Snakemake the simulation runs in `workdir` with that checkout's own library."""
+    targets = sim_targets(workdir, experiments)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(workdir / "workflow"),
+        "REPRISE_PROGRESS": "0",
+        "REPRISE_MIRRORS": os.environ.get("REPRISE_MIRRORS", str(REPO.parent / "shared/upstream")),
+    }
+    snakemake = Path(sys.executable).with_name("snakemake")
+    cmd = [str(snakemake), *targets, "-c", str(cores), "--nolock", "--keep-going"]
+    subprocess.run(cmd, cwd=workdir, env=env, check=True)
+
+
+def compare(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    problems = [f"missing after: {run}" for run in sorted(set(before) - set(after))]
+    problems += [f"new after: {run}" for run in sorted(set(after) - set(before))]
+    for run in sorted(set(before) & set(after)):
+        for key in (*RECORD_FILES, "metrics"):
+            if before[run][key] != after[run][key]:
+                problems.append(f"{run}: {key} differs")
+    return problems
+
+
+def _write(runs: dict[str, Any], out: Path | None) -> None:
+    report = {"runs": len(runs), "digest": digest(runs), "files_digest": files_digest(runs)}
+    if out is not None:
+        out.write_text(json.dumps({**report, "fingerprints": runs}, indent=1, sort_keys=True))
+    print(json.dumps(report, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="simulate the experiments in a checkout, then hash")
+    run.add_argument("--workdir", type=Path, default=REPO)
+    run.add_argument("--cores", type=int, default=1)
+    run.add_argument("--experiment", action="append", help="only these (repeatable)")
+    run.add_argument("--out", type=Path)
+    hashed = sub.add_parser("hash", help="hash an existing results/runs/sim tree")
+    hashed.add_argument("sim_root", type=Path)
+    hashed.add_argument("--out", type=Path)
+    cmp = sub.add_parser("compare", help="compare two fingerprint files")
+    cmp.add_argument("before", type=Path)
+    cmp.add_argument("after", type=Path)
+    args = parser.parse_args()
+    if args.command == "run":
+        workdir = args.workdir.resolve()
+        run_simulations(workdir, args.cores, args.experiment)
+        _write(fingerprint(workdir / "results/runs/sim"), args.out)
+    elif args.command == "hash":
+        _write(fingerprint(args.sim_root), args.out)
+    else:
+        before = json.loads(args.before.read_text())["fingerprints"]
+        after = json.loads(args.after.read_text())["fingerprints"]
+        problems = compare(before, after)
+        print("\n".join(problems) or f"identical: {len(before)} runs")
+        sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -186,25 +186,28 @@ rule ray_burst_data:
         "../scripts/ray_burst_data.py"
 
 
-rule ray_burst_run:
+# one job per topology: its points share the nodes, the shaped link and one Ray cluster (each
+# point starts from empty caches), and each point still gets its own record
+rule ray_burst_sweep:
     input:
         inventory=get_ray_burst_inventory,
         image=get_ray_burst_image,
         env="results/envs/ray/env.json",
         manifest="results/ray_burst/{scale}/data/manifest.json",
     output:
-        summary="results/runs/testbed/ray_burst/{scale}/{topology}/{workload}/{data}/{scheduler}/rep{rep}/summary.json",
-        jobs="results/runs/testbed/ray_burst/{scale}/{topology}/{workload}/{data}/{scheduler}/rep{rep}/jobs.csv",
+        summaries=get_ray_burst_point_files("summary.json"),
+        jobs=get_ray_burst_point_files("jobs.csv"),
     log:
-        "results/logs/testbed/ray_burst/{scale}/{topology}/{workload}/{data}/{scheduler}/rep{rep}.log",
+        "results/logs/testbed/ray_burst/{scale}/{topology}.log",
     benchmark:
-        "results/benchmarks/testbed/ray_burst/{scale}/{topology}/{workload}/{data}/{scheduler}/rep{rep}.tsv"
+        "results/benchmarks/testbed/ray_burst/{scale}/{topology}.tsv"
     conda:
         "../envs/ray.yaml"
     resources:
         ray_burst_cluster=1,
     params:
         settings=get_ray_burst_block(),
+        workdir="results/runs/testbed/ray_burst/{scale}/{topology}",
     script:
         "../scripts/ray_burst_run.py"
 
@@ -278,7 +281,9 @@ rule roleml_data:
     conda:
         "../envs/roleml.yaml"
     params:
-        settings=get_roleml_settings(),
+        data_path=get_roleml_settings().get("data_path") or "",
+        test_fraction=get_roleml_settings().get("test_fraction", 0.2),
+        seed=get_roleml_settings().get("seed", 0),
     script:
         "../scripts/roleml_data.py"
 

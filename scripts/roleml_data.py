@@ -9,12 +9,12 @@ from _log import redirect_stderr
 from reprise.testbed.systems.roleml.data import load_split, make_digit_batches
 
 redirect_stderr(snakemake)
-settings = snakemake.params.settings
+params = snakemake.params
 out = Path(snakemake.output.summary)
-if settings.get("data_path"):
-    root = Path(settings["data_path"]).resolve()
+if params.data_path:
+    root = Path(params.data_path).resolve()
     images, _ = load_split(root, "test")  # names the missing or malformed batch
     summary = {"source": str(root), "test": len(images)}
     out.write_text(json.dumps(summary, indent=1) + "\n")
 else:
-    make_digit_batches(out.parent, float(settings["test_fraction"]), int(settings["seed"]))
+    make_digit_batches(out.parent, float(params.test_fraction), int(params.seed))

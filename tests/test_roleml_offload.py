@@ -25,14 +25,14 @@ REPO = Path(__file__).resolve().parents[1]
 SETTINGS: dict[str, Any] = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["testbed"][
     "roleml"
 ]
-ACTORS = ("client1", "client3", "client2", "conductor")
+ACTORS = ("client1", "client4", "client5", "client2", "client6", "client7", "conductor")
 PIPELINE_CRIU = REPO / "results" / "roleml" / "criu" / "bin" / "criu"
 
 
 def test_an_actor_on_two_nodes_is_named() -> None:
     settings = copy.deepcopy(SETTINGS)
-    settings["nodes"]["node4"] = ["client3"]
-    with pytest.raises(ConfigError, match="puts 'client3' on 'node3' and 'node4'"):
+    settings["nodes"]["node8"] = ["client4"]
+    with pytest.raises(ConfigError, match="puts 'client4' on 'node4' and 'node8'"):
         placement_of(settings, ACTORS)
 
 
@@ -133,9 +133,9 @@ def test_destination_gone_before_restore_restores_at_the_source(tmp_path: Path) 
     with (run / "offloads.csv").open() as f:
         offloads = list(csv.DictReader(f))
     first = offloads[0]
-    assert gone == ["node4"]
-    assert first["status"] == "offload-failed" and first["node_after"] == "node3"
-    assert "destination node node4 is gone" in first["reason"]
+    assert gone == ["node8"]
+    assert first["status"] == "offload-failed" and first["node_after"] == "node4"
+    assert "destination node node8 is gone" in first["reason"]
     assert int(first["epoch_after"]) == int(first["epoch_before"]) + 1
     assert summary["rounds"] == 18
     assert _leftovers("faultrun") == []
@@ -164,4 +164,4 @@ def test_snakemake_roleml_offload_end_to_end(tmp_path: Path) -> None:
     assert all(r["state_kept"] == "True" for r in offloads)
     assert float(offloads[-1]["decision_ms"]) >= 0
     assert (work / "results" / "figures" / "roleml_offload_phases.png").stat().st_size > 0
-    assert _leftovers("laptop") == []
+    assert _leftovers("paper") == []

@@ -12,7 +12,7 @@ import pandas as pd
 from reprise.errors import DataError
 
 PHASES = ("pause_s", "checkpoint_s", "transfer_s", "restore_s", "resume_s")
-NUMBERS = (*PHASES, "total_s", "checkpoint_mb", "decision_ms", "round_s_before",
+NUMBERS = (*PHASES, "total_s", "checkpoint_mb", "decision_ms", "detect_s", "round_s_before",
            "round_s_during", "round_s_after")  # fmt: skip
 
 
@@ -49,8 +49,16 @@ def offload_table(run: Path) -> pd.DataFrame:
     offloads = _read(run, "offloads.csv")
     rounds = _read(run, "rounds.csv")
     decisions = _read(run, "decisions.csv")
+    events = _read(run, "events.csv")
     rows: list[dict[str, Any]] = []
-    acted = col(decisions[decisions["plan"] != "none"], "decision_ms").tolist()
+    acting = decisions[decisions["plan"] != "none"]
+    acted = col(acting, "decision_ms").tolist()
+    # how long the Decider took to notice: from the stress starting to its decision
+    stress = np.sort(col(events[events["event"] == "stress-start"], "time"))
+    detect = [
+        float(t - stress[stress <= t].max()) if (stress <= t).any() else float("nan")
+        for t in col(acting, "decision_started")
+    ]
     automatic = 0
     for rec in offloads.to_dict("records"):
         record: dict[str, Any] = {str(k): v for k, v in rec.items()}
@@ -58,9 +66,9 @@ def offload_table(run: Path) -> pd.DataFrame:
         row.update(_around(rounds, int(record["round_at_pause"])))
         # the offloaded role kept its state: its epoch counter went on from where it was
         row["state_kept"] = int(record["epoch_after"]) == int(record["epoch_before"]) + 1
-        row["decision_ms"] = float("nan")
+        row["decision_ms"] = row["detect_s"] = float("nan")
         if record["trigger"] == "automatic" and automatic < len(acted):
-            row["decision_ms"] = acted[automatic]
+            row["decision_ms"], row["detect_s"] = acted[automatic], detect[automatic]
             automatic += 1
         rows.append(row)
     table = pd.DataFrame(rows)

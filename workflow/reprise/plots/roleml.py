@@ -28,6 +28,12 @@ def plot_timeline(run: Path, out: Path) -> None:
     took = col(rounds, "finished") - col(rounds, "started")
     axes[0].plot(col(rounds, "finished") - t0, took, marker="o", ms=3)
     axes[0].set_ylabel("round time (s)")
+    # the first round carries the actors' warm-up (connections, first torch calls): it is
+    # left above the axis so the rounds around the offloads stay readable
+    top = float(took[1:].max() if len(took) > 1 else took.max()) * 1.5
+    axes[0].set_ylim(0, top)
+    if took[0] > top:
+        axes[0].annotate(f"round 0: {took[0]:.0f} s", (0, top * 0.92), fontsize=7)
     axes[1].plot(col(rounds, "finished") - t0, col(rounds, "accuracy"), marker="o", ms=3, color="k")
     axes[1].set_ylabel("test accuracy")
     for node, group in cpu.groupby("node"):
@@ -45,7 +51,7 @@ def plot_timeline(run: Path, out: Path) -> None:
         axes[0].annotate(
             f"{rec['trigger'][0].upper()}{rec['offload']}: {rec['source']}->{rec['node_after']}",
             # staggered heights: back-to-back offloads would print over each other
-            (float(rec["started"]) - t0, float(took.max()) * (0.9 - 0.12 * (rec["offload"] % 4))),
+            (float(rec["started"]) - t0, top * (0.8 - 0.12 * (rec["offload"] % 4))),
             fontsize=7,
         )
     for rec in events.to_dict("records"):

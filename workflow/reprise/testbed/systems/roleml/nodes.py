@@ -44,6 +44,12 @@ class CgroupNodes:
                     "offloading on one host needs it to give each node its own CPU picture"
                 )
         try:
+            for controller in CONTROLLERS:
+                self.base(controller).mkdir(parents=True, exist_ok=True)
+            # the run weighs against the host's other work as the cores its nodes have, not
+            # as one process (a cgroup's default weight), so a busy host cannot starve it
+            shares = max(2, round(1024 * self.cpu_limit * len(self.names)))
+            (self.base("cpu") / "cpu.shares").write_text(f"{shares}\n")
             for node in self.names:
                 for path in self.cgroups(node):
                     path.mkdir(parents=True, exist_ok=True)

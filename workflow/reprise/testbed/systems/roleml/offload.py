@@ -9,6 +9,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -185,11 +186,14 @@ class Stress:
 
 @dataclass
 class Decider:
-    """Samples every node's CPU; when armed and a node stays above `threshold` for `window`
-    samples, plans one offload (a movable actor there -> the least loaded live node) and runs it."""
+    """Samples every node's CPU each `interval`; when armed and a node's mean over the last
+    `window` samples is above `threshold` (RoleML's Decider compares a node's average use with
+    its capacity the same way), plans one offload (a movable actor there -> the least loaded
+    live worker node) and runs it."""
 
     offloader: Offloader
     movable: set[str]
+    destinations: set[str]  # worker nodes a role may go to (never the conductor's node)
     interval: float
     threshold: float
     window: int
@@ -202,23 +206,29 @@ class Decider:
 
     def run(self) -> None:
         watch = CpuWatch(self.offloader.nodes)
-        over: dict[str, int] = {}
+        recent: dict[str, deque[float]] = {}
         while not self.stopping.wait(self.interval):
             now, usage = time.time(), watch.sample()
             self.samples.extend({"time": now, "node": n, "cpu_pct": u} for n, u in usage.items())
+            means: dict[str, float] = {}
             for node, pct in usage.items():
-                over[node] = over.get(node, 0) + 1 if pct > self.threshold else 0
-            hot = [n for n, count in over.items() if count >= self.window]
+                last = recent.setdefault(node, deque(maxlen=self.window))
+                last.append(pct)
+                means[node] = sum(last) / len(last)
+            hot = [
+                n for n, m in means.items() if len(recent[n]) == self.window and m > self.threshold
+            ]
             if not self.armed.is_set() or not hot:
                 continue
             try:
-                acted = self._decide(max(hot, key=lambda n: usage.get(n, 0.0)), usage)
+                acted = self._decide(max(hot, key=means.__getitem__), means)
             except BaseException as exc:  # handed to the main thread, which raises it
                 self.error, acted = exc, True
             if acted:
                 self.armed.clear()
                 self.decided.set()
-            over.clear()
+            # an offload changes every node's picture: judge on fresh samples only
+            recent.clear()
 
     def _decide(self, node: str, usage: dict[str, float]) -> bool:
         """Plan and run one offload off `node`; False when nothing there can move."""
@@ -226,12 +236,14 @@ class Decider:
         placement = self.offloader.placement
         actors = sorted(a for a in self.movable if placement.get(a) == node)
         targets = sorted(
-            (u, n) for n, u in usage.items() if n != node and self.offloader.nodes.alive(n)
+            (u, n)
+            for n, u in usage.items()
+            if n != node and n in self.destinations and self.offloader.nodes.alive(n)
         )
         planned = time.time()
         row: dict[str, Any] = {
             "node": node,
-            "cpu_pct": usage[node],
+            "cpu_pct": usage[node],  # the mean over the window that made the node hot
             "decision_started": began,
             "planned": planned,
             "decision_ms": (planned - began) * 1e3,

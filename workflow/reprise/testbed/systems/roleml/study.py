@@ -154,6 +154,7 @@ def run_offload_study(
     decider = Decider(
         offloader,
         {a for a in topo.clients if set(specs[a]["roles"]) == {"trainer"}},
+        {n for n, members in settings["nodes"].items() if CONDUCTOR not in members},
         float(auto["interval_s"]),
         float(auto["threshold_pct"]),
         int(auto["window"]),

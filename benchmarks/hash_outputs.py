@@ -86,7 +86,7 @@ def run_simulations(workdir: Path, cores: int, experiments: list[str] | None) ->
     }
     snakemake = Path(sys.executable).with_name("snakemake")
     for targets in sim_target_groups(workdir, experiments):
-        cmd = [str(snakemake), *targets, "-c", str(cores), "--nolock", "--keep-going"]
+        cmd = [str(snakemake), *targets, "-c", str(cores), "--nolock", "--keep-going", "--rerun-incomplete"]
         subprocess.run(cmd, cwd=workdir, env=env, check=False)
 
 

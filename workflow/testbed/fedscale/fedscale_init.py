@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import runpy
 import sys
+from typing import Any
 
 MODULES = {
     "aggregator": "fedscale.cloud.aggregation.aggregator",
@@ -61,6 +61,75 @@ def define_missing_torchvision_ops() -> object | None:
     return library  # the definitions live as long as this object
 
 
+SEED_KEY = "reprise_client_seed"
+
+
+def client_seed(seed: int, round_: int, client_id: object) -> int:
+    """The seed one client's local training starts from: a function of the run's seed, the
+    aggregator's round and the client only, never of which executor happens to train it."""
+    return (int(seed) * 1_000_003 + int(round_) * 7_919 + int(str(client_id))) % (2**31 - 1)
+
+
+# Why the two patches below: FedScale seeds each executor once and then trains whichever clients
+# the aggregator hands it, so a client's shuffling draws from a stream shaped by the clients that
+# executor trained before (and, with several executors, by which one asked first); same-seed runs
+# then differ from round 1 on. The aggregator now puts a per-(round, client) seed in each client's
+# training config and the executor reseeds torch, numpy, random and its data partitioner's own
+# Random (which shuffles the client's samples) from it before training; what
+# is left is the aggregator summing updates in arrival order (float rounding). They patch the
+# classes because the roles are started by importing FedScale's modules (see run_role).
+
+
+def hand_out_client_seeds(aggregator_class: type) -> None:
+    """The aggregator adds client_seed(...) to every client's training config."""
+    conf_of = aggregator_class.get_client_conf  # type: ignore[attr-defined]
+
+    def get_client_conf(self: Any, client_id: object) -> dict[str, object]:
+        conf = dict(conf_of(self, client_id))
+        conf[SEED_KEY] = client_seed(self.args.sample_seed, self.round, client_id)
+        return conf
+
+    aggregator_class.get_client_conf = get_client_conf  # type: ignore[attr-defined]
+
+
+def reseed_before_training(executor_class: type) -> None:
+    """The executor reseeds from the client's config before training it."""
+    import random
+
+    import numpy as np
+    import torch
+
+    train = executor_class.training_handler  # type: ignore[attr-defined]
+
+    def training_handler(self: Any, client_id: object, conf: Any, model: object) -> object:
+        value = getattr(conf, SEED_KEY, None)
+        if value is not None:
+            torch.manual_seed(value)
+            np.random.seed(value)
+            random.seed(value)
+            # the data partitioner shuffles a client's samples with a Random of its own
+            partitioner_rng = getattr(getattr(self, "training_sets", None), "rng", None)
+            if partitioner_rng is not None:
+                partitioner_rng.seed(value)
+        return train(self, client_id, conf, model)
+
+    executor_class.training_handler = training_handler  # type: ignore[attr-defined]
+
+
+def run_role(role: str) -> None:
+    """What FedScale's own `__main__` of the role does (the class built from the parsed
+    arguments, then run), with the seeding patch of that role."""
+    import importlib
+
+    module = importlib.import_module(MODULES[role])
+    if role == "aggregator":
+        hand_out_client_seeds(module.Aggregator)
+        module.Aggregator(module.parser.args).run()
+    else:
+        reseed_before_training(module.Executor)
+        module.Executor(module.parser.args).run()
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 2 or argv[1] not in MODULES or (argv[1] == "executor" and len(argv) != 3):
         print(__doc__, file=sys.stderr)
@@ -75,7 +144,7 @@ def main(argv: list[str]) -> int:
         f"fedscale-init: {role} rank {rank}: {' '.join(sys.argv[1:])}", file=sys.stderr, flush=True
     )
     keep = define_missing_torchvision_ops()
-    runpy.run_module(MODULES[role], run_name="__main__", alter_sys=True)
+    run_role(role)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

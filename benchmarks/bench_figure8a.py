@@ -17,7 +17,7 @@ from reprise.data.clusters import load_cluster_spec
 from reprise.data.profiles import load_profiles
 from reprise.data.traces import load_trace
 from reprise.policies import get_policy
-from reprise.sim.outcome import SimOptions
+from reprise.sim.options import SimOptions
 
 REPO = Path(__file__).resolve().parents[1]
 ART = "ElasticFlow-artifact/ElasticFlow"

@@ -57,7 +57,7 @@ def _one(args: argparse.Namespace) -> None:
     from reprise.data.profiles import load_profiles
     from reprise.data.traces import load_trace, submission_order
     from reprise.policies import get_policy
-    from reprise.sim.outcome import SimOptions
+    from reprise.sim.options import SimOptions
 
     trace_name, cluster_name, gpu_type = args.one
     profiles = load_profiles(args.mirror / ART / f"scheduler/throughputs_{gpu_type}")

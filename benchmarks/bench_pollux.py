@@ -21,8 +21,8 @@ from pathlib import Path
 from reprise.data.clusters import load_cluster_spec
 from reprise.data.profiles import load_profiles
 from reprise.data.traces import load_trace
-from reprise.policies.pollux import simulate as simulate_pollux
-from reprise.sim.outcome import SimOptions
+from reprise.policies.pollux.policy import simulate as simulate_pollux
+from reprise.sim.options import SimOptions
 
 REPO = Path(__file__).resolve().parents[1]
 ART = "ElasticFlow-artifact/ElasticFlow"

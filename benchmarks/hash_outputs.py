@@ -26,17 +26,21 @@ REPO = Path(__file__).resolve().parents[1]
 RECORD_FILES = ("jobs.csv", "events.csv")
 
 
+def fingerprint_run(rundir: Path) -> dict[str, Any]:
+    """{file: sha256, "metrics": summary metrics} of one run record."""
+    entry: dict[str, Any] = {
+        name: hashlib.sha256((rundir / name).read_bytes()).hexdigest() for name in RECORD_FILES
+    }
+    entry["metrics"] = json.loads((rundir / "summary.json").read_text())["metrics"]
+    return entry
+
+
 def fingerprint(sim_root: Path) -> dict[str, Any]:
     """{run directory below sim_root: {file: sha256, "metrics": summary metrics}}."""
-    runs: dict[str, Any] = {}
-    for summary in sorted(sim_root.rglob("summary.json")):
-        rundir = summary.parent
-        entry: dict[str, Any] = {
-            name: hashlib.sha256((rundir / name).read_bytes()).hexdigest() for name in RECORD_FILES
-        }
-        entry["metrics"] = json.loads(summary.read_text())["metrics"]
-        runs[str(rundir.relative_to(sim_root))] = entry
-    return runs
+    return {
+        str(summary.parent.relative_to(sim_root)): fingerprint_run(summary.parent)
+        for summary in sorted(sim_root.rglob("summary.json"))
+    }
 
 
 def digest(runs: dict[str, Any]) -> str:
@@ -86,8 +90,94 @@ def run_simulations(workdir: Path, cores: int, experiments: list[str] | None) ->
     }
     snakemake = Path(sys.executable).with_name("snakemake")
     for targets in sim_target_groups(workdir, experiments):
-        cmd = [str(snakemake), *targets, "-c", str(cores), "--nolock", "--keep-going", "--rerun-incomplete"]
+        cmd = [
+            str(snakemake),
+            *targets,
+            "-c",
+            str(cores),
+            "--nolock",
+            "--keep-going",
+            "--rerun-incomplete",
+        ]
         subprocess.run(cmd, cwd=workdir, env=env, check=False)
+
+
+def resimulate(rundir: Path, root: Path, outdir: Path) -> dict[str, Any]:
+    """Run the simulation behind the record in `rundir` (below checkout `root`) again with this
+    checkout's library into `outdir`; its inputs are read where that checkout keeps them."""
+    from reprise.config import ARTIFACT, PROFILE_DIRS, split_instance
+    from reprise.sim.options import SimOptions
+    from reprise.simulate import run_simulation
+
+    summary = json.loads((rundir / "summary.json").read_text())
+    options = summary["options"]
+    upstream = root / "resources/upstream"
+    policy = summary["policy"]
+    cluster = summary["cluster"]["name"]
+    trace_name, trace_seed = split_instance(summary["trace"])
+    switches = {k: bool(v) for k, v in options.items() if k.startswith(("ef_", "tiresias_"))}
+    return run_simulation(
+        trace=root / "results/traces" / f"{summary['trace']}.csv",
+        cluster_spec=upstream / ARTIFACT / "scheduler/cluster_specs" / f"{cluster}.csv",
+        profile_dir=upstream / PROFILE_DIRS[options["gpu_type"]],
+        policy=policy,
+        options=SimOptions(
+            slot=int(options["slot"]),
+            gpu_type=options["gpu_type"],
+            seed=int(options.get("seed", 0)),
+            data_root=str(upstream) if "policy_data" in summary["inputs"] else "",
+            **switches,
+        ),
+        outdir=outdir,
+        experiment=summary["experiment"],
+        trace_name=trace_name,
+        trace_seed=trace_seed,
+        policy_seed=options.get("seed"),
+    )
+
+
+def verify(before_root: Path, out: Path, follow: bool) -> None:
+    """Re-simulate every run record of checkout `before_root` with this library, compare, and
+    append one JSON line per run to `out`; with `follow`, wait for records still to come."""
+    import tempfile
+    import time
+
+    sim_root = before_root / "results/runs/sim"
+    done = set()
+    if out.exists():
+        done = {json.loads(line)["run"] for line in out.read_text().splitlines() if line}
+    while True:
+        todo = [
+            s.parent
+            for s in sorted(sim_root.rglob("summary.json"))
+            if str(s.parent.relative_to(sim_root)) not in done
+        ]
+        for rundir in todo:
+            run = str(rundir.relative_to(sim_root))
+            with tempfile.TemporaryDirectory() as tmp:
+                start = time.perf_counter()
+                summary = resimulate(rundir, before_root, Path(tmp))
+                seconds = time.perf_counter() - start
+                entry = fingerprint_run(Path(tmp))
+                before = fingerprint_run(rundir)
+                problems = [k for k in (*RECORD_FILES, "metrics") if before[k] != entry.get(k)]
+            line = {
+                "run": run,
+                "same": not problems,
+                "differs": problems,
+                "after": entry,
+                "seconds": round(seconds, 2),
+                "metrics_keys": sorted(summary["metrics"]),
+            }
+            with out.open("a") as fh:
+                fh.write(json.dumps(line, sort_keys=True) + "\n")
+            done.add(run)
+            print(
+                f"{run}: {'same' if not problems else 'DIFFERS ' + ','.join(problems)}", flush=True
+            )
+        if not follow:
+            return
+        time.sleep(30)
 
 
 def compare(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
@@ -118,6 +208,12 @@ def main() -> None:
     hashed = sub.add_parser("hash", help="hash an existing results/runs/sim tree")
     hashed.add_argument("sim_root", type=Path)
     hashed.add_argument("--out", type=Path)
+    ver = sub.add_parser(
+        "verify", help="re-simulate another checkout's run records with this library, compare"
+    )
+    ver.add_argument("before_root", type=Path, help="checkout whose results/runs/sim is checked")
+    ver.add_argument("--out", type=Path, required=True, help="JSON lines, one per run (resumed)")
+    ver.add_argument("--follow", action="store_true", help="keep waiting for new records")
     cmp = sub.add_parser("compare", help="compare two fingerprint files")
     cmp.add_argument("before", type=Path)
     cmp.add_argument("after", type=Path)
@@ -126,6 +222,8 @@ def main() -> None:
         workdir = args.workdir.resolve()
         run_simulations(workdir, args.cores, args.experiment)
         _write(fingerprint(workdir / "results/runs/sim"), args.out)
+    elif args.command == "verify":
+        verify(args.before_root.resolve(), args.out, args.follow)
     elif args.command == "hash":
         _write(fingerprint(args.sim_root), args.out)
     else:

@@ -30,6 +30,7 @@ from reprise.config import (
     trace_source,
 )
 from reprise.data.clusters import cluster_from_name, load_cluster_spec
+from reprise.policies.registry import runtime_minutes, switches_of
 from reprise.data.fetch import load_catalog, mirror_dirs, verify_installed
 from reprise.data.profiles import load_profiles
 from reprise.data.traces import load_trace
@@ -164,8 +165,8 @@ def get_mem_mb(wildcards, attempt):
 
 
 def get_runtime(wildcards):
-    """Minutes a simulation job may run: Pollux's search takes far longer than the others."""
-    return 120 if wildcards.policy.startswith("pollux") else 30
+    """Minutes a simulation job may run: the policy's registry entry says its runtime class."""
+    return runtime_minutes(split_instance(wildcards.policy)[0])
 
 
 def get_slot(wildcards):
@@ -173,7 +174,8 @@ def get_slot(wildcards):
 
 
 def get_simulator_switches(wildcards):
-    return dict(config.get("simulator", {}))
+    """Only the switches the run's policy reads: flipping one reruns only that policy's jobs."""
+    return switches_of(split_instance(wildcards.policy)[0], dict(config.get("simulator", {})))
 
 
 def get_run_summaries(wildcards):
@@ -360,6 +362,18 @@ def get_ray_burst_runs():
     ]
 
 
+def get_ray_burst_point_files(name):
+    """`name` in every point folder of one topology's sweep ({scale} and {topology} kept)."""
+    s = get_ray_burst_settings()
+    return [
+        f"results/runs/testbed/ray_burst/{{scale}}/{{topology}}/{w}/{d}/{k}/rep{r}/{name}"
+        for w in s.workloads
+        for d in s.data_cases
+        for k in s.schedulers
+        for r in range(s.repetitions)
+    ]
+
+
 def get_ray_burst_inventory(wildcards):
     return f"config/clusters/{get_ray_burst_settings().cluster}.yaml"
 
@@ -376,4 +390,11 @@ def get_roleml_settings():
 
 
 def get_roleml_topology():
-    return get_roleml_settings().get("topology", "laptop")
+    return get_roleml_settings().get("topology", "paper")
+
+
+def get_roleml_image(wildcards):
+    """Actors in containers need the role image; actors as host processes do not."""
+    if get_roleml_settings().get("runtime", "docker") == "docker":
+        return ["results/testbeds/images/roleml.json"]
+    return []

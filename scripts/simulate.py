@@ -10,7 +10,7 @@ from reprise.config import data_root_of, split_instance
 from reprise.data.fetch import load_catalog
 from reprise.faults import inject as inject_faults
 from reprise.lifetime import die_with_parent
-from reprise.sim.outcome import SimOptions
+from reprise.sim.options import SimOptions
 from reprise.simulate import run_simulation
 
 redirect_stderr(snakemake)
@@ -19,11 +19,11 @@ inject_faults(snakemake)  # test-only faults chosen by REPRISE_FAIL_RUN etc.; no
 w = snakemake.wildcards
 switches = snakemake.params.switches
 policy, seed = split_instance(w.policy)
+trace_name, trace_seed = split_instance(w.trace)
 options = SimOptions(
     slot=int(snakemake.params.slot),
     gpu_type=snakemake.params.gpu_type,
-    ef_scaleup_updates_real_end=bool(switches.get("ef_scaleup_updates_real_end", False)),
-    tiresias_min_slot_end_event=bool(switches.get("tiresias_min_slot_end_event", False)),
+    **{name: bool(value) for name, value in switches.items()},
     show_progress=os.environ.get("REPRISE_PROGRESS", "1") != "0",
     data_root=data_root_of(w.policy, list(snakemake.input.policy_data)),
     seed=seed or 0,
@@ -35,8 +35,10 @@ summary = run_simulation(
     policy=policy,
     options=options,
     outdir=Path(snakemake.output.summary).parent,
-    labels={"experiment": w.experiment, "trace": w.trace},
-    seeded=seed is not None,
+    experiment=w.experiment,
+    trace_name=trace_name,
+    trace_seed=trace_seed,
+    policy_seed=seed,
     policy_data=[Path(p) for p in snakemake.input.policy_data],
     trace_sources=[Path(p) for p in snakemake.input.trace_upstream],
     catalog=load_catalog(snakemake.config["data"]["catalog"]),

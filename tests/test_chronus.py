@@ -15,8 +15,9 @@ from reprise.data.generate import GeneratorParams, write_generated_trace
 from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import INT64_MAX, TraceJob, load_trace
 from reprise.errors import ConfigError
-from reprise.policies import chronus, get_policy
-from reprise.policies.chronus_solver import (
+from reprise.policies import get_policy
+from reprise.policies.chronus import policy as chronus
+from reprise.policies.chronus.solver import (
     LeaseItem,
     MipResult,
     packable,
@@ -24,7 +25,7 @@ from reprise.policies.chronus_solver import (
     solve_lease_mip,
     take_latest,
 )
-from reprise.sim.outcome import SimOptions
+from reprise.sim.options import SimOptions
 
 FIG10_LOG = (
     "ElasticFlow-artifact/plot_figure/logs/figure10/chronus/time-aware-with-lease_resource.csv"

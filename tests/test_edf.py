@@ -16,7 +16,8 @@ from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob, load_trace
 from reprise.policies import get_policy
 from reprise.policies.edf import EdfJob, edf_plan
-from reprise.sim.outcome import SimOptions, SimResult
+from reprise.records.outcome import RunOutcome
+from reprise.sim.options import SimOptions
 
 N16G4 = ClusterSpec("n16g4", 1, 16, 4)
 N2G2 = ClusterSpec("n2g2", 1, 2, 2)
@@ -62,7 +63,7 @@ def _run(
     rows: str,
     cluster: ClusterSpec,
     profiles: ThroughputProfiles,
-) -> SimResult:
+) -> RunOutcome:
     path = tmp_path / "trace.csv"
     path.write_text(HEADER + rows)
     trace = load_trace(path, profiles)
@@ -176,7 +177,7 @@ def test_edf_admission_declines_and_late_jobs(
     ]
 
 
-def _end_digest(res: SimResult) -> str:
+def _end_digest(res: RunOutcome) -> str:
     lines = sorted((int(j.job_id), float(j.end_time)) for j in res.jobs if j.end_time is not None)
     text = "\n".join(f"{i}:{e!r}" for i, e in lines)
     return hashlib.sha256(text.encode()).hexdigest()

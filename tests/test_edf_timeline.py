@@ -9,7 +9,7 @@ import pytest
 from reprise.data.traces import TraceJob
 from reprise.errors import SimulationError
 from reprise.policies.edf import EdfJob, FreeTimeline, edf_plan, edf_plan_inplace
-from reprise.sim.mss_planner import merge_runs
+from reprise.sim.timeline import merge_runs
 
 COLUMNS = ((1, 2, 4, 8), (1, 2, 4, 8, 16, 32, 64), (2, 4, 8), (1, 3, 2, 8))
 

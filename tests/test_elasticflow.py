@@ -16,8 +16,9 @@ from reprise.data.clusters import ClusterSpec
 from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob, load_trace
 from reprise.policies import get_policy
-from reprise.sim.outcome import SimOptions, SimResult
-from reprise.sim.records import met_by_completion, summarize
+from reprise.records.outcome import RunOutcome
+from reprise.records.writer import met_by_completion, summarize
+from reprise.sim.options import SimOptions
 
 N1G2 = ClusterSpec("n1g2", 1, 1, 2)
 HEADER = "job_id,submit_time,iteration,model_name,ddl,batch_size,num_gpu,duration\n"
@@ -29,7 +30,7 @@ def _run(
     rows: str,
     cluster: ClusterSpec,
     profiles: ThroughputProfiles,
-) -> SimResult:
+) -> RunOutcome:
     path = tmp_path / "trace.csv"
     path.write_text(HEADER + rows)
     trace = load_trace(path, profiles)
@@ -115,13 +116,13 @@ def test_without_admission_every_job_runs(tmp_path: Path, t4_profiles: Throughpu
     assert [r.time for r in res.rounds] == [0, 60, 182, 242, 304, 730.0]
 
 
-def _end_digest(res: SimResult) -> str:
+def _end_digest(res: RunOutcome) -> str:
     lines = sorted((int(j.job_id), float(j.end_time)) for j in res.jobs if j.end_time is not None)
     text = "\n".join(f"{i}:{e!r}" for i, e in lines)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _map_digest(res: SimResult) -> str:
+def _map_digest(res: RunOutcome) -> str:
     lines = []
     for r in res.rounds:
         assert r.gpu_map is not None

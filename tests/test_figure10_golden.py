@@ -17,7 +17,7 @@ from reprise.data.generate import GeneratorParams, write_generated_trace
 from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob, load_trace
 from reprise.policies import get_policy
-from reprise.sim.outcome import SimOptions
+from reprise.sim.options import SimOptions
 
 LOGS = "ElasticFlow-artifact/plot_figure/logs/figure10"
 FIG10 = GeneratorParams(num_jobs=100, lam=1500, seed=1, min_ddl=1.5, max_ddl=1.5)

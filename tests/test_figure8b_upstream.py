@@ -17,7 +17,7 @@ from reprise.data.clusters import load_cluster_spec
 from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob, load_trace
 from reprise.policies import get_policy
-from reprise.sim.outcome import SimOptions
+from reprise.sim.options import SimOptions
 
 ARTIFACT = "ElasticFlow-artifact/ElasticFlow"
 ITP_TARBALL = "elasticflow-traces/data/elasticflow-traces.tar.gz"

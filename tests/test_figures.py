@@ -14,13 +14,13 @@ import pytest
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.text import Text
+from run_records import write_record
 from test_tables_claims import job
 
 from reprise.analysis.tables import figure_rows, write_table
 from reprise.config import load_paper
 from reprise.plots import draw, efficiency, grouped_bars, ratio_bars
-from reprise.sim.outcome import SimResult
-from reprise.sim.records import write_run_record
+from reprise.records.outcome import RunOutcome
 
 REPO = Path(__file__).resolve().parents[1]
 INTERNAL = re.compile(
@@ -35,8 +35,8 @@ def record(
     # deadline 100: met at 90, missed at 150, or late at 150 yet counted as met (i < late)
     jobs = [job(i, 90 if i < met and i >= late else 150, 100, i < met) for i in range(total)]
     # the published rule's ratio is accepted / (accepted + declined), as each policy reports it
-    result = SimResult(jobs=jobs, rounds=[], accepted=met, declined=total - met)
-    write_run_record(result, root / name, meta)
+    result = RunOutcome(jobs=jobs, rounds=[], accepted=met, declined=total - met)
+    write_record(result, root / name, meta)
     return root / name
 
 

@@ -12,8 +12,9 @@ from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob, load_trace
 from reprise.errors import SimulationError
 from reprise.policies import get_policy
-from reprise.sim.outcome import SimOptions, SimResult
-from reprise.sim.placement_gandiva import GandivaPlacement, SlicedJob
+from reprise.policies.gandiva.placement import GandivaPlacement, SlicedJob
+from reprise.records.outcome import RunOutcome
+from reprise.sim.options import SimOptions
 
 TWO_NODES = ClusterSpec("n2g4", num_switch=1, nodes_per_switch=2, gpus_per_node=4)
 ONE_NODE = ClusterSpec("n1g4", num_switch=1, nodes_per_switch=1, gpus_per_node=4)
@@ -186,7 +187,7 @@ FIG8A_JOBS_SHA = "1eb156a6d0bb17139540717b8f4ff7945803d8edfcf0beb21e05482b411a6e
 FIG8A_ROUNDS_SHA = "c7edd308edf04878aa268a85f19e67c43cfbfb2e5849682b5036ba52b658cc2c"
 
 
-def job_digest(result: SimResult) -> str:
+def job_digest(result: RunOutcome) -> str:
     done = sorted((j for j in result.jobs if j.end_time is not None), key=lambda j: int(j.job_id))
     text = "\n".join(
         f"{j.job_id},{float(j.start_time or 0)!r},{float(j.end_time or 0)!r},{j.preempt}"
@@ -195,7 +196,7 @@ def job_digest(result: SimResult) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def round_digest(result: SimResult) -> str:
+def round_digest(result: RunOutcome) -> str:
     text = "\n".join(f"{float(r.time)!r},{float(r.ce)!r}" for r in result.rounds)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -11,16 +11,16 @@ import pytest
 
 from reprise.data.traces import INT64_MAX
 from reprise.errors import SimulationError
-from reprise.sim.mss_planner import (
+from reprise.policies.elasticflow.planner import (
     ScalingCurve,
     Timeline,
     allocation_gpu_time,
-    merge_runs,
     plan_job,
     plan_with_fixed_start,
     timeline_without,
     value_at,
 )
+from reprise.sim.timeline import merge_runs
 
 N = 8
 SLOT = 60

@@ -10,7 +10,7 @@ import pytest
 
 from reprise.data.clusters import ClusterSpec
 from reprise.errors import SimulationError
-from reprise.sim.placement_elastic import ElasticPlacement, PlacementCache, cache_flags
+from reprise.sim.placement import ElasticPlacement, PlacementCache, cache_flags
 
 N4G4 = ClusterSpec("n4g4", 1, 4, 4)
 

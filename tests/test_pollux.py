@@ -23,20 +23,9 @@ from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob
 from reprise.errors import ConfigError
 from reprise.policies import get_policy
-from reprise.policies.pollux import (
-    FIXED_BATCH,
-    PolluxJob,
-    WorkloadRow,
-    _Counters,
-    _Model,
-    pollux_workload,
-)
-from reprise.policies.pollux import (
-    simulate as simulate_pollux,
-)
-from reprise.policies.pollux_apps import canonical_placement, load_applications
-from reprise.policies.pollux_blas import single_threaded_blas
-from reprise.policies.pollux_goodput import (
+from reprise.policies.pollux.apps import canonical_placement, load_applications
+from reprise.policies.pollux.blas import single_threaded_blas
+from reprise.policies.pollux.goodput import (
     EPS,
     PerfParams,
     _objective,
@@ -44,7 +33,16 @@ from reprise.policies.pollux_goodput import (
     efficiency,
     fit_perf_params,
 )
-from reprise.policies.pollux_search import (
+from reprise.policies.pollux.policy import (
+    FIXED_BATCH,
+    PolluxJob,
+    WorkloadRow,
+    _Counters,
+    _Model,
+    pollux_workload,
+)
+from reprise.policies.pollux.policy import simulate as simulate_pollux
+from reprise.policies.pollux.search import (
     AllocationProblem,
     Population,
     SearchStats,
@@ -59,7 +57,7 @@ from reprise.policies.pollux_search import (
     solution_keys,
     survivors,
 )
-from reprise.sim.outcome import SimOptions
+from reprise.sim.options import SimOptions
 
 # ------------------------------------------------------------------------------------------------
 # statistical efficiency and goodput

@@ -10,7 +10,8 @@ import pytest
 from reprise.data.clusters import load_cluster_spec
 from reprise.data.profiles import ThroughputProfiles, load_profiles
 from reprise.errors import TraceError
-from reprise.sim.limits import max_gpu_elasticflow, max_gpu_from_profile
+from reprise.policies.elasticflow.limits import max_gpu_elasticflow
+from reprise.sim.limits import max_gpu_from_profile
 
 
 def test_t4_profile_values(t4_profiles: ThroughputProfiles) -> None:

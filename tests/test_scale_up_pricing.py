@@ -8,22 +8,22 @@ import random
 import pytest
 
 from reprise.errors import SimulationError
-from reprise.sim.mss_planner import (
+from reprise.policies.elasticflow.planner import (
     ScalingCurve,
     Timeline,
     TimelineEdit,
     first_break_given_back,
     first_key_after,
-    merge_runs,
     price_fixed_start,
     timeline_without,
 )
-from reprise.sim.scale_up_pricing import (
+from reprise.policies.elasticflow.pricing import (
     SortedTimeline,
     plan_is_integral,
     price_given_back,
     still_holds,
 )
+from reprise.sim.timeline import merge_runs
 from reprise.sim.timing import align
 
 N = 64
@@ -206,7 +206,7 @@ def test_an_edit_in_the_window_of_the_end_voids_the_certificate() -> None:
 
 @pytest.mark.parametrize("seed", range(300))
 def test_the_listed_given_back_timeline_equals_timeline_without(seed: int) -> None:
-    from reprise.sim.scale_up_pricing import _given_back
+    from reprise.policies.elasticflow.pricing import _given_back
 
     rng = random.Random(seed)
     timeline, plan, end, t0, _ = _case(rng, whole=seed % 2 == 0)

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 from docutils.core import publish_parts
+from run_records import write_record
 
 from reprise.analysis.claims import metric_agreement_claim
 from reprise.analysis.tables import figure_rows, read_table, write_table
 from reprise.config import load_paper
 from reprise.plots.ratio_bars import tick_label
-from reprise.sim.outcome import JobOutcome, SimResult
-from reprise.sim.records import write_run_record
+from reprise.records.outcome import JobOutcome, RunOutcome
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,21 +36,21 @@ def job(idx: int, end: float | None, deadline: int | None, met: bool | None) -> 
 
 def test_table_puts_published_beside_reproduced_and_flags_metric_gap(tmp_path: Path) -> None:
     # ElasticFlow-like: job 1 finishes 5 s late but its own rule counts it as met
-    ef = SimResult(
+    ef = RunOutcome(
         jobs=[job(0, 90, 100, True), job(1, 105, 100, True), job(2, None, 100, False)],
         rounds=[],
         accepted=2,
         declined=1,
     )
-    edf = SimResult(
+    edf = RunOutcome(
         jobs=[job(0, 90, 100, True), job(1, 120, 100, False), job(2, 50, None, None)],
         rounds=[],
         accepted=1,
         declined=1,
     )
     meta = {"trace": "t", "cluster": {"name": "n1g1"}}
-    write_run_record(ef, tmp_path / "ef", {**meta, "policy": "ef-accessctrl"})
-    write_run_record(edf, tmp_path / "edf", {**meta, "policy": "edf"})
+    write_record(ef, tmp_path / "ef", {**meta, "policy": "ef-accessctrl"})
+    write_record(edf, tmp_path / "edf", {**meta, "policy": "edf"})
     paper = load_paper(REPO / "config/paper/figure8a.yaml")
     rows = figure_rows(paper, [tmp_path / "ef", tmp_path / "edf"], ["chronus"])
     write_table(rows, tmp_path / "table.csv")
@@ -121,14 +121,14 @@ def test_seeded_runs_show_mean_spread_seeds_and_policy_tolerance(tmp_path: Path)
     meta = {"trace": "elasticVpollux_e", "cluster": {"name": "n16g4"}, "policy": "pollux"}
     dirs = []
     for seed, met in ((0, 2), (1, 1), (2, 1)):
-        result = SimResult(
+        result = RunOutcome(
             jobs=[job(i, 10, 100, i < met) for i in range(4)],
             rounds=[],
             accepted=met,
             declined=4 - met,
         )
         dirs.append(tmp_path / f"pollux.s{seed}")
-        write_run_record(result, dirs[-1], {**meta, "options": {"seed": seed}})
+        write_record(result, dirs[-1], {**meta, "options": {"seed": seed}})
     paper = load_paper(REPO / "config/paper/figure8a.yaml")
     (row,) = figure_rows(paper, dirs, [])
     assert row["policy"] == "pollux" and row["status"] == "ok"
@@ -242,19 +242,21 @@ def test_notes_from_config_paper_explain_out_of_tolerance_rows(tmp_path: Path) -
     from reprise.analysis.claims import explained_claim
 
     meta = {"trace": "elasticVpollux_e", "cluster": {"name": "n16g4"}}
-    chronus = SimResult(
+    chronus = RunOutcome(
         jobs=[job(i, 10, 100, i < 5) for i in range(6)], rounds=[], accepted=5, declined=1
     )
-    unexplained_edf = SimResult(jobs=[job(0, 10, 100, True)] * 4, rounds=[], accepted=1, declined=3)
-    ef = SimResult(
+    unexplained_edf = RunOutcome(
+        jobs=[job(0, 10, 100, True)] * 4, rounds=[], accepted=1, declined=3
+    )
+    ef = RunOutcome(
         jobs=[job(0, 90, 100, True), job(1, 105, 100, True), job(2, None, 100, False)],
         rounds=[],
         accepted=2,
         declined=1,
     )
-    write_run_record(chronus, tmp_path / "chronus", {**meta, "policy": "chronus"})
-    write_run_record(unexplained_edf, tmp_path / "edf", {**meta, "policy": "edf"})
-    write_run_record(ef, tmp_path / "ef", {**meta, "policy": "ef-accessctrl"})
+    write_record(chronus, tmp_path / "chronus", {**meta, "policy": "chronus"})
+    write_record(unexplained_edf, tmp_path / "edf", {**meta, "policy": "edf"})
+    write_record(ef, tmp_path / "ef", {**meta, "policy": "ef-accessctrl"})
     paper = load_paper(REPO / "config/paper/figure8a.yaml")
     rows = {
         r["policy"]: r
@@ -350,11 +352,11 @@ def test_a_note_without_a_cause_keeps_the_explained_claim_false(tmp_path: Path) 
     note, and the claim still says it is not explained."""
     from reprise.analysis.claims import explained_claim
 
-    result = SimResult(
+    result = RunOutcome(
         jobs=[job(i, 10, 100, True) for i in range(10)], rounds=[], accepted=9, declined=1
     )
     meta = {"trace": "fig11_be40.s0", "cluster": {"name": "n8g8"}, "policy": "gandiva"}
-    write_run_record(result, tmp_path / "g", meta)
+    write_record(result, tmp_path / "g", meta)
     paper = load_paper(REPO / "config/paper/figure11.yaml")
     (row,) = figure_rows(paper, [tmp_path / "g"], [])
     assert row["group_label"] == "40% best-effort" and row["within_tolerance"] == "false"
@@ -376,7 +378,7 @@ def test_scorecard_speaks_paper_names_and_shows_notes(tmp_path: Path) -> None:
     for cluster in ("n8g8", "n32g8"):
         for policy in ("edf", "edf-accessctrl", "ef-accessctrl"):
             met = {"edf": 3, "edf-accessctrl": 4, "ef-accessctrl": 9}[policy]
-            result = SimResult(
+            result = RunOutcome(
                 jobs=[job(i, 10, 100, i < met) for i in range(10)],
                 rounds=[],
                 accepted=met,
@@ -384,7 +386,7 @@ def test_scorecard_speaks_paper_names_and_shows_notes(tmp_path: Path) -> None:
             )
             meta = {"trace": "fig9_1000job.s0", "cluster": {"name": cluster}, "policy": policy}
             dirs.append(tmp_path / f"{cluster}-{policy}")
-            write_run_record(result, dirs[-1], meta)
+            write_record(result, dirs[-1], meta)
     table = tmp_path / "figure9.csv"
     rows = figure_rows(paper, dirs, [])
     write_table(rows, table)

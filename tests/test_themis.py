@@ -17,7 +17,8 @@ from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob, load_trace
 from reprise.policies import get_policy
 from reprise.policies.themis import _coalesce, _ConicModel, _Event, _Job, _Placer, simulate
-from reprise.sim.outcome import SimOptions, SimResult
+from reprise.records.outcome import RunOutcome
+from reprise.sim.options import SimOptions
 
 T4 = SimOptions(slot=60, gpu_type="T4")
 N1G4 = ClusterSpec("n1g4", 1, 1, 4)
@@ -241,7 +242,7 @@ def _twin_trace(seed: int) -> str:
     return "\n".join(rows)
 
 
-def _ends_by_spec(trace: list[TraceJob], result: SimResult) -> dict[tuple[int, ...], list[int]]:
+def _ends_by_spec(trace: list[TraceJob], result: RunOutcome) -> dict[tuple[int, ...], list[int]]:
     """End times grouped by everything a job is made of except its id, so that jobs with
     identical rows are interchangeable."""
     spec = {

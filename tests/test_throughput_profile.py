@@ -21,7 +21,7 @@ from infra.workflow import copy_workflow, run_snakemake
 
 from reprise.analysis.throughput import throughput_table
 from reprise.errors import TestbedError
-from reprise.sim.records import EVENT_COLUMNS, JOB_COLUMNS
+from reprise.records.writer import EVENT_COLUMNS, JOB_COLUMNS
 from reprise.testbed.nodes import Node
 from reprise.testbed.placement import place_ranks
 from reprise.testbed.profile_record import write_profile_record

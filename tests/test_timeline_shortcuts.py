@@ -8,19 +8,19 @@ import random
 import pytest
 
 from reprise.errors import SimulationError
-from reprise.sim.mss_planner import (
+from reprise.policies.elasticflow.planner import (
     ScalingCurve,
     Timeline,
     TimelineEdit,
     _timeline_without_literal,
     first_break_given_back,
     first_key_after,
-    merge_runs,
     plan_with_fixed_start,
     price_fixed_start,
     timeline_without,
     value_at,
 )
+from reprise.sim.timeline import merge_runs
 from reprise.sim.timing import align
 
 N = 16

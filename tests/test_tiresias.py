@@ -12,7 +12,8 @@ from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob, load_trace
 from reprise.errors import SimulationError
 from reprise.policies import get_policy
-from reprise.sim.outcome import SimOptions, SimResult
+from reprise.records.outcome import RunOutcome
+from reprise.sim.options import SimOptions
 
 TWO_NODES = ClusterSpec("n2g4", num_switch=1, nodes_per_switch=2, gpus_per_node=4)
 
@@ -23,7 +24,7 @@ def _run(
     profiles: ThroughputProfiles,
     cluster: ClusterSpec = TWO_NODES,
     head: bool = False,
-) -> SimResult:
+) -> RunOutcome:
     path.write_text(text)
     trace = load_trace(path, profiles)
     options = SimOptions(slot=60, tiresias_min_slot_end_event=head, record_gpu_map=True)
@@ -146,7 +147,7 @@ FIG8A = {
 }
 
 
-def _job_digest(result: SimResult) -> str:
+def _job_digest(result: RunOutcome) -> str:
     done = sorted((j for j in result.jobs if j.end_time is not None), key=lambda j: int(j.job_id))
     text = "\n".join(
         f"{j.job_id},{float(j.start_time or 0)!r},{float(j.end_time or 0)!r},{j.preempt}"
@@ -155,7 +156,7 @@ def _job_digest(result: SimResult) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _round_digest(result: SimResult) -> str:
+def _round_digest(result: RunOutcome) -> str:
     text = "\n".join(f"{float(r.time)!r},{float(r.ce)!r}" for r in result.rounds)
     return hashlib.sha256(text.encode()).hexdigest()
 

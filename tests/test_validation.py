@@ -26,8 +26,8 @@ from reprise.data.traces import load_trace
 from reprise.data.validate import check_trace
 from reprise.errors import ConfigError, DataError, TraceError
 from reprise.lifetime import die_with_parent
+from reprise.records.reader import read_summary
 from reprise.runlock import hold_run_lock
-from reprise.sim.records import read_summary
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "config/schema/config.schema.yaml"

@@ -12,6 +12,7 @@ import yaml
 
 from reprise.data.fetch import UpstreamFile
 from reprise.errors import ConfigError
+from reprise.policies.registry import entry_of, policy_labels, seeded_policies
 
 ARTIFACT = "ElasticFlow-artifact/ElasticFlow"
 PROFILE_DIRS = {
@@ -26,11 +27,6 @@ ITP_TRACES = (*(f"cluster{i:02d}" for i in range(1, 11)), "195job")
 SEED_SEPARATOR = ".s"
 """A generated trace instance is named <trace>.s<deadline seed>; a seeded run of a randomised
 policy <policy>.s<seed>."""
-SEEDED_POLICIES = frozenset({"pollux"})
-"""Policies with a random search; each of their runs takes a seed (experiments.<name>.seeds)."""
-POLICY_DATA = {"pollux": "ElasticFlow-artifact/pollux/pollux_simulator/traces/"}
-"""Upstream files a policy reads besides the trace and profiles: the catalog's files in the
-folders below this prefix (Pollux: one folder of measurements per application)."""
 
 
 def cluster_spec_path(name: str) -> str:
@@ -41,8 +37,13 @@ def trace_instances(config: Mapping[str, Any], name: str) -> list[str]:
     """The concrete traces behind a configured name: one per deadline seed if generated."""
     entry = config["traces"][name]
     if "generated" in entry:
-        return [f"{name}{SEED_SEPARATOR}{seed}" for seed in entry.get("deadline_seeds", [0])]
+        return [instance_name(name, seed) for seed in entry.get("deadline_seeds", [0])]
     return [name]
+
+
+def instance_name(base: str, seed: int | None) -> str:
+    """`base`, or `base.s<seed>` for a seeded instance (the inverse of `split_instance`)."""
+    return base if seed is None else f"{base}{SEED_SEPARATOR}{seed}"
 
 
 def split_instance(instance: str) -> tuple[str, int | None]:
@@ -84,10 +85,10 @@ class Run:
 
 def policy_instances(experiment: Mapping[str, Any], policy: str) -> list[str]:
     """The runs of `policy` in one experiment: one per seed (default: seed 0) if it is seeded."""
-    if policy not in SEEDED_POLICIES:
+    if not entry_of(policy).seeded:
         return [policy]
     seeds: list[int] = experiment.get("seeds", {}).get(policy, [0])
-    return [f"{policy}{SEED_SEPARATOR}{seed}" for seed in seeds]
+    return [instance_name(policy, seed) for seed in seeds]
 
 
 def pending_policies(experiment: Mapping[str, Any]) -> list[str]:
@@ -101,7 +102,7 @@ def pending_policies(experiment: Mapping[str, Any]) -> list[str]:
 
 def policy_data_files(catalog: Mapping[str, UpstreamFile], policy_instance: str) -> list[str]:
     """The upstream files (below resources/upstream) that one policy run reads besides the trace."""
-    prefix = POLICY_DATA.get(split_instance(policy_instance)[0])
+    prefix = entry_of(split_instance(policy_instance)[0]).data
     if prefix is None:
         return []
     return sorted(
@@ -111,7 +112,7 @@ def policy_data_files(catalog: Mapping[str, UpstreamFile], policy_instance: str)
 
 def data_root_of(policy_instance: str, files: list[str]) -> str:
     """The directory that holds `ElasticFlow-artifact/...` for a run whose policy reads `files`."""
-    prefix = POLICY_DATA.get(split_instance(policy_instance)[0])
+    prefix = entry_of(split_instance(policy_instance)[0]).data
     if prefix is None or not files:
         return ""
     head, sep, _ = files[0].partition(prefix)
@@ -187,10 +188,10 @@ def check_config(config: Mapping[str, Any], catalog: Mapping[str, UpstreamFile])
                     f"spec named {run['cluster']!r}"
                 )
         for policy in exp.get("seeds", {}):
-            if policy not in SEEDED_POLICIES:
+            if policy not in seeded_policies():
                 raise ConfigError(
                     f"config key experiments.{exp_name}.seeds.{policy}: seeds are for the "
-                    f"randomised policies only ({', '.join(sorted(SEEDED_POLICIES))})"
+                    f"randomised policies only ({', '.join(sorted(seeded_policies()))})"
                 )
         if not Path(exp["paper"]).is_file():
             raise ConfigError(
@@ -226,9 +227,16 @@ def profile_files(catalog: Mapping[str, UpstreamFile], gpu_type: str) -> list[st
 
 
 def load_paper(path: Path | str) -> dict[str, Any]:
+    """A figure's paper file, with every policy's display label from the registry."""
     with Path(path).open() as fh:
         doc: dict[str, Any] = yaml.safe_load(fh)
-    for key in ("order", "labels", "published"):
+    for key in ("order", "published"):
         if key not in doc:
             raise ConfigError(f"{path}: missing key {key!r}")
+    if "labels" in doc:
+        raise ConfigError(
+            f"{path}: key 'labels' is no longer read; a policy's label is its `label` in "
+            "workflow/reprise/policies/registry.py"
+        )
+    doc["labels"] = policy_labels()
     return doc

@@ -10,14 +10,17 @@ from typing import Any
 import numpy as np
 
 import reprise
+from reprise.config import instance_name
 from reprise.data.clusters import load_cluster_spec
 from reprise.data.fetch import UpstreamFile, sha256_of, verify_used
 from reprise.data.profiles import load_profiles
 from reprise.data.traces import load_trace
 from reprise.data.validate import check_trace
 from reprise.policies import get_policy
-from reprise.sim.outcome import SimOptions
-from reprise.sim.records import write_run_record
+from reprise.policies.registry import entry_of
+from reprise.records.result import RunResult
+from reprise.records.writer import write_run_record
+from reprise.sim.options import SimOptions
 
 
 def _checksums(paths: Sequence[Path], root: Path | None) -> dict[str, str]:
@@ -36,16 +39,19 @@ def run_simulation(
     policy: str,
     options: SimOptions,
     outdir: Path,
-    labels: Mapping[str, str] | None = None,
-    seeded: bool = False,
+    experiment: str = "",
+    trace_name: str = "",
+    trace_seed: int | None = None,
+    policy_seed: int | None = None,
     policy_data: Sequence[Path] = (),
     trace_sources: Sequence[Path] = (),
     catalog: Mapping[str, UpstreamFile] | None = None,
 ) -> dict[str, Any]:
     """Simulate `policy` and write jobs.csv, events.csv, summary.json into `outdir`.
 
-    A `seeded` run (a randomised policy) records `options.seed`; `policy_data` are the extra
-    upstream files the policy reads (checksummed below `options.data_root`); `trace_sources`
+    `trace_name`/`trace_seed` name the trace as configured (the file's stem by default);
+    a randomised policy's run records its `policy_seed` (`options.seed`); `policy_data` are the
+    extra upstream files the policy reads (checksummed below `options.data_root`); `trace_sources`
     the files the trace was prepared from. Every input found in `catalog` is verified against
     its pinned sha256 before it is used, and all their hashes go into summary.json.
     """
@@ -58,9 +64,19 @@ def run_simulation(
     cluster = load_cluster_spec(cluster_spec)
     check_trace(trace, jobs, profiles, [(f"run {outdir}", cluster)])
     simulate = get_policy(policy)
-    result = simulate(jobs, cluster, profiles, options)
+    run = RunResult(
+        kind="sim",
+        experiment=experiment,
+        trace=trace_name or trace.stem,
+        trace_seed=trace_seed,
+        cluster=cluster.name,
+        policy=policy,
+        policy_seed=policy_seed,
+        outcome=simulate(jobs, cluster, profiles, options),
+    )
     meta: dict[str, Any] = {
-        **(labels or {}),
+        **({"experiment": experiment} if experiment else {}),
+        "trace": instance_name(run.trace, trace_seed),
         "policy": policy,
         "cluster": {
             "name": cluster.name,
@@ -71,9 +87,8 @@ def run_simulation(
         "options": {
             "slot": options.slot,
             "gpu_type": options.gpu_type,
-            "ef_scaleup_updates_real_end": options.ef_scaleup_updates_real_end,
-            "tiresias_min_slot_end_event": options.tiresias_min_slot_end_event,
-            **({"seed": options.seed} if seeded else {}),
+            **{name: getattr(options, name) for name in entry_of(policy).switches},
+            **({"seed": options.seed} if policy_seed is not None else {}),
         },
         "inputs": {
             "trace": {trace.name: sha256_of(trace)},
@@ -92,4 +107,4 @@ def run_simulation(
             "numpy": np.__version__,
         },
     }
-    return write_run_record(result, outdir, meta)
+    return write_run_record(run, outdir, meta)

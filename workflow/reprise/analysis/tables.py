@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from reprise.analysis.notes import explained, note_for, paper_notes
-from reprise.config import split_instance
-from reprise.sim.records import read_summary
+from reprise.records.reader import RecordedRun, read_run
 
 TABLE_COLUMNS = (
     "group",
@@ -53,11 +52,11 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
-def _group_of(summary: Mapping[str, Any], group_by: str) -> str:
+def _group_of(run: RecordedRun, group_by: str) -> str:
     if group_by == "trace":
-        return split_instance(str(summary.get("trace", "")))[0]
+        return run.trace
     if group_by == "cluster":
-        return str(summary["cluster"]["name"])
+        return run.cluster
     return ""
 
 
@@ -67,14 +66,6 @@ def _published(paper: Mapping[str, Any], group: str, policy: str) -> float | Non
         table = table.get(group, {})
     value = table.get(policy)
     return None if value is None else float(value)
-
-
-def _seed_of(summary: Mapping[str, Any]) -> int | None:
-    """The run's seed: its trace's deadline seed, else its (randomised) policy's seed."""
-    seed = split_instance(str(summary.get("trace", "")))[1]
-    if seed is None:
-        seed = summary.get("options", {}).get("seed")
-    return None if seed is None else int(seed)
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -93,22 +84,22 @@ def figure_rows(
     order = {p: i for i, p in enumerate(paper["order"])}
     group_labels: Mapping[str, str] = paper.get("group_labels", {})
     notes = paper_notes(paper)
-    runs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    runs: dict[tuple[str, str], list[RecordedRun]] = defaultdict(list)
     for rundir in run_dirs:
-        summary = read_summary(rundir)
-        runs[(_group_of(summary, group_by), summary["policy"])].append(summary)
+        run = read_run(rundir)
+        runs[(_group_of(run, group_by), run.policy)].append(run)
     groups = sorted({g for g, _ in runs}) or [""]
     rows: list[tuple[str, int, dict[str, str]]] = []
-    for (group, policy), summaries in runs.items():
-        metrics = [s["metrics"] for s in summaries]
+    for (group, policy), recorded in runs.items():
+        metrics = [r.metrics for r in recorded]
         ratios = [float(m["ratio_published_rule"]) for m in metrics]
         ratio = statistics.fmean(ratios)
         completion = _mean([float(m["ratio_completion"]) for m in metrics])
         jct = _mean([float(m["best_effort_mean_jct"] or math.nan) for m in metrics])
         pub = _published(paper, group, policy)
         delta = None if pub is None else ratio - pub
-        traces = sorted({split_instance(str(s.get("trace", "")))[0] for s in summaries})
-        seeds = sorted(seed for s in summaries if (seed := _seed_of(s)) is not None)
+        traces = sorted({r.trace for r in recorded})
+        seeds = sorted(r.seed for r in recorded if r.seed is not None)
         allowed = float(policy_tolerance.get(policy, tolerance))
         row = {
             "group": group,
@@ -116,7 +107,7 @@ def figure_rows(
             "policy": policy,
             "label": labels.get(policy, policy),
             "trace": ";".join(traces),
-            "cluster": ";".join(sorted({s["cluster"]["name"] for s in summaries})),
+            "cluster": ";".join(sorted({r.cluster for r in recorded})),
             "status": "ok",
             "seeds": ";".join(map(str, seeds)),
             "ratio_published_rule": _fmt(ratio),

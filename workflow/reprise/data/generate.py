@@ -1,4 +1,6 @@
-"""Synthetic traces in the style of the artifact's generator (spec 7.6), every stream seeded.
+"""Synthetic traces in the style of the artifact's generator, every stream seeded.
+
+See docs/traces.md#generator.
 
 Upstream draws deadlines and best-effort flags from Python's unseeded global RNG; here that
 stream is `random.Random(deadline_seed)`, so Figures 9 and 11 become repeatable. With the

@@ -19,7 +19,7 @@ def share_of(group: str) -> int:
 
 
 def jct_improvement(rows: Sequence[Mapping[str, str]]) -> dict[tuple[str, str], float]:
-    """(group, policy) -> Gandiva's mean best-effort JCT / the policy's (spec 6.5)."""
+    """(group, policy) -> Gandiva's mean best-effort JCT / the policy's (docs/engine.md#metrics)."""
     jct = {
         (r["group"], r["policy"]): float(r["best_effort_mean_jct"])
         for r in rows

@@ -12,7 +12,7 @@ from reprise.plots.best_effort import plot_best_effort_mix
 from reprise.plots.efficiency import efficiency_curve, plot_efficiency
 from reprise.plots.grouped_bars import plot_grouped_bars
 from reprise.plots.ratio_bars import plot_ratio_bars
-from reprise.sim.records import read_summary
+from reprise.records.reader import read_summary
 
 
 def draw_figure(

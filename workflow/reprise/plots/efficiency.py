@@ -11,6 +11,7 @@ from typing import Any
 from matplotlib.lines import Line2D
 
 from reprise.plots.style import new_grid, policy_colors, save
+from reprise.policies.registry import skips_idle_rounds
 
 SAMPLE_EVERY_S = 2400
 FIRST_PREVIOUS_S = -610
@@ -42,7 +43,7 @@ def read_efficiency(events_csv: Path) -> tuple[list[float], list[float]]:
 def efficiency_curve(path: Path, policy: str) -> list[tuple[float, float]]:
     """One policy's sampled curve from a run's events.csv or an upstream log with time and ce."""
     times, ces = read_efficiency(path)
-    if policy.startswith("chronus"):
+    if skips_idle_rounds(policy):
         # plot_fig10.py drops Chronus' idle rows (ce == 0) before sampling
         kept = [(t, c) for t, c in zip(times, ces, strict=True) if c != 0]
         times, ces = [t for t, _ in kept], [c for _, c in kept]

@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from reprise.policies.registry import policy_colours
+
 REPRODUCED = "#3b6ea8"
 PUBLISHED = "#d1495b"
 COMPLETION_MARK: dict[str, Any] = {"color": "#222222", "linestyle": "--", "linewidth": 1.3}
@@ -53,7 +55,9 @@ PALETTE = ("#3b6ea8", "#e39c37", "#5a9e4b", "#8c5fa8", "#c44e52", "#4fa3a5", "#7
 
 
 def policy_colors(policies: list[str]) -> dict[str, str]:
-    return {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(policies)}
+    """Each policy's colour from its registry entry; one not registered takes a palette colour."""
+    known = policy_colours()
+    return {p: known.get(p, PALETTE[i % len(PALETTE)]) for i, p in enumerate(policies)}
 
 
 def seeds_of(rows: Sequence[Mapping[str, str]]) -> str:

@@ -1,6 +1,7 @@
-"""Scheduling policies. Each module exposes `simulate(trace, cluster, profiles, options)`.
+"""Scheduling policies, one module or package each, found through `registry.REGISTRY`.
 
-Adding a policy = one module here plus one entry in `REGISTRY`.
+Each exposes `simulate(trace, cluster, profiles, options)`; docs/adding-a-policy.md says how
+to add one. A policy imports the engine (`reprise.sim`), data and records, never another policy.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from typing import Protocol
 from reprise.data.clusters import ClusterSpec
 from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob
-from reprise.errors import ConfigError
-from reprise.sim.outcome import SimOptions, SimResult
+from reprise.policies.registry import REGISTRY, entry_of
+from reprise.records.outcome import RunOutcome
+from reprise.sim.options import SimOptions
+
+__all__ = ["REGISTRY", "Simulate", "get_policy"]
 
 
 class Simulate(Protocol):
@@ -22,31 +26,11 @@ class Simulate(Protocol):
         cluster: ClusterSpec,
         profiles: ThroughputProfiles,
         options: SimOptions,
-    ) -> SimResult: ...
-
-
-# policy name (upstream `--schedule` spelling) -> (module, function)
-REGISTRY: dict[str, tuple[str, str]] = {
-    "ef-accessctrl": ("reprise.policies.elasticflow", "simulate_with_admission"),
-    "ef": ("reprise.policies.elasticflow", "simulate_without_admission"),
-    "edf": ("reprise.policies.edf", "simulate"),
-    "edf-accessctrl": ("reprise.policies.edf", "simulate_with_admission"),
-    "gandiva": ("reprise.policies.gandiva", "simulate"),
-    "dlas-gpu": ("reprise.policies.tiresias", "simulate"),
-    "themis": ("reprise.policies.themis", "simulate"),
-    "chronus": ("reprise.policies.chronus", "simulate_milp"),
-    "chronus-greedy": ("reprise.policies.chronus", "simulate_greedy"),
-    "pollux": ("reprise.policies.pollux", "simulate"),
-}
+    ) -> RunOutcome: ...
 
 
 def get_policy(name: str) -> Simulate:
-    try:
-        module_name, func = REGISTRY[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown policy {name!r}; known policies: {', '.join(sorted(REGISTRY))}"
-        ) from None
-    module = importlib.import_module(module_name)
-    simulate: Simulate = getattr(module, func)
+    entry = entry_of(name)
+    module = importlib.import_module(entry.module)
+    simulate: Simulate = getattr(module, entry.function)
     return simulate

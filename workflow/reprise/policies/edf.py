@@ -1,4 +1,7 @@
-"""EDF (spec 3.3) and EDF + admission control (spec 3.4): greedy elastic earliest-deadline-first."""
+"""EDF and EDF + admission control: greedy elastic earliest-deadline-first.
+
+See docs/policies/edf.md.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +10,18 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from operator import attrgetter
 
-from tqdm import tqdm
-
 from reprise.data.clusters import ClusterSpec
 from reprise.data.profiles import ThroughputProfiles
-from reprise.data.traces import TraceJob, submission_order
+from reprise.data.traces import TraceJob
 from reprise.errors import SimulationError
-from reprise.sim.events import EventList
+from reprise.records.outcome import RunOutcome
+from reprise.sim.engine import Engine, Executor
+from reprise.sim.jobstate import planned_job_outcomes
 from reprise.sim.limits import max_gpu_from_profile
-from reprise.sim.outcome import RoundSample, SimOptions, SimResult, planned_job_outcomes
-from reprise.sim.placement_elastic import ElasticPlacement, PlacementCache, cache_flags
-from reprise.sim.timing import align, overhead
-
-Timeline = dict[float, int]
-"""Free GPUs from each key time until the next key; keys kept in ascending insertion order."""
+from reprise.sim.options import SimOptions
+from reprise.sim.placement import ElasticPlacement, cache_flags
+from reprise.sim.timeline import Timeline, merge_runs
+from reprise.sim.timing import align
 
 
 @dataclass(slots=True, eq=False)
@@ -54,6 +55,10 @@ class EdfJob:
     @property
     def deadline(self) -> int:
         return self.trace.deadline
+
+    @property
+    def progress_limit(self) -> float:
+        return self.end_time
 
     def rate(self, gpus: int) -> float:
         value = self.rates.get(gpus)
@@ -91,21 +96,10 @@ def _share_table(columns: tuple[int, ...], num_gpus: int) -> list[int]:
     return table
 
 
-def _merge_runs(timeline: Timeline) -> Timeline:
-    """Drop every key whose value repeats the previous kept value (the first key always stays)."""
-    merged: Timeline = {}
-    last: int | None = None
-    for t, v in timeline.items():
-        if v != last:
-            merged[t] = v
-            last = v
-    return merged
-
-
 def edf_plan(
     job: EdfJob, t0: float, timeline: Timeline, num_gpus: int, slot: int
 ) -> tuple[int, float, bool, Timeline]:
-    """Plan one job greedily on the free-GPU timeline (spec 3.3 `edf_plan`).
+    """Plan one job greedily on the free-GPU timeline (docs/policies/edf.md#edf).
 
     Returns (GPUs at t0, planned end, deadline met, committed timeline). Quirks kept from upstream:
     the release breakpoint inserted after the job is the slot-ALIGNED end (and overwrites any value
@@ -158,7 +152,7 @@ def edf_plan(
                     new[seg_start] = free - g
                 if end not in timeline:
                     new[align(t0, end, slot)] = release_value
-                committed = _merge_runs(dict(sorted(new.items())))
+                committed = merge_runs(dict(sorted(new.items())))
                 return alloc_now, end, ok and end <= deadline, committed
             iters -= span * rate
             new[seg_start] -= g
@@ -176,7 +170,7 @@ def edf_plan(
         ok = False
     new[seg_start] = num_gpus - base
     new[align(t0, end, slot)] = num_gpus
-    return alloc_now, end, ok, _merge_runs(dict(sorted(new.items())))
+    return alloc_now, end, ok, merge_runs(dict(sorted(new.items())))
 
 
 class FreeTimeline:
@@ -320,7 +314,9 @@ class _EdfSim:
         cluster: ClusterSpec,
         profiles: ThroughputProfiles,
         options: SimOptions,
+        executor: Executor | None,
     ) -> None:
+        self.engine = Engine(trace, cluster, options, executor)
         self.cluster = cluster
         self.n = cluster.num_gpus
         self.slot = options.slot
@@ -333,45 +329,14 @@ class _EdfSim:
             rates = {g: profiles.tput(t.model, t.batch_size, g) for g, text in row.cells if text}
             base = min(max_gpu_from_profile(profiles, t.model, t.batch_size), self.n)
             self.jobs[t.idx] = EdfJob(t, base, columns, rates, t.iterations)
-        order = submission_order(trace)
-        self.events = EventList.from_arrivals((t.idx, t.submit_time) for t in order)
+        self.events = self.engine.events
         self.runnable: list[EdfJob] = []
         self.running: list[EdfJob] = []
         self.pending: list[EdfJob] = []
         self.placement = ElasticPlacement(cluster)
-        self.cache = PlacementCache(self.n)
-        self.accepted = 0
-        self.declined = 0
-        self.schedule_count = 0
-        self.rounds: list[RoundSample] = []
         self.planner_calls = 0
-        self.bar = tqdm(total=len(trace), disable=not options.show_progress, unit="job")
 
     # ---- helpers mirroring the upstream job bookkeeping -------------------------------------
-
-    def advance(self, time_diff: int, now: float) -> None:
-        """Progress of every job holding GPUs over the elapsed interval (spec 2.3)."""
-        for job in self.runnable:
-            if job.gpus == 0:
-                continue
-            run = float(time_diff)
-            if now > job.end_time:
-                run -= now - job.end_time
-            if run <= 0:
-                raise SimulationError(
-                    f"job {job.idx}: non-positive run time at {now} (upstream asserts here)"
-                )
-            run = 0 if run < job.overhead else run - job.overhead
-            rate = job.rate(job.gpus)
-            iters = run * rate
-            if job.iter_left <= iters and job.end_time > now:
-                # finishes before its planned end: complete it in this round at its exact end
-                actual_end = now - time_diff + math.ceil(job.iter_left / rate)
-                iters = (job.end_time - now + time_diff) * rate
-                self.events.move_completion(job.idx, job.end_time, now)
-                job.end_time = actual_end
-            job.iter_left -= iters
-            job.overhead = 0
 
     def estimate(self, jobs: list[EdfJob], now: float, skip_idle_tail: bool = False) -> bool:
         """Plan `jobs` (sorted in place by deadline, stably) from an empty timeline.
@@ -417,7 +382,7 @@ class _EdfSim:
         if job not in self.runnable:
             self.runnable.append(job)
         if not job.trace.best_effort:
-            self.accepted += 1
+            self.engine.accepted += 1
 
     def admit(self, job: EdfJob) -> None:
         job.admitted = True
@@ -427,23 +392,23 @@ class _EdfSim:
 
     def decline_arrival(self, job: EdfJob) -> None:
         # quirk: upstream counts every rejected arrival, best-effort ones included
-        self.declined += 1
+        self.engine.declined += 1
         job.met = False if not job.trace.best_effort else None
         job.done = True
-        self.bar.update(1)
+        self.engine.job_done()
 
     def complete(self, job: EdfJob) -> None:
         late = job.end_time > job.deadline
         if late:
-            self.declined += 1
-            self.accepted -= 1
+            self.engine.declined += 1
+            self.engine.accepted -= 1
         job.met = None if job.trace.best_effort else not late
         job.done = True
         if job in self.running:
             self.running.remove(job)
         if job in self.runnable:
             self.runnable.remove(job)
-        self.bar.update(1)
+        self.engine.job_done()
 
     def place(self, job: EdfJob) -> None:
         if not self.placement.place(job.idx, job.gpus):
@@ -452,53 +417,20 @@ class _EdfSim:
             )
 
     def log_round(self, now: float, flags_needed: bool) -> None:
-        """The `scheduling_events.csv` row (spec 6.3) and, for EDF+AC, the cache flags."""
+        """The round's sample (docs/engine.md#rounds) and, for EDF+AC, the cache flags."""
         layout = None
         if flags_needed or self.options.record_gpu_map:
             layout = self.placement.layout()
         if flags_needed and layout is not None:
-            for idx, cached in cache_flags(layout, self.cache).items():
+            for idx, cached in cache_flags(layout, self.engine.cache).items():
                 self.jobs[idx].cached = cached
-        ce = 0.0
-        in_use = 0
-        for job in self.running:
-            if job.gpus == 0:
-                continue
-            if not self.placement.is_placed(job.idx):
-                raise SimulationError(f"running job {job.idx} holds GPUs but no placement")
-            ce += job.rate(job.gpus) / job.rate(1)
-            in_use += job.gpus
-        self.rounds.append(
-            RoundSample(
-                time=now,
-                gpus_in_use=in_use,
-                ce=ce / self.n,
-                running=len(self.running),
-                pending=len(self.pending),
-                gpu_map=layout.gpu_map if (layout and self.options.record_gpu_map) else None,
-            )
-        )
+        gpu_map = layout.gpu_map if (layout and self.options.record_gpu_map) else None
+        self.engine.record_round(now, self.running, len(self.pending), self.placement, gpu_map)
 
-    def restart_round(self) -> bool:
-        """Every `slot`-th round restarts jobs (quirk: seconds used as a round count)."""
-        restart = self.schedule_count > 0 and self.schedule_count % self.slot == 0
-        self.schedule_count += 1
-        if restart:
-            self.cache.clear()
-        return restart
-
-    def next_round(self, now: float) -> tuple[float, int]:
-        next_time = self.events.coalesce(now, self.slot)
-        return next_time, int(next_time - now)
-
-    def result(self, policy: str) -> SimResult:
-        self.bar.close()
-        return SimResult(
-            jobs=planned_job_outcomes(self.jobs.values()),
-            rounds=self.rounds,
-            accepted=self.accepted,
-            declined=self.declined,
-            extra={"policy": policy, "planner_calls": self.planner_calls},
+    def result(self, policy: str) -> RunOutcome:
+        return self.engine.outcome(
+            planned_job_outcomes(self.jobs.values()),
+            {"policy": policy, "planner_calls": self.planner_calls},
         )
 
 
@@ -512,9 +444,10 @@ def simulate(
     cluster: ClusterSpec,
     profiles: ThroughputProfiles,
     options: SimOptions,
-) -> SimResult:
+    executor: Executor | None = None,
+) -> RunOutcome:
     """EDF without admission control (`--schedule=edf`): no overheads, every arrival admitted."""
-    sim = _EdfSim(trace, cluster, profiles, options)
+    sim = _EdfSim(trace, cluster, profiles, options, executor)
     jobs = sim.jobs
     events = sim.events
     now = events.first.time
@@ -522,7 +455,7 @@ def simulate(
     while events or sim.pending:
         if not events:
             raise SimulationError(f"pending jobs but no events left at {now}")
-        sim.advance(time_diff, now)
+        sim.engine.advance(sim.runnable, time_diff, now)
         for job in sim.runnable:
             job.overhead = 0
         event = events.first
@@ -562,8 +495,8 @@ def simulate(
         if not events:
             time_diff = sim.slot
             continue
-        sim.restart_round()  # EDF pays no overhead (upstream comments the estimate out)
-        now, time_diff = sim.next_round(now)
+        sim.engine.charge([], now)  # EDF pays no overhead (upstream comments the estimate out)
+        now, time_diff = sim.engine.next_round(now)
     return sim.result("edf")
 
 
@@ -572,9 +505,10 @@ def simulate_with_admission(
     cluster: ClusterSpec,
     profiles: ThroughputProfiles,
     options: SimOptions,
-) -> SimResult:
+    executor: Executor | None = None,
+) -> RunOutcome:
     """EDF + admission control (`--schedule=edf-accessctrl`): arrivals tested one by one."""
-    sim = _EdfSim(trace, cluster, profiles, options)
+    sim = _EdfSim(trace, cluster, profiles, options, executor)
     jobs = sim.jobs
     events = sim.events
     n = sim.n
@@ -583,7 +517,7 @@ def simulate_with_admission(
     while events or sim.pending:
         if not events:
             raise SimulationError(f"pending jobs but no events left at {now}")
-        sim.advance(time_diff, now)
+        sim.engine.advance(sim.runnable, time_diff, now)
         round_start_end: dict[int, float] = {}
         for job in sim.runnable:
             job.overhead = 0
@@ -643,14 +577,6 @@ def simulate_with_admission(
         if not events:
             time_diff = 10
             continue
-        restart = sim.restart_round()
-        for job in sim.running:
-            if job.gpus > 0:
-                job.overhead = overhead(job.gpus, restart, job.cached, n)
-                old_end = job.end_time
-                job.end_time = old_end + job.overhead
-                events.move_completion(job.idx, old_end, job.end_time)
-            else:
-                job.overhead = 0
-        now, time_diff = sim.next_round(now)
+        sim.engine.charge(sim.running, now)
+        now, time_diff = sim.engine.next_round(now)
     return sim.result("edf-accessctrl")

@@ -1,24 +1,25 @@
-"""Themis (spec 3.7): fixed one-slot leases handed out by finish-time fairness.
+"""Themis (docs/policies/themis.md): fixed one-slot leases handed out by finish-time fairness.
 
-Each round solves the min-max finish-time-fairness program with ECOS directly (spec 12).
+Each round solves the min-max finish-time-fairness program with ECOS directly
+(docs/policies/themis.md#solver).
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 
 import _ecos
 import numpy as np
 import numpy.typing as npt
-from tqdm import tqdm
 
 from reprise.data.clusters import ClusterSpec
 from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob, submission_order
 from reprise.errors import SimulationError
-from reprise.sim.outcome import JobOutcome, RoundSample, SimOptions, SimResult
-from reprise.sim.placement_elastic import ElasticPlacement
+from reprise.records.outcome import JobOutcome, RoundSample, RunOutcome
+from reprise.sim.engine import Engine
+from reprise.sim.options import SimOptions
+from reprise.sim.placement import ElasticPlacement
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -41,7 +42,7 @@ class _Job:
     time_left: int
     """Quirk: a second, duration-based clock; the job ends when either clock runs out."""
     iso_elapsed: float = 0.0
-    """C_i: isolated-time equivalent of the work done so far (spec 3.7)."""
+    """C_i: isolated-time equivalent of the work done so far (docs/policies/themis.md)."""
     last_iters: float | None = None
     last_iso: float = 1.0
     share: float = 0.0
@@ -296,7 +297,8 @@ def _arrival_events(jobs: list[_Job]) -> list[_Event]:
 
 
 def _coalesce(events: list[_Event], now: int, slot: int) -> None:
-    """Pull events within one slot of `now` to now + slot, merging them (spec 3.7 step 4)."""
+    """Pull events within one slot of `now` to now + slot, merging them
+    (docs/policies/themis.md)."""
     if not events:
         return
     nearest = events[0].time
@@ -366,105 +368,128 @@ class _Placer:
             )
 
 
-def simulate(
-    trace: list[TraceJob],
-    cluster: ClusterSpec,
-    profiles: ThroughputProfiles,
-    options: SimOptions,
-) -> SimResult:
-    """Run Themis over `trace`; every job is admitted and eventually completes."""
-    slot = options.slot
-    num_gpus = cluster.num_gpus
-    states: dict[int, _Job] = {}
-    for spec in submission_order(trace):
-        tput = profiles.tput(spec.model, spec.batch_size, spec.num_gpu)
-        if spec.num_gpu > num_gpus:
-            raise SimulationError(
-                f"job {spec.idx} asks for {spec.num_gpu} GPUs but the cluster has {num_gpus}"
-            )
-        states[spec.idx] = _Job(
-            spec=spec,
-            tput=tput,
-            speedup=tput / profiles.tput(spec.model, spec.batch_size, 1),
-            iters_left=float(spec.iterations),
-            time_left=spec.duration,
-        )
-    events = _arrival_events(list(states.values()))
-    placer = _Placer(cluster, options.record_gpu_map)
-    solver = _Solver(num_gpus)
-    # deferring needs layouts that depend on job sizes only, and no GPU map to label
-    priority = _PriorityOrder(solver, num_gpus, placer.memoised and not options.record_gpu_map)
-    runnable: list[_Job] = []
-    placed: list[_Job] = []
-    rounds: list[RoundSample] = []
-    accepted = declined = 0
-    now = events[0].time
-    t_event = now
-    bar = tqdm(
-        total=len(states),
-        unit="job",
-        desc="themis",
-        disable=not options.show_progress,
-        file=sys.stderr,
-    )
-    while events or runnable:
-        if placed and not placer.memoised:
-            held = {id(j) for j in placed}
-            placer.release([j.spec.idx for j in runnable if id(j) in held])
-        if events and events[0].time == now:
-            event = events.pop(0)
-            t_event = event.time
-            for job in event.completions:
-                assert job.end_time is not None
-                if job.end_time > job.spec.deadline:
-                    declined += 1  # quirk: `accepted` was never incremented, so no decrement
-                elif not job.spec.best_effort:
-                    accepted += 1
-                runnable.remove(job)
-                bar.update(1)
-            runnable.extend(event.arrivals)
+class _Themis:
+    """One run: Themis' own event list (one round per slot, docs/policies/themis.md); the
+    engine keeps the round samples, the progress and the outcome. Each method is one phase."""
 
-        # this round's jobs in list order; `placed` holds them by size, the placement order
+    def __init__(
+        self,
+        trace: list[TraceJob],
+        cluster: ClusterSpec,
+        profiles: ThroughputProfiles,
+        options: SimOptions,
+    ) -> None:
+        self.slot = options.slot
+        self.num_gpus = num_gpus = cluster.num_gpus
+        self.states: dict[int, _Job] = {}
+        for spec in submission_order(trace):
+            tput = profiles.tput(spec.model, spec.batch_size, spec.num_gpu)
+            if spec.num_gpu > num_gpus:
+                raise SimulationError(
+                    f"job {spec.idx} asks for {spec.num_gpu} GPUs but the cluster has {num_gpus}"
+                )
+            self.states[spec.idx] = _Job(
+                spec=spec,
+                tput=tput,
+                speedup=tput / profiles.tput(spec.model, spec.batch_size, 1),
+                iters_left=float(spec.iterations),
+                time_left=spec.duration,
+            )
+        self.events = _arrival_events(list(self.states.values()))
+        self.placer = _Placer(cluster, options.record_gpu_map)
+        self.solver = _Solver(num_gpus)
+        # deferring needs layouts that depend on job sizes only, and no GPU map to label
+        self.priority = _PriorityOrder(
+            self.solver, num_gpus, self.placer.memoised and not options.record_gpu_map
+        )
+        self.runnable: list[_Job] = []
+        self.placed: list[_Job] = []
+        self.engine = Engine(trace, cluster, options, label="themis")
+        self.accepted = self.declined = 0
+        self.t_event = self.events[0].time
+
+    def run(self) -> None:
+        now = self.events[0].time
+        while self.events or self.runnable:
+            self.release()
+            self.take_event(now)
+            chosen, free = self.choose()
+            self.placed = sorted(chosen, key=_gpus, reverse=True)
+            self.sample(now, free)
+            _coalesce(self.events, now, self.slot)
+            self.execute(now, chosen)
+            now += self.slot
+
+    def release(self) -> None:
+        placed = self.placed
+        if placed and not self.placer.memoised:
+            held = {id(j) for j in placed}
+            self.placer.release([j.spec.idx for j in self.runnable if id(j) in held])
+
+    def take_event(self, now: int) -> None:
+        """Completions and arrivals of the event at `now`, if there is one."""
+        events = self.events
+        if not events or events[0].time != now:
+            return
+        event = events.pop(0)
+        self.t_event = event.time
+        for job in event.completions:
+            assert job.end_time is not None
+            if job.end_time > job.spec.deadline:
+                self.declined += 1  # quirk: `accepted` was never incremented, so no decrement
+            elif not job.spec.best_effort:
+                self.accepted += 1
+            self.runnable.remove(job)
+            self.engine.job_done()
+        self.runnable.extend(event.arrivals)
+
+    def choose(self) -> tuple[list[_Job], int]:
+        """This round's jobs in list order, and the GPUs left free."""
+        runnable = self.runnable
         chosen: list[_Job] = []
-        placed = []
-        free = num_gpus
-        if runnable:
-            problem = _round_problem(runnable, num_gpus, t_event)
-            if problem is None:
-                priority.forget()
-            else:
-                # priority = x * 1e9 with x as tie-break, i.e. plain x; stable, so list order
-                # (carried over between rounds) breaks exact ties
-                priority.order(runnable, problem)
-            for job in runnable:
-                if free <= 0:
-                    break
-                if job.spec.num_gpu <= free:
-                    chosen.append(job)
-                    free -= job.spec.num_gpu
-            placed = sorted(chosen, key=_gpus, reverse=True)
+        free = self.num_gpus
+        if not runnable:
+            self.priority.forget()
+            return chosen, free
+        problem = _round_problem(runnable, self.num_gpus, self.t_event)
+        if problem is None:
+            self.priority.forget()
         else:
-            priority.forget()
-        gpu_map = placer.place(now, placed)
+            # priority = x * 1e9 with x as tie-break, i.e. plain x; stable, so list order
+            # (carried over between rounds) breaks exact ties
+            self.priority.order(runnable, problem)
+        for job in runnable:
+            if free <= 0:
+                break
+            if job.spec.num_gpu <= free:
+                chosen.append(job)
+                free -= job.spec.num_gpu
+        return chosen, free
+
+    def sample(self, now: int, free: int) -> None:
+        placed = self.placed
+        gpu_map = self.placer.place(now, placed)
         ce = 0.0
         for job in placed:
             ce += job.speedup
-        rounds.append(
+        self.engine.add_round(
             RoundSample(
                 time=now,
-                gpus_in_use=num_gpus - free,
-                ce=ce / num_gpus,
+                gpus_in_use=self.num_gpus - free,
+                ce=ce / self.num_gpus,
                 running=len(placed),
-                pending=len(runnable) - len(placed),
+                pending=len(self.runnable) - len(placed),
                 gpu_map=gpu_map,
             )
         )
 
-        _coalesce(events, now, slot)
+    def execute(self, now: int, chosen: list[_Job]) -> None:
+        """The chosen jobs run the whole lease; those that end within it complete at its end."""
+        slot = self.slot
         lease_end = now + slot
         finishing: list[_Job] = []
         for job in chosen:
-            # overhead is always 0 (spec 2.5: the estimate is never computed for Themis)
+            # overhead is always 0 (docs/engine.md#overheads: never computed for Themis)
             end = now + job.time_left
             job.time_left = job.time_left - slot if job.time_left > slot else 0
             job.iters_left -= slot * job.tput
@@ -474,42 +499,53 @@ def simulate(
             if end <= lease_end:
                 job.end_time = end
                 finishing.append(job)
+        events = self.events
         if events and events[0].time == lease_end:
             events[0].completions.extend(finishing)
         elif finishing:
             events.append(_Event(lease_end, completions=finishing))
             events.sort(key=lambda e: e.time)
-        now = lease_end
-    bar.close()
 
-    outcomes: list[JobOutcome] = []
-    for spec in trace:
-        job = states[spec.idx]
-        slo = not spec.best_effort
-        outcomes.append(
-            JobOutcome.of(
-                spec,
-                admitted=True,
-                # quirk: upstream Themis never records a start (its job.csv prints sys.maxsize);
-                # the run record leaves the cell empty instead of printing a sentinel
-                start_time=None,
-                end_time=job.end_time,
-                gpus_at_end=spec.num_gpu,
-                met_deadline_published=(
-                    None if not slo or job.end_time is None else job.end_time <= spec.deadline
-                ),
+    def outcomes(self, trace: list[TraceJob]) -> list[JobOutcome]:
+        outcomes: list[JobOutcome] = []
+        for spec in trace:
+            job = self.states[spec.idx]
+            slo = not spec.best_effort
+            outcomes.append(
+                JobOutcome.of(
+                    spec,
+                    admitted=True,
+                    # quirk: upstream Themis never records a start (its job.csv prints
+                    # sys.maxsize); the run record leaves the cell empty instead
+                    start_time=None,
+                    end_time=job.end_time,
+                    gpus_at_end=spec.num_gpu,
+                    met_deadline_published=(
+                        None if not slo or job.end_time is None else job.end_time <= spec.deadline
+                    ),
+                )
             )
-        )
-    return SimResult(
-        jobs=outcomes,
-        rounds=rounds,
-        accepted=accepted,
-        declined=declined,
-        extra={
-            "solver_calls": solver.calls,
-            "deferred_rounds": priority.deferred_rounds,
-            "replayed_rounds": priority.replayed_rounds,
-            "rounds": len(rounds),
+        return outcomes
+
+
+def simulate(
+    trace: list[TraceJob],
+    cluster: ClusterSpec,
+    profiles: ThroughputProfiles,
+    options: SimOptions,
+) -> RunOutcome:
+    """Run Themis over `trace`; every job is admitted and eventually completes."""
+    sim = _Themis(trace, cluster, profiles, options)
+    sim.run()
+    engine = sim.engine
+    engine.accepted, engine.declined = sim.accepted, sim.declined
+    return engine.outcome(
+        sim.outcomes(trace),
+        {
+            "solver_calls": sim.solver.calls,
+            "deferred_rounds": sim.priority.deferred_rounds,
+            "replayed_rounds": sim.priority.replayed_rounds,
+            "rounds": len(engine.rounds),
         },
     )
 

@@ -1,22 +1,23 @@
-"""Tiresias (`dlas-gpu`, spec 3.6): discretised 2D-LAS over three queues, fixed-size jobs."""
+"""Tiresias (`dlas-gpu`): discretised 2D-LAS over three queues, fixed-size jobs.
+
+See docs/policies/tiresias.md.
+"""
 
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 from enum import Enum
 
-from tqdm import tqdm
-
 from reprise.data.clusters import ClusterSpec
 from reprise.data.profiles import ThroughputProfiles
-from reprise.data.traces import INT64_MAX, TraceJob, submission_order
+from reprise.data.traces import INT64_MAX, TraceJob
 from reprise.errors import SimulationError
-from reprise.sim.events import EventList
-from reprise.sim.outcome import JobOutcome, RoundSample, SimOptions, SimResult
-from reprise.sim.placement_elastic import ElasticPlacement
-from reprise.sim.timing import overhead
+from reprise.records.outcome import JobOutcome, RoundSample, RunOutcome
+from reprise.sim.engine import AllocationChange, Engine, Executor
+from reprise.sim.events import Event
+from reprise.sim.options import SimOptions
+from reprise.sim.placement import ElasticPlacement
 
 QUEUE_LIMITS: tuple[int, ...] = (3250, 7200)
 """Attained GPU-seconds that demote a job out of Q0 and Q1; upstream's third limit is dead."""
@@ -57,90 +58,108 @@ class _LasJob:
         return self.job.num_gpu
 
 
-def simulate(
-    trace: list[TraceJob],
-    cluster: ClusterSpec,
-    profiles: ThroughputProfiles,
-    options: SimOptions,
-) -> SimResult:
-    """Replay `trace` under Tiresias; a job counts as met when its recorded end <= deadline."""
-    slot = options.slot
-    num_gpus = cluster.num_gpus
-    placement = ElasticPlacement(cluster)
-    states = [_LasJob(job) for job in trace]
-    arrivals = EventList.from_arrivals(
-        ((j.idx, j.submit_time) for j in submission_order(trace)), merge_completions=False
-    )
-    speedups: dict[int, float] = {}
-    runnable: list[_LasJob] = []
-    queues: list[list[_LasJob]] = [[], [], []]
-    rounds: list[RoundSample] = []
-    accepted = declined = 0
-    round_counter = 0
-    end_event_time = NEVER
-    end_event_jobs: list[int] = []
-    next_jump = NEVER
-    stuck = 0
-    bar = tqdm(
-        total=len(trace),
-        desc="dlas-gpu",
-        unit="job",
-        file=sys.stderr,
-        disable=not options.show_progress,
-    )
+class _Tiresias:
+    """One run: the queues, the one completion event and the next queue jump; each method is
+    one phase of a round (docs/policies/tiresias.md)."""
 
-    while arrivals or runnable:
-        if not arrivals and end_event_time == NEVER:
-            # upstream: "This cluster is not large enough to run the job" and stops
-            stuck = len(runnable)
-            break
+    def __init__(
+        self,
+        trace: list[TraceJob],
+        cluster: ClusterSpec,
+        profiles: ThroughputProfiles,
+        options: SimOptions,
+        executor: Executor | None,
+    ) -> None:
+        self.engine = Engine(
+            trace, cluster, options, executor, merge_completions=False, label="dlas-gpu"
+        )
+        self.options = options
+        self.slot = options.slot
+        self.num_gpus = cluster.num_gpus
+        self.cluster_name = cluster.name
+        self.profiles = profiles
+        self.placement = ElasticPlacement(cluster)
+        self.states = [_LasJob(job) for job in trace]
+        self.arrivals = self.engine.events
+        self.speedups: dict[int, float] = {}
+        self.runnable: list[_LasJob] = []
+        self.queues: list[list[_LasJob]] = [[], [], []]
+        self.accepted = self.declined = 0
+        self.end_event_time = NEVER
+        self.end_event_jobs: list[int] = []
+        self.next_jump = NEVER
 
-        # -- which event comes next: an arrival batch, the completion batch or a queue jump --
+    def run(self) -> int:
+        """Rounds until every job is done; returns the jobs left when the cluster cannot run
+        them (upstream stops there)."""
+        while self.arrivals or self.runnable:
+            if not self.arrivals and self.end_event_time == NEVER:
+                # upstream: "This cluster is not large enough to run the job" and stops
+                return len(self.runnable)
+            now, arrival, ending = self.next_round()
+            self.finish(ending)
+            if arrival is not None:
+                self.admit(arrival)
+            self.account(now)
+            restart = self.allocate(now)
+            self.predict_end(now, restart)
+            self.plan_jump(now)
+            self.sample(now)
+            self.postpone(now)
+        return 0
+
+    def next_round(self) -> tuple[int, Event | None, list[int]]:
+        """Which comes next: an arrival batch, the completion batch or a queue jump."""
+        arrivals = self.arrivals
         start_time = int(arrivals.first.time) if arrivals else NEVER
         arrival = None
         ending: list[int] = []
-        if end_event_time < start_time:
-            now = end_event_time
-            ending = end_event_jobs
+        if self.end_event_time < start_time:
+            now = self.end_event_time
+            ending = self.end_event_jobs
         else:
             now = start_time
             arrival = arrivals.first
-            if end_event_time == start_time:
+            if self.end_event_time == start_time:
                 # quirk: upstream attaches the completions to the arrival event itself; if a queue
                 # jump pre-empts this round they stay there and fire whenever that arrival batch
-                # is processed (not in the spec)
-                arrival.completions = end_event_jobs
+                # is processed (docs/policies/tiresias.md)
+                arrival.completions = self.end_event_jobs
             ending = arrival.completions
-        if now > next_jump:
-            now = next_jump
+        if now > self.next_jump:
+            now = self.next_jump
             arrival = None
             ending = []
+        return now, arrival, ending
 
+    def finish(self, ending: list[int]) -> None:
         for idx in ending:
-            las = states[idx]
+            las = self.states[idx]
             if las.state is _State.DONE:
                 raise SimulationError(f"Tiresias: job {idx} completes twice (upstream crashes)")
             if las.end_time > las.job.deadline:
-                declined += 1
+                self.declined += 1
             elif not las.job.best_effort:
-                accepted += 1
-            placement.release(idx)
+                self.accepted += 1
+            self.placement.release(idx)
             las.state = _State.DONE
-            runnable.remove(las)
-            queues[las.queue].remove(las)
-            bar.update(1)
+            self.runnable.remove(las)
+            self.queues[las.queue].remove(las)
+            self.engine.job_done()
 
-        if arrival is not None:
-            for idx in arrival.arrivals:
-                las = states[idx]
-                las.state = _State.PENDING
-                las.last_check = las.job.submit_time
-                runnable.append(las)
-                queues[0].append(las)
-            arrivals.remove(arrival)
+    def admit(self, arrival: Event) -> None:
+        for idx in arrival.arrivals:
+            las = self.states[idx]
+            las.state = _State.PENDING
+            las.last_check = las.job.submit_time
+            self.runnable.append(las)
+            self.queues[0].append(las)
+        self.arrivals.remove(arrival)
 
-        # -- account the elapsed time, demote by attained GPU-seconds --
-        for las in runnable:
+    def account(self, now: int) -> None:
+        """Credit the elapsed time; demote by attained GPU-seconds."""
+        queues = self.queues
+        for las in self.runnable:
             elapsed = int(now - las.last_check)
             las.last_check = now
             if las.state is _State.RUNNING:
@@ -156,21 +175,22 @@ def simulate(
             elif las.state is _State.PENDING:
                 las.pending_time += elapsed
 
-        # -- greedy allocation in queue order; non-fitting jobs are skipped (backfilling) --
-        restart = round_counter > 0 and round_counter % slot == 0
-        round_counter += 1
-        free = num_gpus
+    def allocate(self, now: int) -> bool:
+        """Greedy allocation in queue order, non-fitting jobs skipped (backfilling); place and
+        charge the (re)launched jobs. Returns whether this is a restart round."""
+        restart = self.engine.restart_round()
+        free = self.num_gpus
         starting: list[_LasJob] = []
         stopping: list[_LasJob] = []
-        for queue in queues:
+        for queue in self.queues:
             for las in queue:
                 if free >= las.num_gpu:
                     if las.state is _State.PENDING:
                         starting.append(las)
-                        las.overhead = overhead(las.num_gpu, restart, False, num_gpus)
                     free -= las.num_gpu
                 elif las.state is _State.RUNNING:
                     stopping.append(las)
+        placement, runnable = self.placement, self.runnable
         placement.release_all([las.job.idx for las in runnable if placement.is_placed(las.job.idx)])
         for las in stopping:
             las.state = _State.PENDING
@@ -184,78 +204,105 @@ def simulate(
             if las.state is _State.RUNNING and not placement.place(las.job.idx, las.num_gpu):
                 raise SimulationError(
                     f"Tiresias: job {las.job.idx} ({las.num_gpu} GPUs) fits the free-GPU count "
-                    f"but not the node sets of {cluster.name} (upstream asserts here)"
+                    f"but not the node sets of {self.cluster_name} (upstream asserts here)"
                 )
-        for queue in queues:
+        _charge(self.engine, runnable if restart else starting, now, restart)
+        for queue in self.queues:
             queue[:] = [j for j in queue if j.state is not _State.PENDING] + [
                 j for j in queue if j.state is _State.PENDING
             ]
+        return restart
 
-        # -- the earliest predicted completion becomes the one completion event --
-        end_event_time = NEVER
-        end_event_jobs = []
-        for las in runnable:
+    def predict_end(self, now: int, restart: bool) -> None:
+        """The earliest predicted completion becomes the one completion event."""
+        slot = self.slot
+        min_slot = self.options.tiresias_min_slot_end_event
+        self.end_event_time = NEVER
+        self.end_event_jobs = []
+        for las in self.runnable:
             if las.state is not _State.RUNNING:
                 continue
             remaining: float = las.job.duration - las.total_executed
             if restart:
-                las.overhead = overhead(las.num_gpu, True, False, num_gpus)
                 remaining += las.overhead
             predicted = int(now + remaining)
-            event_time = (
-                max(now + slot, predicted) if options.tiresias_min_slot_end_event else predicted
-            )
-            if event_time < end_event_time:
-                end_event_time = event_time
-                end_event_jobs = [las.job.idx]
+            event_time = max(now + slot, predicted) if min_slot else predicted
+            if event_time < self.end_event_time:
+                self.end_event_time = event_time
+                self.end_event_jobs = [las.job.idx]
                 las.end_time = predicted
-            elif event_time == end_event_time:
+            elif event_time == self.end_event_time:
                 las.end_time = predicted
-                end_event_jobs.append(las.job.idx)
+                self.end_event_jobs.append(las.job.idx)
 
-        # quirk: the jump divides the GPU-second limit by the GPU count but subtracts seconds
-        next_jump = NEVER
-        for las in runnable:
+    def plan_jump(self, now: int) -> None:
+        """quirk: the jump divides the GPU-second limit by the GPU count but subtracts seconds."""
+        self.next_jump = NEVER
+        for las in self.runnable:
             if las.state is _State.RUNNING and las.queue < len(QUEUE_LIMITS):
                 wait = math.ceil((QUEUE_LIMITS[las.queue] - las.executed) / las.num_gpu)
-                next_jump = min(next_jump, int(wait + now))
+                self.next_jump = min(self.next_jump, int(wait + now))
 
+    def sample(self, now: int) -> None:
+        """The round sample; `ce` counts only running, placed jobs."""
+        placement, runnable = self.placement, self.runnable
         layout = placement.layout()
         ce = (
             sum(
-                _speedup(speedups, profiles, las.job)
+                _speedup(self.speedups, self.profiles, las.job)
                 for las in runnable
                 if las.state is _State.RUNNING and placement.is_placed(las.job.idx)
             )
-            / num_gpus
+            / self.num_gpus
         )
-        rounds.append(
+        self.engine.add_round(
             RoundSample(
                 time=now,
                 gpus_in_use=sum(1 for cell in layout.gpu_map if cell is not None),
                 ce=ce,
                 running=sum(1 for las in runnable if las.state is _State.RUNNING),
                 pending=sum(1 for las in runnable if las.state is _State.PENDING),
-                gpu_map=layout.gpu_map if options.record_gpu_map else None,
+                gpu_map=layout.gpu_map if self.options.record_gpu_map else None,
             )
         )
 
-        # -- nothing happens sooner than one slot from now --
-        if next_jump - now < slot:
-            next_jump = now + slot
-        if arrivals:
-            arrivals.coalesce(now, slot)
-        if end_event_time != NEVER and end_event_time < now + slot:
-            end_event_time = now + slot
-    bar.close()
+    def postpone(self, now: int) -> None:
+        """Nothing happens sooner than one slot from now."""
+        slot = self.slot
+        if self.next_jump - now < slot:
+            self.next_jump = now + slot
+        if self.arrivals:
+            self.arrivals.coalesce(now, slot)
+        if self.end_event_time != NEVER and self.end_event_time < now + slot:
+            self.end_event_time = now + slot
 
-    return SimResult(
-        jobs=[_outcome(las) for las in states],
-        rounds=rounds,
-        accepted=accepted,
-        declined=declined,
-        extra={"rounds": len(rounds), "unfinished_when_stopped": stuck},
+
+def simulate(
+    trace: list[TraceJob],
+    cluster: ClusterSpec,
+    profiles: ThroughputProfiles,
+    options: SimOptions,
+    executor: Executor | None = None,
+) -> RunOutcome:
+    """Replay `trace` under Tiresias; a job counts as met when its recorded end <= deadline."""
+    sim = _Tiresias(trace, cluster, profiles, options, executor)
+    stuck = sim.run()
+    engine = sim.engine
+    engine.accepted, engine.declined = sim.accepted, sim.declined
+    return engine.outcome(
+        [_outcome(las) for las in sim.states],
+        {"rounds": len(engine.rounds), "unfinished_when_stopped": stuck},
     )
+
+
+def _charge(engine: Engine, jobs: list[_LasJob], now: float, restart: bool) -> None:
+    """Jobs (re)launched this round pay their overhead, never warm: the starting ones, or on a
+    restart round every running one (docs/policies/tiresias.md)."""
+    relaunched = [las for las in jobs if las.state is _State.RUNNING]
+    changes = [AllocationChange(las.job.idx, las.num_gpu, False) for las in relaunched]
+    paid = engine.overheads(now, changes, restart)
+    for las in relaunched:
+        las.overhead = paid[las.job.idx]
 
 
 def _gpus(las: _LasJob) -> int:

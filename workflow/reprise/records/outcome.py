@@ -1,29 +1,11 @@
-"""What a simulated policy run hands back: per-job outcomes, per-round samples, counters."""
+"""What a run hands back, simulated or real: per-job outcomes, per-round samples, counters."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from reprise.data.traces import TraceJob
-
-
-@dataclass(frozen=True)
-class SimOptions:
-    """Knobs of one run. `switches` holds the upstream version switches (spec 0.2, 11)."""
-
-    slot: int = 60
-    gpu_type: str = "A100"
-    ef_scaleup_updates_real_end: bool = False
-    tiresias_min_slot_end_event: bool = False
-    record_gpu_map: bool = False
-    """Keep the per-GPU job map of every round (Figure 10); off by default, it is large."""
-    show_progress: bool = False
-    data_root: str = ""
-    """Directory holding `ElasticFlow-artifact/...` (Pollux reads its ground truth there)."""
-    seed: int = 0
-    """Seed of the randomised policies (Pollux's search)."""
 
 
 @dataclass
@@ -92,7 +74,7 @@ class RoundSample:
 
 
 @dataclass
-class SimResult:
+class RunOutcome:
     jobs: list[JobOutcome]
     rounds: list[RoundSample]
     accepted: int
@@ -106,40 +88,3 @@ class SimResult:
     def ratio_published_rule(self) -> float:
         total = self.accepted + self.declined
         return self.accepted / total if total else 0.0
-
-
-class PlannedJobState(Protocol):
-    """What the EF-family simulators (ElasticFlow, EDF) keep per job, read-only here."""
-
-    @property
-    def trace(self) -> TraceJob: ...
-    @property
-    def admitted(self) -> bool: ...
-    @property
-    def done(self) -> bool: ...
-    @property
-    def start_time(self) -> float | None: ...
-    @property
-    def end_time(self) -> float: ...
-    @property
-    def gpus(self) -> int: ...
-    @property
-    def met(self) -> bool | None: ...
-
-
-def planned_job_outcomes(jobs: Iterable[PlannedJobState]) -> list[JobOutcome]:
-    """Outcomes of EF-family jobs: only admitted, finished jobs have an end and a GPU count."""
-    outcomes = []
-    for job in sorted(jobs, key=lambda j: j.trace.idx):
-        finished = job.done and job.admitted
-        outcomes.append(
-            JobOutcome.of(
-                job.trace,
-                admitted=job.admitted,
-                start_time=job.start_time,
-                end_time=job.end_time if finished else None,
-                gpus_at_end=job.gpus if finished else None,
-                met_deadline_published=None if job.trace.best_effort else bool(job.met),
-            )
-        )
-    return outcomes

@@ -1,4 +1,4 @@
-"""Run records, the contract between stages: jobs.csv, events.csv and summary.json of one run."""
+"""Write a run record, the contract between stages: jobs.csv, events.csv and summary.json."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from reprise.atomic import write_text_atomic
-from reprise.errors import DataError
-from reprise.sim.outcome import JobOutcome, SimResult
+from reprise.records.outcome import JobOutcome, RunOutcome
+from reprise.records.result import RunResult
 
 JOB_COLUMNS = (
     "idx",
@@ -54,7 +54,7 @@ def met_by_completion(job: JobOutcome) -> bool | None:
     return job.admitted and job.end_time is not None and job.end_time <= job.deadline
 
 
-def summarize(result: SimResult) -> dict[str, Any]:
+def summarize(result: RunOutcome) -> dict[str, Any]:
     """Metrics derived from a result; everything here is deterministic for a given run."""
     slo = [j for j in result.jobs if not j.best_effort]
     met_completion = sum(1 for j in slo if met_by_completion(j))
@@ -80,8 +80,10 @@ def summarize(result: SimResult) -> dict[str, Any]:
     }
 
 
-def write_run_record(result: SimResult, outdir: Path, meta: Mapping[str, Any]) -> dict[str, Any]:
-    """Write the three files; `meta` (inputs, options, versions, runtime) goes into summary.json."""
+def write_run_record(run: RunResult, outdir: Path, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Write the three files; the run's identity (`run`) and `meta` (inputs, options,
+    versions) go into summary.json."""
+    result = run.outcome
     outdir.mkdir(parents=True, exist_ok=True)
     with (outdir / "jobs.csv").open("w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
@@ -115,13 +117,13 @@ def write_run_record(result: SimResult, outdir: Path, meta: Mapping[str, Any]) -
             writer.writerow((_num(r.time), r.gpus_in_use, repr(float(r.ce)), r.running, r.pending))
     if any(r.gpu_map is not None for r in result.rounds):
         _write_gpu_map(result, outdir / "gpu_map.csv")
-    summary = {**meta, "metrics": summarize(result)}
+    summary = {**meta, "run": run.identity(), "metrics": summarize(result)}
     # written last and renamed into place: a summary.json that exists is a whole one
     write_text_atomic(outdir / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
 
 
-def _write_gpu_map(result: SimResult, path: Path) -> None:
+def _write_gpu_map(result: RunOutcome, path: Path) -> None:
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         width = max(len(r.gpu_map or ()) for r in result.rounds)
@@ -129,21 +131,3 @@ def _write_gpu_map(result: SimResult, path: Path) -> None:
         for r in result.rounds:
             cells = ["" if g is None else str(g) for g in (r.gpu_map or ())]
             writer.writerow((_num(r.time), *cells, repr(float(r.ce))))
-
-
-def read_summary(rundir: Path) -> dict[str, Any]:
-    """A run's summary.json; a damaged one is named with the command that recomputes it."""
-    path = rundir / "summary.json"
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(
-            f"{path}: not a complete run summary ({exc}); it was cut short or edited. "
-            f"Recompute that run with `snakemake -R {path}` (with the same target and options)."
-        ) from None
-    if not isinstance(data, dict) or "metrics" not in data:
-        raise DataError(
-            f"{path}: not a run summary (no 'metrics' object); recompute that run with "
-            f"`snakemake -R {path}`"
-        )
-    return data

@@ -1,4 +1,5 @@
-"""The simulator's event list: arrivals, completions and re-plan marks keyed by time (spec 2.2)."""
+"""The simulator's event list: arrivals, completions and re-plan marks keyed by time
+(docs/engine.md#events)."""
 
 from __future__ import annotations
 
@@ -150,7 +151,8 @@ class EventList:
             self._ascending = True
 
     def coalesce(self, now: float, slot: int) -> float:
-        """Sort, then fold every event within one slot of `now` into one at now + slot (spec 2.2).
+        """Sort, then fold every event within one slot of `now` into one at now + slot
+        (docs/engine.md#events).
 
         Returns the time of the new head. The closeness test truncates (int) like upstream, so a
         head less than one second past now + slot is pulled back to now + slot. A lone event

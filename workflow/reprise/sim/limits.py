@@ -1,4 +1,4 @@
-"""Upper bounds on the GPUs an elastic job may use (spec 1.1 and 1.4)."""
+"""The upper bound on the GPUs an elastic job may use, read off its throughput profile."""
 
 from __future__ import annotations
 
@@ -13,30 +13,3 @@ def max_gpu_from_profile(profiles: ThroughputProfiles, model: str, batch_size: i
             continue
         best = max(best, g)
     return min(64, best, batch_size)
-
-
-def max_gpu_elasticflow(gpu_type: str, model: str, batch_size: int) -> int:
-    """The hand-written table that ElasticFlow's own policies use."""
-    if gpu_type == "T4":
-        if model in ("bert", "cifar10"):
-            return 16
-        if model == "deepspeech2" and batch_size == 320:
-            return 32
-        if model == "yolov3":
-            return 4
-        if model == "ncf":
-            return 1
-        return 64
-    if model == "deepspeech2":
-        return batch_size
-    if model == "gpt2" and batch_size in (128, 256):
-        return 16 if batch_size == 128 else 32
-    if model == "bert":
-        return 8 if batch_size == 64 else 16
-    if model == "inception3" and batch_size in (64, 128):
-        return 16 if batch_size == 64 else 32
-    if model == "resnet50":
-        return 32 if batch_size == 64 else min(batch_size, 64)
-    if model == "vgg16" and batch_size == 64:
-        return 32
-    return min(batch_size, 64)

@@ -1,7 +1,8 @@
-"""The `elastic` placement scheme (spec 2.6): whole nodes grouped into node sets by size class.
+"""The `elastic` placement scheme: whole nodes grouped into node sets by size class.
 
-Placement only decides GPU identities (the per-GPU map of `scheduling_events.csv`, spec 6.3) and
-the "cached" flag of the overhead model (spec 2.5); throughput never depends on it.
+See docs/engine.md#placement. Placement only decides GPU identities (the per-GPU map of
+`scheduling_events.csv`, docs/engine.md#rounds) and the "cached" flag of the overhead model
+(docs/engine.md#overheads); throughput never depends on it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from reprise.data.clusters import ClusterSpec
 from reprise.errors import SimulationError
 
 NODE_SET_CLASSES: tuple[int, ...] = (1, 2, 4, 8, 12, 16, 24, 32, 40, 48, 56, 64, 72, 88, 128, 256)
-"""Job sizes the scheme knows; any other GPU count aborts upstream (spec 10.14)."""
+"""Job sizes the scheme knows; any other GPU count aborts upstream (docs/engine.md#placement)."""
 
 _CLASSES_DESCENDING = tuple(sorted(NODE_SET_CLASSES, reverse=True))
 
@@ -54,8 +55,9 @@ class Layout:
 
     `gpu_map[p]` is the job index using GPU position p (switch, node, GPU order: the column order
     of `scheduling_events.csv`), or None. `ranges` lists, in the order the log walks them, the
-    (job, first position, GPU count) triples that feed the overhead cache (spec 2.5); a job can
-    appear more than once (a multi-node set shared by small jobs), the last entry decides its flag.
+    (job, first position, GPU count) triples that feed the overhead cache
+    (docs/engine.md#overheads); a job can appear more than once (a multi-node set shared by small
+    jobs), the last entry decides its flag.
     """
 
     gpu_map: tuple[int | None, ...]
@@ -99,7 +101,7 @@ def cache_flags(layout: Layout, cache: PlacementCache) -> dict[int, bool]:
 
 
 class ElasticPlacement:
-    """Node-set placement of spec 2.6, with upstream's list orders and quirks.
+    """Node-set placement (docs/engine.md#placement), with upstream's list orders and quirks.
 
     Usage per round: `release_all()` (or `release` job by job), then `place(job, gpus)` for each
     job in the policy's order; `layout()` then gives the GPU map and the cache ranges.

@@ -1,4 +1,5 @@
-"""Slot alignment and the restart/rescale overhead model of upstream (spec 2.1, 2.5)."""
+"""Slot alignment and the restart/rescale overhead model of upstream
+(docs/engine.md#slots, docs/engine.md#overheads)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from reprise.atomic import write_text_atomic
-from reprise.sim.records import EVENT_COLUMNS, JOB_COLUMNS
+from reprise.records.writer import EVENT_COLUMNS, JOB_COLUMNS
 from reprise.testbed.profiling import Measurement, upstream_tables
 
 MEASUREMENT_COLUMNS = (

@@ -1,4 +1,6 @@
-"""Chronus baseline (spec 4): lease-based deadline scheduling with its own fixed-step time loop.
+"""Chronus baseline: lease-based deadline scheduling with its own fixed-step time loop.
+
+See docs/policies/chronus.md.
 
 `simulate_greedy` is upstream's no-Gurobi path (every lease takes the latest-first packing);
 `simulate_milp` solves each lease's MIP with HiGHS and falls back to the greedy on failure.
@@ -11,13 +13,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from tqdm import tqdm
 
 from reprise.data.clusters import ClusterSpec
 from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import INT64_MAX, TraceJob, submission_order
 from reprise.errors import ConfigError, SimulationError
-from reprise.policies.chronus_solver import (
+from reprise.policies.chronus.solver import (
     IntArray,
     LeaseItem,
     Plan,
@@ -25,10 +26,14 @@ from reprise.policies.chronus_solver import (
     select_latest_first,
     solve_lease_mip,
 )
-from reprise.sim.outcome import JobOutcome, RoundSample, SimOptions, SimResult
+from reprise.records.outcome import JobOutcome, RoundSample, RunOutcome
+from reprise.sim.engine import Engine
+from reprise.sim.options import SimOptions
 
-# Notes (spec 4; upstream `alg/scheduler/time_aware_with_lease.py`, as run by the figure scripts):
-# * Trace conversion (spec 4.1) happens here: one user per job, relative deadline = ddl - submit,
+# Notes (docs/policies/chronus.md; upstream `alg/scheduler/time_aware_with_lease.py`, as run by
+# the figure scripts):
+# * Trace conversion (docs/policies/chronus.md#conversion) happens here: one user per job,
+#   relative deadline = ddl - submit,
 #   a single deadline option of value 10, best-effort flag dropped (best-effort jobs are ordinary
 #   deadline jobs for Chronus and count in its ratio).
 # * Placement is modelled by GPU counts only. Upstream's local-search / consolidate / random
@@ -38,7 +43,8 @@ from reprise.sim.outcome import JobOutcome, RoundSample, SimOptions, SimResult
 # * Unreachable with the figure settings and left out: force-guaranteed jobs and preemption of
 #   opportunistic jobs (lease terms <= 30 s only), node power-off, duration noise (sigma 0),
 #   the "filling" step (runs only at odd times, never).
-# * Verdict (spec 4.8): met iff end - submit <= the job's deadline, tightened to its lease
+# * Verdict (docs/policies/chronus.md#outputs): met iff end - submit <= the job's deadline,
+#   tightened to its lease
 #   boundary when Chronus guaranteed it; every job is counted.
 
 SolverMode = Literal["greedy", "milp"]
@@ -46,10 +52,12 @@ SolverMode = Literal["greedy", "milp"]
 LEASE = 240
 """Lease term in seconds (`--lease_term_interval=240` in every figure script)."""
 ADMISSION_PERIOD = 240
-"""Admission and opportunistic pass period; hard-coded BEST_SLOT upstream (spec 4.2)."""
+"""Admission and opportunistic pass period; hard-coded BEST_SLOT upstream
+(docs/policies/chronus.md#parameters)."""
 RESTART_COST = 0.4 + 0.1
 """Resume + checkpoint overhead per restart and per (1 + log2 g); minutes in Chronus, read as
-seconds here (spec 4.2). Written as one sum because upstream adds them before multiplying."""
+seconds here (docs/policies/chronus.md#parameters). Written as one sum because upstream adds
+them before multiplying."""
 ESTIMATE_MARGIN = 1.1
 MIP_TIME_LIMIT = 5.0
 MAX_MIP_ITEMS = 1200 * LEASE // 60
@@ -76,7 +84,8 @@ def gpu_bin(gpus: int) -> int:
 
 
 def estimate_duration(duration: int, gpus: int) -> int:
-    """Chronus' padded runtime estimate used for its lease count (spec 4.6)."""
+    """Chronus' padded runtime estimate used for its lease count
+    (docs/policies/chronus.md#parameters)."""
     coef = 1 + (1 + math.log2(1.0 * gpus)) * RESTART_COST / LEASE
     return int(duration * coef * ESTIMATE_MARGIN)
 
@@ -84,8 +93,9 @@ def estimate_duration(duration: int, gpus: int) -> int:
 def chronus_relative_deadline(job: TraceJob) -> int:
     """The converter's `expect_time_list`: trace ddl - submit_time, best-effort jobs included.
 
-    quirk (spec 4.1): the converter drops the best-effort flag, so Chronus gives best-effort
-    jobs the deadline written in the trace (kept by the loader as `raw_deadline`).
+    quirk (docs/policies/chronus.md#conversion): the converter drops the best-effort flag, so
+    Chronus gives best-effort jobs the deadline written in the trace (kept by the loader as
+    `raw_deadline`).
     """
     if not job.best_effort:
         return job.deadline - job.submit_time
@@ -168,9 +178,13 @@ class _Chronus:
         profiles: ThroughputProfiles,
         interval: int,
         mode: SolverMode,
+        engine: Engine,
     ) -> None:
         if interval <= 0:
             raise ConfigError(f"Chronus check interval must be positive, got {interval}")
+        self.engine = engine
+        """Chronus keeps its own fixed-step clock from 0 (docs/policies/chronus.md#loop); the
+        engine keeps the round samples, the progress and the outcome."""
         self.interval = interval
         self.mode = mode
         self.capacity = cluster.num_gpus
@@ -202,7 +216,6 @@ class _Chronus:
         self.lease_index = 0
         self.unaccepted_seen = 0
         self.stats = _Stats()
-        self.rounds: list[RoundSample] = []
 
     # ---- helpers -------------------------------------------------------------------------
     def used_gpus(self) -> int:
@@ -225,7 +238,8 @@ class _Chronus:
     def reserved_capacity(self, jobs: list[_Job]) -> IntArray:
         """Whole cluster minus the cached plans, over the longest horizon of `jobs`.
 
-        quirk: cached plans reserve the job's real GPU count, fresh items its bin (spec 4.5).
+        quirk: cached plans reserve the job's real GPU count, fresh items its bin
+        (docs/policies/chronus.md#leases).
         """
         if not jobs:
             return np.zeros(0, dtype=np.int64)
@@ -526,7 +540,7 @@ class _Chronus:
         for job in self.running:
             ce += job.speedup
         ce /= self.capacity
-        self.rounds.append(
+        self.engine.add_round(
             RoundSample(
                 time=now,
                 gpus_in_use=self.used_gpus(),
@@ -537,26 +551,23 @@ class _Chronus:
         )
 
     # ---- main loop ------------------------------------------------------------------------
-    def run(self, show_progress: bool) -> None:
+    def run(self) -> None:
         now = 0
-        bar = tqdm(total=len(self.arrivals), unit="job", disable=not show_progress, leave=False)
-        try:
-            while self.running or self.pending or self.next_arrival < len(self.arrivals):
-                before = len(self.finished)
-                self.flush_running(now)
-                if now % LEASE == 0:
-                    self.replan(now)
-                if now % ADMISSION_PERIOD == 0:
-                    self.admit(now)
-                    self.pending_pass(now)
-                # quirk: upstream's "filling" step runs only when now is odd - never
-                self.log(now)
-                bar.update(len(self.finished) - before)
-                now += self.interval
-        finally:
-            bar.close()
+        while self.running or self.pending or self.next_arrival < len(self.arrivals):
+            before = len(self.finished)
+            self.flush_running(now)
+            if now % LEASE == 0:
+                self.replan(now)
+            if now % ADMISSION_PERIOD == 0:
+                self.admit(now)
+                self.pending_pass(now)
+            # quirk: upstream's "filling" step runs only when now is odd - never
+            self.log(now)
+            for _ in range(len(self.finished) - before):
+                self.engine.job_done()
+            now += self.interval
 
-    def result(self) -> SimResult:
+    def result(self) -> RunOutcome:
         jobs: list[JobOutcome] = []
         met_count = 0
         by_idx = {j.idx: j for j in self.finished}
@@ -593,14 +604,8 @@ class _Chronus:
             "admission_mip_solves": s.admission_mip_solves,
             "greedy_unplaced": s.greedy_unplaced,
         }
-        return SimResult(
-            jobs=jobs,
-            rounds=self.rounds,
-            accepted=met_count,
-            declined=len(jobs) - met_count,
-            extra=extra,
-            timings={"mip_seconds": s.mip_seconds},
-        )
+        self.engine.accepted, self.engine.declined = met_count, len(jobs) - met_count
+        return self.engine.outcome(jobs, extra, timings={"mip_seconds": s.mip_seconds})
 
 
 def _id_key(job: _Job) -> tuple[int, str]:
@@ -615,10 +620,11 @@ def simulate_chronus(
     profiles: ThroughputProfiles,
     options: SimOptions,
     mode: SolverMode,
-) -> SimResult:
+) -> RunOutcome:
     """Run Chronus; its check interval is the figure's scheduling slot (`options.slot`)."""
-    sim = _Chronus(trace, cluster, profiles, options.slot, mode)
-    sim.run(options.show_progress)
+    engine = Engine(trace, cluster, options, label=f"chronus-{mode}")
+    sim = _Chronus(trace, cluster, profiles, options.slot, mode, engine)
+    sim.run()
     return sim.result()
 
 
@@ -627,7 +633,7 @@ def simulate_greedy(
     cluster: ClusterSpec,
     profiles: ThroughputProfiles,
     options: SimOptions,
-) -> SimResult:
+) -> RunOutcome:
     """Upstream as run without Gurobi: every lease takes the latest-first greedy packing."""
     return simulate_chronus(trace, cluster, profiles, options, "greedy")
 
@@ -637,6 +643,6 @@ def simulate_milp(
     cluster: ClusterSpec,
     profiles: ThroughputProfiles,
     options: SimOptions,
-) -> SimResult:
+) -> RunOutcome:
     """Upstream's intended path: the lease MIP (HiGHS here, Gurobi upstream), 5 s limit."""
     return simulate_chronus(trace, cluster, profiles, options, "milp")

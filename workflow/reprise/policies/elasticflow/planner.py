@@ -1,4 +1,5 @@
-"""ElasticFlow's Minimum-Satisfactory-Share planner on the free-GPU timeline (spec 2.4, 3.1.2).
+"""ElasticFlow's Minimum-Satisfactory-Share planner on the free-GPU timeline
+(docs/engine.md#timeline, docs/policies/elasticflow.md#planner).
 
 Policy-free: it knows a job only through its scaling curve, remaining iterations and deadline.
 """
@@ -10,11 +11,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 
 from reprise.errors import SimulationError
+from reprise.sim.timeline import Timeline, merge_runs
 from reprise.sim.timing import align
-
-Timeline = dict[float, int]
-"""Free GPUs from each key time until the next key. Keys are kept in ascending insertion order
-(upstream re-sorts after every insertion and iterates in insertion order)."""
 
 Allocation = dict[float, int]
 """A job's per-interval plan: GPUs from each key time until the next key."""
@@ -129,17 +127,6 @@ class Plan:
             f"Plan(alloc={self.alloc}, end={self.end}, real_end={self.real_end}, "
             f"branch={self.branch!r}, timeline={self.timeline})"
         )
-
-
-def merge_runs(mapping: Mapping[float, int]) -> dict[float, int]:
-    """Drop every key whose value repeats the previously kept value (insertion order)."""
-    merged: dict[float, int] = {}
-    last: int | None = None
-    for t, v in mapping.items():
-        if v != last:
-            merged[t] = v
-            last = v
-    return merged
 
 
 def allocation_gpu_time(alloc: Mapping[float, int], end: float) -> float:
@@ -442,7 +429,9 @@ def plan_job(
     slot: int,
     fixed_gpus: int | None = None,
 ) -> Plan:
-    """Plan one job from `t0` on `timeline` (not modified); see spec 3.1.2.
+    """Plan one job from `t0` on `timeline` (not modified).
+
+    See docs/policies/elasticflow.md#planner.
 
     With `fixed_gpus` this is `plan_with_fixed_start`: exactly that many GPUs on [t0, next
     breakpoint), then the normal planner from that breakpoint.

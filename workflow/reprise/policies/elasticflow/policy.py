@@ -1,4 +1,6 @@
-"""ElasticFlow (`ef-accessctrl`, spec 3.1) and ElasticFlow without admission control (`ef`, 3.2).
+"""ElasticFlow (`ef-accessctrl`) and ElasticFlow without admission control (`ef`).
+
+See docs/policies/elasticflow.md.
 
 Both re-plan every job with the Minimum-Satisfactory-Share planner each round, then hand out the
 leftover GPUs by the (descending) marginal GPU-time rule; they differ in admission and bookkeeping.
@@ -10,19 +12,15 @@ import math
 import sys
 from dataclasses import dataclass, field
 
-from tqdm import tqdm
-
 from reprise.data.clusters import ClusterSpec
 from reprise.data.profiles import ThroughputProfiles
-from reprise.data.traces import TraceJob, submission_order
+from reprise.data.traces import TraceJob
 from reprise.errors import SimulationError
-from reprise.sim.events import Event, EventList
-from reprise.sim.limits import max_gpu_elasticflow
-from reprise.sim.mss_planner import (
+from reprise.policies.elasticflow.limits import max_gpu_elasticflow
+from reprise.policies.elasticflow.planner import (
     Allocation,
     Plan,
     ScalingCurve,
-    Timeline,
     TimelineEdit,
     allocation_gpu_time,
     first_break_given_back,
@@ -33,21 +31,21 @@ from reprise.sim.mss_planner import (
     price_fixed_start,
     timeline_without,
 )
-from reprise.sim.outcome import RoundSample, SimOptions, SimResult, planned_job_outcomes
-from reprise.sim.placement_elastic import (
-    NODE_SET_CLASSES,
-    ElasticPlacement,
-    PlacementCache,
-    cache_flags,
-)
-from reprise.sim.scale_up_pricing import (
+from reprise.policies.elasticflow.pricing import (
     Certificate,
     SortedTimeline,
     plan_is_integral,
     price_given_back,
     still_holds,
 )
-from reprise.sim.timing import align, overhead
+from reprise.records.outcome import RunOutcome
+from reprise.sim.engine import Engine, Executor
+from reprise.sim.events import Event
+from reprise.sim.jobstate import planned_job_outcomes
+from reprise.sim.options import SimOptions
+from reprise.sim.placement import NODE_SET_CLASSES, ElasticPlacement, cache_flags
+from reprise.sim.timeline import Timeline
+from reprise.sim.timing import align
 
 NO_CHANGE = sys.maxsize
 """Upstream's "no re-plan time" sentinel (a re-plan mark can land there after the last job)."""
@@ -104,6 +102,14 @@ class EfJob:
     def deadline(self) -> int:
         return self.trace.deadline
 
+    def rate(self, gpus: int) -> float:
+        return self.curve.rate(gpus)
+
+    @property
+    def progress_limit(self) -> float:
+        """Progress stops at the unaligned planned end (docs/policies/elasticflow.md#finish)."""
+        return self.real_end if self.real_end is not None else self.end_time
+
 
 def _deadline(job: EfJob) -> int:
     return job.deadline
@@ -127,7 +133,9 @@ class _EfSim:
         profiles: ThroughputProfiles,
         options: SimOptions,
         admission: bool,
+        executor: Executor | None,
     ) -> None:
+        self.engine = Engine(trace, cluster, options, executor)
         self.n = cluster.num_gpus
         self.gpn = cluster.gpus_per_node
         self.slot = options.slot
@@ -144,8 +152,7 @@ class _EfSim:
                 levels.append(g)
             rates = {g: float(text) for g, text in row.cells if g in levels and text.strip()}
             self.jobs[t.idx] = EfJob(t, ScalingCurve(levels, rates, max_gpu), t.iterations)
-        order = submission_order(trace)
-        self.events = EventList.from_arrivals((t.idx, t.submit_time) for t in order)
+        self.events = self.engine.events
         self.runnable: list[EfJob] = []
         self.running: list[EfJob] = []
         self.pending: list[EfJob] = []
@@ -153,11 +160,6 @@ class _EfSim:
         self.sorted_timeline: tuple[Timeline, SortedTimeline] = ({}, SortedTimeline({}))
         """The current timeline as lists (`price_given_back`), rebuilt when it is replaced."""
         self.placement = ElasticPlacement(cluster)
-        self.cache = PlacementCache(self.n)
-        self.accepted = 0
-        self.declined = 0
-        self.schedule_count = 0
-        self.rounds: list[RoundSample] = []
         self.planner_calls = 0
         self.marginal_calls = 0
         self.grants = 0
@@ -166,34 +168,8 @@ class _EfSim:
         """Counts timeline edits while leftover GPUs are handed out (see `price`)."""
         self.first_change: float = NO_CHANGE
         """Earliest plan change after the current round (ef-accessctrl's one re-plan mark)."""
-        self.bar = tqdm(total=len(trace), disable=not options.show_progress, unit="job")
 
     # ---- job bookkeeping (upstream JOBS methods) --------------------------------------------
-
-    def advance(self, time_diff: int, now: float) -> None:
-        """Progress of every job holding GPUs over the elapsed interval (spec 2.3)."""
-        for job in self.runnable:
-            if job.gpus == 0:
-                continue
-            run: float = time_diff
-            limit = job.real_end if job.real_end is not None else job.end_time
-            if now > limit:
-                run -= now - limit
-            if run <= 0:
-                raise SimulationError(
-                    f"job {job.idx}: non-positive run time at {now} (upstream asserts here)"
-                )
-            run = 0 if run < job.overhead else run - job.overhead
-            rate = job.curve.rate(job.gpus)
-            iters = run * rate
-            if job.iter_left <= iters and job.end_time > now:
-                # done before its planned end: it completes in this round at its exact end
-                actual_end = now - time_diff + math.ceil(job.iter_left / rate)
-                iters = (job.end_time - now + time_diff) * rate
-                self.events.move_completion(job.idx, job.end_time, now)
-                job.end_time = actual_end
-            job.iter_left -= iters
-            job.overhead = 0
 
     def admit(self, job: EfJob) -> None:
         job.admitted = True
@@ -202,10 +178,10 @@ class _EfSim:
         self.runnable.append(job)
 
     def decline(self, job: EfJob) -> None:
-        self.declined += 1
+        self.engine.declined += 1
         job.met = False
         job.done = True
-        self.bar.update(1)
+        self.engine.job_done()
 
     def start(self, job: EfJob, now: float) -> None:
         """Pending -> running (upstream `remove_from_pending`)."""
@@ -215,12 +191,12 @@ class _EfSim:
         self.pending.remove(job)
         self.running.append(job)
         if not job.trace.best_effort:
-            self.accepted += 1
+            self.engine.accepted += 1
 
     def complete(self, job: EfJob, late: bool) -> None:
         if late:
-            self.declined += 1
-            self.accepted -= 1
+            self.engine.declined += 1
+            self.engine.accepted -= 1
         job.met = None if job.trace.best_effort else not late
         job.done = True
         job.running = job.pending = False
@@ -228,7 +204,7 @@ class _EfSim:
             self.running.remove(job)
         if job in self.runnable:
             self.runnable.remove(job)
-        self.bar.update(1)
+        self.engine.job_done()
 
     # ---- planning ---------------------------------------------------------------------------
 
@@ -265,10 +241,11 @@ class _EfSim:
             job.gpus = job.alloc[now]
             self.events.move_completion(job.idx, old_end.get(job.idx, 0), job.end_time)
 
-    # ---- leftover GPUs (spec 3.1.4) -----------------------------------------------------------
+    # ---- leftover GPUs (docs/policies/elasticflow.md#leftover) ------------------------------
 
     def price(self, job: EfJob, free: int, now: float, edit: TimelineEdit | None = None) -> None:
-        """Marginal GPU-time of growing `job` to its next level now (spec 3.1.4).
+        """Marginal GPU-time of growing `job` to its next level now
+        (docs/policies/elasticflow.md#leftover).
 
         The tentative plan is kept only where it had to be computed. A pending job's marginal
         is +inf whatever its plan. A running job's marginal is reused when the timeline `edit`
@@ -458,44 +435,12 @@ class _EfSim:
             )
 
     def log_round(self, now: float) -> None:
-        """The `scheduling_events.csv` row (spec 6.3); sets each placed job's cache flag."""
+        """The round's sample (docs/engine.md#rounds); sets each placed job's cache flag."""
         layout = self.placement.layout()
-        for idx, cached in cache_flags(layout, self.cache).items():
+        for idx, cached in cache_flags(layout, self.engine.cache).items():
             self.jobs[idx].cached = cached
-        ce = 0.0
-        in_use = 0
-        for job in self.running:
-            if job.gpus == 0:
-                continue
-            if not self.placement.is_placed(job.idx):
-                raise SimulationError(f"running job {job.idx} holds GPUs but no placement")
-            ce += job.curve.rate(job.gpus) / job.curve.rate(1)
-            in_use += job.gpus
-        self.rounds.append(
-            RoundSample(
-                time=now,
-                gpus_in_use=in_use,
-                ce=ce / self.n,
-                running=len(self.running),
-                pending=len(self.pending),
-                gpu_map=layout.gpu_map if self.options.record_gpu_map else None,
-            )
-        )
-
-    def charge_overheads(self, jobs: list[EfJob]) -> None:
-        """Restart/rescale cost of this round, pushed onto every planned end (spec 2.5)."""
-        restart = self.schedule_count > 0 and self.schedule_count % self.slot == 0
-        self.schedule_count += 1
-        if restart:
-            self.cache.clear()
-        for job in jobs:
-            if job.gpus > 0:
-                job.overhead = overhead(job.gpus, restart, job.cached, self.n)
-                old_end = job.end_time
-                job.end_time += job.overhead
-                self.events.move_completion(job.idx, old_end, job.end_time)
-            else:
-                job.overhead = 0
+        gpu_map = layout.gpu_map if self.options.record_gpu_map else None
+        self.engine.record_round(now, self.running, len(self.pending), self.placement, gpu_map)
 
     def start_pending(self, now: float, add_marks: bool) -> None:
         """Pending jobs whose plan gives them GPUs now (not later) start (3.1.1 step 5a)."""
@@ -521,14 +466,10 @@ class _EfSim:
 
     # ---- results ------------------------------------------------------------------------------
 
-    def result(self, policy: str) -> SimResult:
-        self.bar.close()
-        return SimResult(
-            jobs=planned_job_outcomes(self.jobs.values()),
-            rounds=self.rounds,
-            accepted=self.accepted,
-            declined=self.declined,
-            extra={
+    def result(self, policy: str) -> RunOutcome:
+        return self.engine.outcome(
+            planned_job_outcomes(self.jobs.values()),
+            {
                 "policy": policy,
                 "planner_calls": self.planner_calls,
                 "marginal_calls": self.marginal_calls,
@@ -541,12 +482,11 @@ class _EfSim:
     def next_round(self, now: float, event: Event | None) -> tuple[float, int]:
         if event is None:
             raise SimulationError(f"round at {now} had no event (upstream crashes here)")
-        next_time = self.events.coalesce(now, self.slot)
-        return next_time, int(next_time - event.time)
+        return self.engine.next_round(now)
 
 
 def _run_with_admission(sim: _EfSim) -> None:
-    """The ef-accessctrl round loop (spec 3.1.1)."""
+    """The ef-accessctrl round loop (docs/policies/elasticflow.md#round)."""
     jobs = sim.jobs
     events = sim.events
     now: float = events.first.time
@@ -556,7 +496,7 @@ def _run_with_admission(sim: _EfSim) -> None:
         if idle_skip:
             # upstream's next iteration finds no event at `now` and crashes on it
             raise SimulationError(f"idle event at {now} followed by more events (upstream crashes)")
-        sim.advance(time_diff, now)
+        sim.engine.advance(sim.runnable, time_diff, now)
         for job in sim.runnable:
             job.overhead = 0
         event = events.find(now)
@@ -615,18 +555,19 @@ def _run_with_admission(sim: _EfSim) -> None:
         if not events or sim.first_change < events.first.time:
             events.add_mark(sim.first_change)
             events.sort()
-        sim.charge_overheads(sim.runnable)
+        sim.engine.charge(sim.runnable, now)
         now, time_diff = sim.next_round(now, event)
 
 
 def _run_without_admission(sim: _EfSim) -> None:
-    """The ef round loop (spec 3.2): every arrival admitted, late jobs keep competing."""
+    """The ef round loop: every arrival admitted, late jobs keep competing
+    (docs/policies/elasticflow.md#without-admission)."""
     jobs = sim.jobs
     events = sim.events
     now: float = events.first.time
     time_diff = 0
     while events or sim.pending or sim.running:
-        sim.advance(time_diff, now)
+        sim.engine.advance(sim.runnable, time_diff, now)
         for job in sim.runnable:
             job.overhead = 0
         event = events.find(now)
@@ -660,7 +601,7 @@ def _run_without_admission(sim: _EfSim) -> None:
                 # upstream steps 10 s and then fails on the missing event
                 raise SimulationError(f"jobs left but no events at {now} (upstream crashes)")
             break
-        sim.charge_overheads(sim.running)
+        sim.engine.charge(sim.running, now)
         now, time_diff = sim.next_round(now, event)
         if time_diff < 0:
             raise SimulationError(f"time goes backwards at {now} (upstream asserts)")
@@ -671,9 +612,11 @@ def simulate_with_admission(
     cluster: ClusterSpec,
     profiles: ThroughputProfiles,
     options: SimOptions,
-) -> SimResult:
-    """ElasticFlow as published (`--schedule=ef-accessctrl`)."""
-    sim = _EfSim(trace, cluster, profiles, options, admission=True)
+    executor: Executor | None = None,
+) -> RunOutcome:
+    """ElasticFlow as published (`--schedule=ef-accessctrl`); `executor` carries out each
+    round's allocations (the simulated one by default)."""
+    sim = _EfSim(trace, cluster, profiles, options, admission=True, executor=executor)
     _run_with_admission(sim)
     return sim.result("ef-accessctrl")
 
@@ -683,8 +626,9 @@ def simulate_without_admission(
     cluster: ClusterSpec,
     profiles: ThroughputProfiles,
     options: SimOptions,
-) -> SimResult:
+    executor: Executor | None = None,
+) -> RunOutcome:
     """ "EDF + Elastic Scaling" of Fig. 9 (`--schedule=ef`): ElasticFlow minus admission control."""
-    sim = _EfSim(trace, cluster, profiles, options, admission=False)
+    sim = _EfSim(trace, cluster, profiles, options, admission=False, executor=executor)
     _run_without_admission(sim)
     return sim.result("ef")

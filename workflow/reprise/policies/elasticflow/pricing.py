@@ -1,4 +1,5 @@
-"""One-pass pricing of a one-level scale-up for ElasticFlow's leftover GPUs (spec 3.1.4).
+"""One-pass pricing of a one-level scale-up for ElasticFlow's leftover GPUs
+(docs/policies/elasticflow.md#leftover).
 
 `price_given_back` returns what `price_fixed_start(..., timeline_without(..., until=d_al), ...)`
 returns, plus the given-back timeline's first breakpoint after the planning time, without
@@ -20,7 +21,7 @@ from collections.abc import Mapping
 from itertools import pairwise
 from typing import NamedTuple
 
-from reprise.sim.mss_planner import ScalingCurve, TimelineEdit
+from reprise.policies.elasticflow.planner import ScalingCurve, TimelineEdit
 from reprise.sim.timing import align
 
 _EXACT = 2.0**36

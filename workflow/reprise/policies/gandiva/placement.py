@@ -1,4 +1,5 @@
-"""Gandiva's placement: node sets per job size, over-subscribed by time-slicing (spec 2.7).
+"""Gandiva's placement: node sets per job size, over-subscribed by time-slicing
+(docs/policies/gandiva.md#placement).
 
 Every list operation mirrors the upstream cluster model, because the order of sets inside a size
 class decides which job shares which nodes, and thereby which job runs in a given round.
@@ -102,7 +103,8 @@ class GandivaPlacement:
         sets = self._class_list(size)
         if sets:
             head = sets.pop(0)
-            # quirk: strict `<`, so a set never fills its last slot this way (spec 10.12)
+            # quirk: strict `<`, so a set never fills its last slot this way
+            # (docs/policies/gandiva.md#placement)
             if head.load + 1 < head.capacity:
                 head.load += 1
                 head.jobs.append(sliced)

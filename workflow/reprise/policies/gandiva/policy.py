@@ -1,19 +1,136 @@
-"""Gandiva (spec 3.5): fixed-size jobs packed into node sets and time-sliced, duration-based."""
+"""Gandiva: fixed-size jobs packed into node sets and time-sliced, duration-based.
+
+See docs/policies/gandiva.md.
+"""
 
 from __future__ import annotations
 
-import sys
-
-from tqdm import tqdm
-
 from reprise.data.clusters import ClusterSpec
 from reprise.data.profiles import ThroughputProfiles
-from reprise.data.traces import TraceJob, submission_order
+from reprise.data.traces import TraceJob
 from reprise.errors import SimulationError
-from reprise.sim.events import EventList
-from reprise.sim.outcome import JobOutcome, RoundSample, SimOptions, SimResult
-from reprise.sim.placement_gandiva import GandivaPlacement, SlicedJob
-from reprise.sim.timing import overhead
+from reprise.policies.gandiva.placement import GandivaPlacement, SlicedJob
+from reprise.records.outcome import JobOutcome, RoundSample, RunOutcome
+from reprise.sim.engine import AllocationChange, Engine, Executor
+from reprise.sim.events import Event
+from reprise.sim.options import SimOptions
+
+
+class _Gandiva:
+    """One run; each method is one phase of a round (docs/policies/gandiva.md#round)."""
+
+    def __init__(
+        self,
+        trace: list[TraceJob],
+        cluster: ClusterSpec,
+        profiles: ThroughputProfiles,
+        options: SimOptions,
+        executor: Executor | None,
+    ) -> None:
+        self.engine = Engine(
+            trace, cluster, options, executor, merge_completions=False, label="gandiva"
+        )
+        self.options = options
+        self.num_gpus = cluster.num_gpus
+        self.cluster_name = cluster.name
+        self.profiles = profiles
+        self.placement = GandivaPlacement(cluster)
+        self.states = [SlicedJob(job) for job in trace]
+        self.arrivals = self.engine.events
+        self.speedups: dict[int, float] = {}
+        self.running: list[SlicedJob] = []
+        self.pending: list[SlicedJob] = []
+        self.waited: list[SlicedJob] = []
+        self.accepted = self.declined = 0
+
+    def run(self) -> None:
+        arrivals, slot = self.arrivals, self.options.slot
+        now = int(arrivals.first.time)
+        elapsed = 0
+        while arrivals or self.pending or self.running:
+            released = self.execute(now, elapsed)
+            event = arrivals.find(now)
+            if event is not None:
+                self.arrive(event, now)
+            if released:
+                self.refill(now)
+            self.sample(now)
+            if not arrivals:
+                if self.pending and not self.running:
+                    raise SimulationError(
+                        f"Gandiva: {len(self.pending)} job(s) can never be placed on "
+                        f"{self.cluster_name} (upstream loops forever here)"
+                    )
+                now += slot
+                elapsed = slot
+                continue
+            _charge(self.engine, self.running, now)
+            nxt = int(arrivals.coalesce(now, slot))
+            elapsed = nxt - now
+            now = nxt
+
+    def execute(self, now: int, elapsed: int) -> bool:
+        """Rebalance, run the elapsed time slice; returns whether a node set was freed."""
+        placement = self.placement
+        placement.rebalance()
+        finished, released = placement.time_slice(now, elapsed)
+        for sliced in finished:
+            self.running.remove(sliced)
+            assert sliced.end_time is not None
+            if sliced.end_time > sliced.job.deadline:
+                self.declined += 1
+                self.accepted -= 1
+            self.engine.job_done()
+        # quirk: upstream clears the overhead only of jobs that ever waited (its "runnable" list),
+        # after execution; a sliced-out job that never waited keeps a stale one
+        # (docs/policies/gandiva.md#round)
+        for sliced in self.waited:
+            sliced.overhead = 0.0
+        return bool(released)
+
+    def start(self, sliced: SlicedJob, now: int) -> None:
+        sliced.start_time = now
+        self.running.append(sliced)
+        if not sliced.job.best_effort:
+            self.accepted += 1
+
+    def arrive(self, event: Event, now: int) -> None:
+        self.arrivals.remove(event)
+        for idx in event.arrivals:
+            sliced = self.states[idx]
+            if self.placement.place(sliced):
+                self.start(sliced, now)
+            else:
+                self.waited.append(sliced)
+                self.pending.append(sliced)
+
+    def refill(self, now: int) -> None:
+        """Pending jobs try the freed nodes. quirk: upstream removes from the list it iterates,
+        so the job right after each started one is not tried in this round."""
+        pending = self.pending
+        cursor = 0
+        while cursor < len(pending):
+            sliced = pending[cursor]
+            cursor += 1
+            if self.placement.place(sliced):
+                pending.remove(sliced)
+                self.start(sliced, now)
+
+    def sample(self, now: int) -> None:
+        """`ce` counts the jobs in their time slice only."""
+        placement, running = self.placement, self.running
+        gpus_in_use = placement.mark_slots()
+        ce = sum(_speedup(self.speedups, self.profiles, s.job) for s in running if s.in_slot)
+        self.engine.add_round(
+            RoundSample(
+                time=now,
+                gpus_in_use=gpus_in_use,
+                ce=ce / self.num_gpus,
+                running=len(running),
+                pending=len(self.pending),
+                gpu_map=placement.gpu_map() if self.options.record_gpu_map else None,
+            )
+        )
 
 
 def simulate(
@@ -21,115 +138,24 @@ def simulate(
     cluster: ClusterSpec,
     profiles: ThroughputProfiles,
     options: SimOptions,
-) -> SimResult:
-    """Replay `trace` under Gandiva; counters follow the upstream bookkeeping (spec 6.1)."""
-    slot = options.slot
-    num_gpus = cluster.num_gpus
-    placement = GandivaPlacement(cluster)
-    states = [SlicedJob(job) for job in trace]
-    arrivals = EventList.from_arrivals(
-        ((j.idx, j.submit_time) for j in submission_order(trace)), merge_completions=False
-    )
-    speedups: dict[int, float] = {}
-    running: list[SlicedJob] = []
-    pending: list[SlicedJob] = []
-    rounds: list[RoundSample] = []
-    accepted = declined = 0
-    restart_counter = 0
-    waited: list[SlicedJob] = []
-    bar = tqdm(
-        total=len(trace),
-        desc="gandiva",
-        unit="job",
-        file=sys.stderr,
-        disable=not options.show_progress,
-    )
+    executor: Executor | None = None,
+) -> RunOutcome:
+    """Replay `trace` under Gandiva; counters follow the upstream bookkeeping
+    (docs/engine.md#metrics)."""
+    sim = _Gandiva(trace, cluster, profiles, options, executor)
+    sim.run()
+    engine = sim.engine
+    engine.accepted, engine.declined = sim.accepted, sim.declined
+    return engine.outcome([_outcome(s) for s in sim.states], {"rounds": len(engine.rounds)})
 
-    now = int(arrivals.first.time)
-    elapsed = 0
-    while arrivals or pending or running:
-        placement.rebalance()
-        finished, released = placement.time_slice(now, elapsed)
-        for sliced in finished:
-            running.remove(sliced)
-            assert sliced.end_time is not None
-            if sliced.end_time > sliced.job.deadline:
-                declined += 1
-                accepted -= 1
-            bar.update(1)
-        # quirk: upstream clears the overhead only of jobs that ever waited (its "runnable" list),
-        # after execution; a sliced-out job that never waited keeps a stale one (spec 3.5)
-        for sliced in waited:
-            sliced.overhead = 0.0
 
-        event = arrivals.find(now)
-        if event is not None:
-            arrivals.remove(event)
-            for idx in event.arrivals:
-                sliced = states[idx]
-                job = sliced.job
-                if placement.place(sliced):
-                    sliced.start_time = now
-                    running.append(sliced)
-                    if not job.best_effort:
-                        accepted += 1
-                else:
-                    waited.append(sliced)
-                    pending.append(sliced)
-
-        if released:
-            # quirk: upstream removes from the list it iterates, so the job right after each
-            # started one is not tried in this round
-            cursor = 0
-            while cursor < len(pending):
-                sliced = pending[cursor]
-                cursor += 1
-                if placement.place(sliced):
-                    pending.remove(sliced)
-                    sliced.start_time = now
-                    running.append(sliced)
-                    if not sliced.job.best_effort:
-                        accepted += 1
-
-        gpus_in_use = placement.mark_slots()
-        ce = sum(_speedup(speedups, profiles, s.job) for s in running if s.in_slot) / num_gpus
-        rounds.append(
-            RoundSample(
-                time=now,
-                gpus_in_use=gpus_in_use,
-                ce=ce,
-                running=len(running),
-                pending=len(pending),
-                gpu_map=placement.gpu_map() if options.record_gpu_map else None,
-            )
-        )
-
-        if not arrivals:
-            if pending and not running:
-                raise SimulationError(
-                    f"Gandiva: {len(pending)} job(s) can never be placed on {cluster.name} "
-                    "(upstream loops forever here)"
-                )
-            now += slot
-            elapsed = slot
-            continue
-        restart = restart_counter > 0 and restart_counter % slot == 0
-        restart_counter += 1
-        for sliced in running:
-            sliced.overhead = overhead(sliced.num_gpu, restart, False, num_gpus)
-        nxt = int(arrivals.coalesce(now, slot))
-        elapsed = nxt - now
-        now = nxt
-    bar.close()
-
-    outcomes = [_outcome(s) for s in states]
-    return SimResult(
-        jobs=outcomes,
-        rounds=rounds,
-        accepted=accepted,
-        declined=declined,
-        extra={"rounds": len(rounds)},
-    )
+def _charge(engine: Engine, running: list[SlicedJob], now: float) -> None:
+    """Every running job is relaunched each round, never warm (docs/policies/gandiva.md)."""
+    restart = engine.restart_round()
+    changes = [AllocationChange(s.job.idx, s.num_gpu, False) for s in running]
+    paid = engine.overheads(now, changes, restart)
+    for sliced in running:
+        sliced.overhead = paid[sliced.job.idx]
 
 
 def _outcome(sliced: SlicedJob) -> JobOutcome:

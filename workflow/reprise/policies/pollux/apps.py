@@ -1,4 +1,6 @@
-"""Pollux ground truth per application (spec 5.2): measured step times and gradient statistics.
+"""Pollux ground truth per application: measured step times and gradient statistics.
+
+See docs/policies/pollux.md#model.
 
 Values for unmeasured configurations are interpolated the way the Pollux artifact's simulator does.
 """

@@ -63,7 +63,7 @@ def _limit_one(lib: ctypes.CDLL) -> Callable[[], None] | None:
 def single_threaded_blas() -> Iterator[None]:
     """Run the body with BLAS limited to one thread, restoring the previous limits after."""
     try:
-        from threadpoolctl import threadpool_limits  # type: ignore[import-not-found]
+        from threadpoolctl import threadpool_limits  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError:
         threadpool_limits = None
     if threadpool_limits is not None:

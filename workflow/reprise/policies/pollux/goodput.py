@@ -1,4 +1,6 @@
-"""Pollux goodput model (spec 5.2): step-time model and fit, statistical efficiency, batch choice.
+"""Pollux goodput model: step-time model and fit, statistical efficiency, batch choice.
+
+See docs/policies/pollux.md#model.
 
 Vectorised over configurations, and `best_goodput` also over jobs (one parameter set per element),
 so a whole search population is scored with a handful of array operations.

@@ -1,4 +1,6 @@
-"""Pollux baseline for Figure 8(a) (spec 5): goodput-driven elastic scheduling, deadline-unaware.
+"""Pollux baseline for Figure 8(a): goodput-driven elastic scheduling, deadline-unaware.
+
+See docs/policies/pollux.md.
 
 Every 60 s the jobs advance on the measured ground truth, then a seeded NSGA-II re-allocates GPUs.
 Counters: a job is accepted when it completes by its deadline, declined otherwise (Pollux's ratio
@@ -14,15 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from reprise.data.clusters import ClusterSpec
 from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob
 from reprise.errors import ConfigError, SimulationError
-from reprise.policies.pollux_apps import FIXED_BATCH, Application, load_applications
-from reprise.policies.pollux_blas import single_threaded_blas
-from reprise.policies.pollux_goodput import (
+from reprise.policies.pollux.apps import FIXED_BATCH, Application, load_applications
+from reprise.policies.pollux.blas import single_threaded_blas
+from reprise.policies.pollux.goodput import (
     FloatArray,
     IntArray,
     PerfParams,
@@ -30,7 +31,7 @@ from reprise.policies.pollux_goodput import (
     best_goodput_one,
     fit_perf_params,
 )
-from reprise.policies.pollux_search import (
+from reprise.policies.pollux.search import (
     RESTART_DELAY,
     AllocationProblem,
     IntState,
@@ -38,7 +39,9 @@ from reprise.policies.pollux_search import (
     carry_over,
     run_nsga2,
 )
-from reprise.sim.outcome import JobOutcome, RoundSample, SimOptions, SimResult
+from reprise.records.outcome import JobOutcome, RoundSample, RunOutcome
+from reprise.sim.engine import Engine
+from reprise.sim.options import SimOptions
 
 INTERVAL = 60
 """Scheduling interval of the artifact's simulator (seconds)."""
@@ -52,7 +55,8 @@ MAX_SIM_TIME = 10**9
 
 @dataclass(frozen=True)
 class WorkloadRow:
-    """One row of the Pollux-format workload (the artifact's `elasticVpollux_p.csv`, spec 5.1)."""
+    """One row of the Pollux-format workload (the artifact's `elasticVpollux_p.csv`,
+    docs/policies/pollux.md#workload)."""
 
     name: str
     time: int
@@ -322,7 +326,7 @@ def simulate(
     profiles: ThroughputProfiles,
     options: SimOptions,
     horizon: int | None = None,
-) -> SimResult:
+) -> RunOutcome:
     """Run Pollux on `trace` (the profiles are unused: Pollux has its own ground truth).
 
     With a `horizon` (benchmarks, profiling) the run stops after that many simulated seconds
@@ -347,7 +351,9 @@ def simulate(
     model = _Model(counters)
     prev_front: IntState | None = None
     prev_keys: list[str] = []
-    rounds: list[RoundSample] = []
+    # Pollux keeps its own 60 s clock (docs/policies/pollux.md); the engine keeps the round
+    # samples, the progress and the outcome
+    engine = Engine(trace, cluster, options, label="pollux")
     first = min(job.submit_time for job in trace)
     # nothing happens before the first arrival: start one interval before the first round in
     # which a job is present (rounds fall on multiples of the interval, as upstream's clock)
@@ -357,8 +363,7 @@ def simulate(
     next_arrival = 0
     present: list[PolluxJob] = []
     done = 0
-    bar = tqdm(total=len(jobs), desc="pollux", unit="job", disable=not options.show_progress)
-    with single_threaded_blas(), bar:
+    with single_threaded_blas():
         while done < len(jobs):
             for job in present:
                 model.advance(job, now, INTERVAL)
@@ -370,7 +375,8 @@ def simulate(
             finished = [j for j in present if j.completion is not None]
             if finished:
                 done += len(finished)
-                bar.update(len(finished))
+                for _ in finished:
+                    engine.job_done()
                 present = [j for j in present if j.completion is None]
             while next_arrival < len(pending) and pending[next_arrival].row.time <= now:
                 present.append(pending[next_arrival])
@@ -397,8 +403,8 @@ def simulate(
                     if job.alloc is None or not np.array_equal(row, job.alloc):
                         model.reallocate(job, row, now)
                         counters.reallocations += 1
-            rounds.append(_sample(now, present, total_gpus))
-    return _result(jobs, rounds, counters, options, cut_off=horizon is not None)
+            engine.add_round(_sample(now, present, total_gpus))
+    return _result(jobs, engine, counters, options, cut_off=horizon is not None)
 
 
 def _search(
@@ -467,11 +473,11 @@ def _sample(now: int, present: list[PolluxJob], total_gpus: int) -> RoundSample:
 
 def _result(
     jobs: list[PolluxJob],
-    rounds: list[RoundSample],
+    engine: Engine,
     counters: _Counters,
     options: SimOptions,
     cut_off: bool = False,
-) -> SimResult:
+) -> RunOutcome:
     outcomes: list[JobOutcome] = []
     met = missed = 0
     jct_sum = 0
@@ -508,4 +514,5 @@ def _result(
         "reallocations": counters.reallocations,
         "average_jct": jct_sum / max(sum(j.completion is not None for j in jobs), 1),
     }
-    return SimResult(jobs=outcomes, rounds=rounds, accepted=met, declined=missed, extra=extra)
+    engine.accepted, engine.declined = met, missed
+    return engine.outcome(outcomes, extra)

@@ -1,4 +1,6 @@
-"""Pollux's periodic allocation search (spec 5.2): a vectorised NSGA-II over replica matrices.
+"""Pollux's periodic allocation search: a vectorised NSGA-II over replica matrices.
+
+See docs/policies/pollux.md#model.
 
 A solution is a (nodes x jobs) matrix of replica counts; a population is one int8 array of shape
 (nodes, jobs, solutions), solutions last so that every per-job and per-node count is a reduction

@@ -1,0 +1,1 @@
+"""Gandiva: time-slicing with its own consolidating placement (docs/policies/gandiva.md)."""

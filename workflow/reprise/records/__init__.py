@@ -1,0 +1,1 @@
+"""Run records, the contract between stages: RunResult, and its writer and reader."""

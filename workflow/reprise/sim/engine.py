@@ -1,0 +1,244 @@
+"""The engine: clock, events, job progress, restart overheads, round samples, progress, outcome.
+
+A policy keeps its own decisions (who is admitted, how many GPUs, where) and asks the engine for
+everything else. Each round's allocations go through an `Executor`, which says what overhead
+each job paid: `SimulatedExecutor` models it (docs/engine.md#overheads); a testbed executor
+applies the allocations to real trainers and returns measured times. Nothing else differs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tqdm import tqdm
+
+from reprise.data.clusters import ClusterSpec
+from reprise.data.traces import TraceJob, submission_order
+from reprise.errors import SimulationError
+from reprise.records.outcome import JobOutcome, RoundSample, RunOutcome
+from reprise.sim.events import EventList
+from reprise.sim.options import SimOptions
+from reprise.sim.placement import ElasticPlacement, PlacementCache
+from reprise.sim.timing import overhead
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationChange:
+    """One job's allocation for the coming interval, as handed to the executor."""
+
+    job: int
+    gpus: int
+    cached: bool
+    """Placed on a GPU range seen since the last restart round (a warm relaunch)."""
+
+
+class Executor(Protocol):
+    """Carries out a round's allocations and reports the overhead each job paid."""
+
+    def apply(
+        self, now: float, changes: Sequence[AllocationChange], restart: bool
+    ) -> Mapping[int, float]:
+        """Seconds of overhead each job in `changes` pays at `now`; `restart` marks a round
+        in which every job is relaunched from its checkpoint."""
+        ...
+
+
+class SimulatedExecutor:
+    """The modelled overhead of upstream's simulator (docs/engine.md#overheads)."""
+
+    def __init__(self, cluster_gpus: int) -> None:
+        self.cluster_gpus = cluster_gpus
+
+    def apply(
+        self, now: float, changes: Sequence[AllocationChange], restart: bool
+    ) -> dict[int, float]:
+        n = self.cluster_gpus
+        return {c.job: overhead(c.gpus, restart, c.cached, n) for c in changes}
+
+
+class ProgressingJob(Protocol):
+    """What the engine reads and advances of a policy's job state."""
+
+    @property
+    def idx(self) -> int: ...
+
+    gpus: int
+    iter_left: float
+    end_time: float
+    overhead: float
+    cached: bool
+
+    def rate(self, gpus: int) -> float: ...
+
+    @property
+    def progress_limit(self) -> float:
+        """The time after which the job's current plan gives it no more work."""
+        ...
+
+
+class Engine:
+    """The clock-side state of one run, shared by every policy that plans in rounds."""
+
+    def __init__(
+        self,
+        trace: list[TraceJob],
+        cluster: ClusterSpec,
+        options: SimOptions,
+        executor: Executor | None = None,
+        merge_completions: bool = True,
+        label: str | None = None,
+    ) -> None:
+        self.n = cluster.num_gpus
+        self.slot = options.slot
+        self.options = options
+        self.executor: Executor = executor or SimulatedExecutor(self.n)
+        self.max_overhead = options.max_overhead
+        order = submission_order(trace)
+        self.events = EventList.from_arrivals(
+            ((t.idx, t.submit_time) for t in order), merge_completions
+        )
+        self.cache = PlacementCache(self.n)
+        """GPU ranges used since the last restart round: a job placed on one relaunches warm."""
+        self.rounds: list[RoundSample] = []
+        self.accepted = 0
+        self.declined = 0
+        self.schedule_count = 0
+        self.bar = tqdm(total=len(trace), desc=label, unit="job", disable=not options.show_progress)
+
+    # ---- progress -----------------------------------------------------------------------------
+
+    def advance(self, jobs: Iterable[ProgressingJob], time_diff: float, now: float) -> None:
+        """Progress of every job holding GPUs over the elapsed interval (docs/engine.md#progress).
+
+        A job whose work runs out before its planned end completes in this round at its exact
+        end; its completion event moves to `now`.
+        """
+        events = self.events
+        for job in jobs:
+            gpus = job.gpus
+            if gpus == 0:
+                continue
+            run: float = time_diff
+            limit = job.progress_limit
+            if now > limit:
+                run -= now - limit
+            if run <= 0:
+                raise SimulationError(
+                    f"job {job.idx}: non-positive run time at {now} (upstream asserts here)"
+                )
+            run = 0 if run < job.overhead else run - job.overhead
+            rate = job.rate(gpus)
+            iters = run * rate
+            if job.iter_left <= iters and job.end_time > now:
+                actual_end = now - time_diff + math.ceil(job.iter_left / rate)
+                iters = (job.end_time - now + time_diff) * rate
+                events.move_completion(job.idx, job.end_time, now)
+                job.end_time = actual_end
+            job.iter_left -= iters
+            job.overhead = 0
+
+    def job_done(self) -> None:
+        self.bar.update(1)
+
+    # ---- overheads ----------------------------------------------------------------------------
+
+    def restart_round(self) -> bool:
+        """Every `slot`-th round relaunches jobs (quirk: a length in seconds used as a round
+        count, docs/engine.md#overheads); a restart forgets the warm GPU ranges."""
+        restart = self.schedule_count > 0 and self.schedule_count % self.slot == 0
+        self.schedule_count += 1
+        if restart:
+            self.cache.clear()
+        return restart
+
+    def overheads(
+        self, now: float, changes: Sequence[AllocationChange], restart: bool
+    ) -> dict[int, float]:
+        """What each job pays for this round's `changes`, as the executor reports it, capped
+        at `options.max_overhead` where one is set (docs/engine.md#overheads)."""
+        if not changes:
+            return {}
+        paid = self.executor.apply(now, changes, restart)
+        cap = self.max_overhead
+        if cap is None:
+            return {c.job: paid[c.job] for c in changes}
+        return {c.job: min(paid[c.job], cap) for c in changes}
+
+    def charge(self, jobs: Sequence[ProgressingJob], now: float) -> None:
+        """Hand this round's allocations of `jobs` to the executor and push the overhead each
+        job paid onto its planned end (docs/engine.md#overheads)."""
+        restart = self.restart_round()
+        changes = [AllocationChange(j.idx, j.gpus, j.cached) for j in jobs if j.gpus > 0]
+        paid = self.overheads(now, changes, restart)
+        for job in jobs:
+            if job.gpus > 0:
+                job.overhead = paid[job.idx]
+                old_end = job.end_time
+                job.end_time = old_end + job.overhead
+                self.events.move_completion(job.idx, old_end, job.end_time)
+            else:
+                job.overhead = 0
+
+    # ---- rounds -------------------------------------------------------------------------------
+
+    def record_round(
+        self,
+        now: float,
+        running: Sequence[ProgressingJob],
+        pending: int,
+        placement: ElasticPlacement,
+        gpu_map: tuple[int | None, ...] | None = None,
+    ) -> None:
+        """The round's sample: GPUs in use and cluster efficiency over the running jobs."""
+        ce = 0.0
+        in_use = 0
+        for job in running:
+            gpus = job.gpus
+            if gpus == 0:
+                continue
+            if not placement.is_placed(job.idx):
+                raise SimulationError(f"running job {job.idx} holds GPUs but no placement")
+            ce += job.rate(gpus) / job.rate(1)
+            in_use += gpus
+        self.add_round(
+            RoundSample(
+                time=now,
+                gpus_in_use=in_use,
+                ce=ce / self.n,
+                running=len(running),
+                pending=pending,
+                gpu_map=gpu_map,
+            )
+        )
+
+    def add_round(self, sample: RoundSample) -> None:
+        """A round sample the policy computed itself (its own efficiency rule)."""
+        self.rounds.append(sample)
+
+    def next_round(self, now: float) -> tuple[float, int]:
+        """The next round's time (events within a slot coalesced) and the elapsed seconds."""
+        next_time = self.events.coalesce(now, self.slot)
+        return next_time, int(next_time - now)
+
+    # ---- outcome ------------------------------------------------------------------------------
+
+    def outcome(
+        self,
+        jobs: list[JobOutcome],
+        extra: Mapping[str, Any],
+        timings: Mapping[str, float] | None = None,
+    ) -> RunOutcome:
+        """The run's outcome: the policy's job outcomes and counters beside the engine's
+        rounds and accepted/declined counts; `timings` are for benchmarks only."""
+        self.bar.close()
+        return RunOutcome(
+            jobs=jobs,
+            rounds=self.rounds,
+            accepted=self.accepted,
+            declined=self.declined,
+            extra=dict(extra),
+            timings=dict(timings or {}),
+        )

@@ -265,6 +265,10 @@ rule roleml_criu:
         "results/benchmarks/roleml/criu.tsv"
     conda:
         "../envs/roleml.yaml"
+    # first, and alone (make -j uses every core): a missing or old CRIU stops the target
+    # before the images are built
+    priority: 10
+    threads: workflow.cores
     params:
         suite=get_roleml_settings().get("criu_suite", "sid"),
         # the source tree stays between runs: a rebuild only recompiles what changed
@@ -288,10 +292,32 @@ rule roleml_data:
         "../scripts/roleml_data.py"
 
 
+rule roleml_image:
+    input:
+        # CRIU is checked first: a missing or old one stops the target before any image work
+        criu="results/roleml/criu/criu.json",
+        node="results/testbeds/images/node.json",
+        dockerfile="workflow/testbed/roleml/Dockerfile",
+        lock="requirements.lock",
+    output:
+        record="results/testbeds/images/roleml.json",
+    log:
+        "results/logs/testbeds/roleml_image.log",
+    benchmark:
+        "results/benchmarks/testbeds/roleml_image.tsv"
+    conda:
+        "../envs/roleml.yaml"
+    params:
+        tag="reprise-roleml:latest",
+    script:
+        "../scripts/roleml_image.py"
+
+
 rule roleml_offload_run:
     input:
         criu="results/roleml/criu/bin/criu",
         data="results/roleml/data/summary.json",
+        image=get_roleml_image,
     output:
         summary="results/runs/testbed/roleml_offload/{topology}/summary.json",
         offloads="results/runs/testbed/roleml_offload/{topology}/offloads.csv",
@@ -309,6 +335,8 @@ rule roleml_offload_run:
     threads: workflow.cores
     params:
         settings=get_roleml_settings(),
+        # the experimental dockerd's data root: kept, so the role image is copied in once
+        docker_root="results/roleml/docker",
     script:
         "../scripts/roleml_run.py"
 

@@ -1,13 +1,17 @@
-"""RoleML offloading: settings faults named, the Offloading Manager's checks, a destination that
-vanishes before the restore (role restored at its source, run goes on, nothing left), and
-`snakemake roleml_offload` end to end."""
+"""RoleML offloading with actors as host processes: settings faults named, the Offloading
+Manager's checks, CRIU missing/old and a malformed topology stopping a run before anything
+starts, a restore made to fail and a destination that vanishes (role restored at its source,
+`offload-failed`, the job goes on), a failed run leaving nothing behind, and `snakemake
+roleml_offload` end to end on a small tree."""
 
 from __future__ import annotations
 
 import copy
 import csv
+import json
 import os
-import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +20,11 @@ import yaml
 
 from reprise.errors import ConfigError, ProvisionError, TestbedError
 from reprise.testbed.systems.roleml import criu
-from reprise.testbed.systems.roleml.nodes import CgroupNodes
+from reprise.testbed.systems.roleml.nodes import CGROUP_ROOT, CgroupNodes
 from reprise.testbed.systems.roleml.offload import Offloader
-from reprise.testbed.systems.roleml.study import placement_of
-from tests.infra.workflow import SNAKEMAKE, copy_workflow
+from reprise.testbed.systems.roleml.runtime import ProcessRuntime
+from reprise.testbed.systems.roleml.study import placement_of, run_offload_study
+from tests.infra.workflow import copy_workflow, run_snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS: dict[str, Any] = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["testbed"][
@@ -27,6 +32,36 @@ SETTINGS: dict[str, Any] = yaml.safe_load((REPO / "config" / "config.yaml").read
 ]
 ACTORS = ("client1", "client4", "client5", "client2", "client6", "client7", "conductor")
 PIPELINE_CRIU = REPO / "results" / "roleml" / "criu" / "bin" / "criu"
+
+
+def small_settings(runtime: str, num_rounds: int = 16) -> dict[str, Any]:
+    """A three-client tree on five nodes (4 x 0.4 cores + control): one commanded offload of
+    client3 to the empty node4, then the stress on client3's node."""
+    settings = copy.deepcopy(SETTINGS)
+    settings.update(
+        runtime=runtime,
+        topology="small",
+        topologies={
+            "small": {
+                "root": "client1",
+                "groups": {"client1": ["client1", "client3"], "client2": ["client2"]},
+            }
+        },
+        nodes={
+            "node1": ["client1"],
+            "node2": ["client2"],
+            "node3": ["client3"],
+            "node4": [],
+            "control": ["conductor"],
+        },
+        cpu_limit=0.4,
+        num_rounds=num_rounds,
+        warmup_rounds=2,
+        gap_rounds=2,
+        commanded=[{"actor": "client3", "role": "trainer", "destination": "node4"}],
+    )
+    settings["automatic"] = {**settings["automatic"], "stress_actor": "client3", "timeout_s": 90}
+    return settings
 
 
 def test_an_actor_on_two_nodes_is_named() -> None:
@@ -52,16 +87,16 @@ def test_an_unknown_offload_destination_is_named() -> None:
 
 def _offloader(tmp_path: Path) -> Offloader:
     nodes = CgroupNodes("t", ("node1", "node3", "node4"), 1.0, root=tmp_path)
+    runtime = ProcessRuntime("python", "criu", nodes, tmp_path)
     proc = criu.NamespacedProcess(None, 1)
+    runtime.procs.update(client1=proc, client3=proc)
     return Offloader(
-        "criu",
+        runtime,
         nodes,
         tmp_path,
         tmp_path,
         {"client1": {"trainer", "coordinator"}, "client3": {"trainer"}},
         {"client1": "node1", "client3": "node3"},
-        {"client1": proc, "client3": proc},
-        {},
     )
 
 
@@ -76,6 +111,24 @@ def test_offload_to_an_unknown_node_or_where_it_runs_is_refused(tmp_path: Path) 
         offloader.check("client3", "trainer", "node9")
     with pytest.raises(TestbedError, match="already runs there"):
         offloader.check("client3", "trainer", "node3")
+    with pytest.raises(TestbedError, match="no actor 'client9' runs"):
+        offloader.check("client9", "trainer", "node4")
+
+
+def _run_groups() -> set[str]:
+    base = CGROUP_ROOT / "cpu" / "reprise-roleml"
+    return {p.name for p in base.iterdir()} if base.is_dir() else set()
+
+
+def test_old_criu_stops_the_run_before_anything_starts(tmp_path: Path) -> None:
+    old = tmp_path / "criu"
+    old.write_text("#!/bin/sh\necho 'Version: 4.1.1'\n")
+    old.chmod(0o755)
+    before = _run_groups()
+    with pytest.raises(ProvisionError, match=r"is 4\.1\.1; role offloading needs 4\.2 or newer"):
+        run_offload_study(small_settings("process"), tmp_path, str(old), tmp_path / "run")
+    assert _run_groups() == before
+    assert not (tmp_path / "run").exists()
 
 
 def _criu_or_skip() -> str:
@@ -91,35 +144,98 @@ def _criu_or_skip() -> str:
     pytest.skip("no CRIU >= 4.2 (set REPRISE_CRIU or run `snakemake roleml_criu`)")
 
 
-def _leftovers(run_id_prefix: str) -> list[str]:
-    base = Path("/sys/fs/cgroup/cpu/reprise-roleml")
-    groups = [p.name for p in base.glob(f"{run_id_prefix}-*")] if base.is_dir() else []
-    return groups
+def test_malformed_topology_stops_the_run_before_anything_starts(tmp_path: Path) -> None:
+    binary = _criu_or_skip()
+    settings = small_settings("process")
+    settings["topologies"]["small"] = {"root": "client9", "groups": {"client1": ["client1"]}}
+    before = _run_groups()
+    with pytest.raises(ConfigError, match=r"topologies\.small\.root is 'client9'"):
+        run_offload_study(settings, tmp_path, binary, tmp_path / "run")
+    assert _run_groups() == before
+
+
+def leftovers(run: Path) -> list[str]:
+    """What a run may leave behind: node cgroups in any hierarchy, actor/stress processes,
+    checkpoint images, the experimental dockerd's state (socket, exec root, PID)."""
+    found = [str(p) for p in CGROUP_ROOT.glob(f"*/reprise-roleml/{run.name}-*")]
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(run) in cmdline:
+            found.append(f"pid {proc.name}: {cmdline[:120]}")
+    if (run / "nodes").exists():
+        found.append(str(run / "nodes"))
+    record = run / "run.json"
+    run_id = json.loads(record.read_text())["run_id"] if record.exists() else ""
+    if run_id and Path(f"/tmp/reprise-roleml-{run_id}").exists():
+        found.append(f"/tmp/reprise-roleml-{run_id}")
+    return found
+
+
+def _data(tmp_path: Path) -> Path:
+    pytest.importorskip("roleml", reason="no roleml extra: pip install -e '.[roleml]'")
+    from reprise.testbed.systems.roleml.data import make_digit_batches
+
+    make_digit_batches(tmp_path / "data", 0.2, 0)
+    return tmp_path / "data"
+
+
+def _offloads(run: Path) -> list[dict[str, str]]:
+    with (run / "offloads.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def run_with_fault(
+    tmp_path: Path, runtime: str, fault: Callable[[str, str, Path], None], **extra: Any
+) -> tuple[dict[str, Any], list[dict[str, str]], Path]:
+    binary = _criu_or_skip()
+    data = _data(tmp_path)
+    run = tmp_path / "faultrun"
+    summary = run_offload_study(small_settings(runtime), data, binary, run, fault, **extra)
+    return summary, _offloads(run), run
+
+
+def corrupt_first_restore(done: list[str]) -> Callable[[str, str, Path], None]:
+    """A fault for the first offload: its shipped checkpoint loses the process tree image, so
+    CRIU's restore at the destination fails."""
+
+    def fault(source: str, destination: str, shipped: Path) -> None:
+        if done:
+            return
+        images = [p for p in shipped.rglob("pstree.img")]
+        assert images, f"no pstree.img under {shipped}"
+        for image in images:
+            image.unlink()
+        done.append(destination)
+
+    return fault
+
+
+@pytest.mark.slow
+def test_restore_made_to_fail_restores_at_the_source_and_the_job_goes_on(tmp_path: Path) -> None:
+    done: list[str] = []
+    summary, offloads, run = run_with_fault(tmp_path, "process", corrupt_first_restore(done))
+    first, automatic = offloads[0], offloads[-1]
+    assert done == ["node4"]
+    assert first["status"] == "offload-failed" and first["node_after"] == "node3"
+    assert "restore" in first["reason"]
+    # the role came back with its state: its epoch counter went on
+    assert int(first["epoch_after"]) == int(first["epoch_before"]) + 1
+    # the job went on: every round, and the Decider's offload after it succeeded
+    assert summary["rounds"] == 16
+    assert automatic["trigger"] == "automatic" and automatic["status"] == "offloaded"
+    assert leftovers(run) == []
 
 
 @pytest.mark.slow
 def test_destination_gone_before_restore_restores_at_the_source(tmp_path: Path) -> None:
     """The destination node vanishes after the copy: the role comes back on its source node, the
     run records offload-failed naming the node, training finishes, nothing is left."""
-    pytest.importorskip("roleml", reason="no roleml extra: pip install -e '.[roleml]'")
-    from reprise.testbed.systems.roleml.data import make_digit_batches
-    from reprise.testbed.systems.roleml.study import run_offload_study
-
-    binary = _criu_or_skip()
-    make_digit_batches(tmp_path / "data", 0.2, 0)
-    settings = copy.deepcopy(SETTINGS)
-    settings.update(num_rounds=18, commanded=[settings["commanded"][0]], gap_rounds=2)
-    settings["automatic"]["timeout_s"] = 90
-    run = tmp_path / "faultrun"
     gone: list[str] = []
-
-    def vanish(source: str, destination: str) -> None:
-        if gone:  # only the commanded offload's destination vanishes
-            return
-        gone.append(destination)
-        offloader_nodes = nodes_seen[0]
-        offloader_nodes.take_down(destination, [])
-
     nodes_seen: list[CgroupNodes] = []
     original = CgroupNodes.create
 
@@ -127,34 +243,61 @@ def test_destination_gone_before_restore_restores_at_the_source(tmp_path: Path) 
         nodes_seen.append(self)
         original(self)
 
+    def vanish(source: str, destination: str, shipped: Path) -> None:
+        if not gone:  # only the commanded offload's destination vanishes
+            gone.append(destination)
+            nodes_seen[0].take_down(destination, [])
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(CgroupNodes, "create", remember)
-        summary = run_offload_study(settings, tmp_path / "data", binary, run, vanish)
-    with (run / "offloads.csv").open() as f:
-        offloads = list(csv.DictReader(f))
+        summary, offloads, run = run_with_fault(tmp_path, "process", vanish)
     first = offloads[0]
-    assert gone == ["node8"]
-    assert first["status"] == "offload-failed" and first["node_after"] == "node4"
-    assert "destination node node8 is gone" in first["reason"]
+    assert gone == ["node4"]
+    assert first["status"] == "offload-failed" and first["node_after"] == "node3"
+    assert "destination node node4 is gone" in first["reason"]
     assert int(first["epoch_after"]) == int(first["epoch_before"]) + 1
-    assert summary["rounds"] == 18
-    assert _leftovers("faultrun") == []
-    actors = subprocess.run(["pgrep", "-f", str(run / "specs")], capture_output=True, text=True)
-    assert actors.stdout.strip() == ""
+    assert summary["rounds"] == 16
+    assert leftovers(run) == []
+
+
+@pytest.mark.slow
+def test_a_run_that_fails_midway_leaves_nothing_behind(tmp_path: Path) -> None:
+    """The Decider never sees an overload (threshold above 100%): the run fails naming the
+    node, after its commanded offload; actors, stress, cgroups and images are all gone."""
+    binary = _criu_or_skip()
+    data = _data(tmp_path)
+    settings = small_settings("process")
+    settings["automatic"] = {**settings["automatic"], "threshold_pct": 500, "timeout_s": 8}
+    run = tmp_path / "failrun"
+    started = time.monotonic()
+    with pytest.raises(TestbedError, match="the Decider made no decision within 8s"):
+        run_offload_study(settings, data, binary, run)
+    assert time.monotonic() - started < 300
+    assert [r["status"] for r in _offloads(run)] == ["offloaded"]
+    assert leftovers(run) == []
 
 
 @pytest.mark.slow
 def test_snakemake_roleml_offload_end_to_end(tmp_path: Path) -> None:
+    """`snakemake roleml_offload` on a three-client tree with actors as processes: 3 commanded
+    offloads and 1 automatic, each keeping the trainer's state, the table and both figures."""
     binary = _criu_or_skip()
     work = copy_workflow(tmp_path / "wf")
-    env = {**os.environ, "REPRISE_CRIU_PREBUILT": str(Path(binary).resolve())}
-    done = subprocess.run(
-        [*SNAKEMAKE, "roleml_offload", "-c2", "--config", "testbed={roleml: {num_rounds: 30}}"],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1500,
+    small = small_settings("process", num_rounds=24)
+    small["commanded"] = [
+        {"actor": "client3", "role": "trainer", "destination": "node4"},
+        {"actor": "client3", "role": "trainer", "destination": "node3"},
+        {"actor": "client3", "role": "trainer", "destination": "node4"},
+    ]
+    config = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    config["testbed"]["roleml"] = small
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    done = run_snakemake(
+        work,
+        "roleml_offload",
+        "-c2",
+        env={"REPRISE_CRIU_PREBUILT": str(Path(binary).resolve())},
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     with (work / "results" / "tables" / "roleml_offload.csv").open() as f:
@@ -162,6 +305,9 @@ def test_snakemake_roleml_offload_end_to_end(tmp_path: Path) -> None:
     offloads = [r for r in rows if r["row"] == "offload"]
     assert [r["trigger"] for r in offloads] == ["commanded"] * 3 + ["automatic"]
     assert all(r["state_kept"] == "True" for r in offloads)
-    assert float(offloads[-1]["decision_ms"]) >= 0
-    assert (work / "results" / "figures" / "roleml_offload_phases.png").stat().st_size > 0
-    assert _leftovers("paper") == []
+    assert float(offloads[-1]["detect_s"]) > 0
+    medians = {r["trigger"]: r for r in rows if r["row"] == "median"}
+    assert float(medians["commanded"]["total_s"]) > 0
+    for name in ("roleml_offload", "roleml_offload_phases"):
+        assert (work / "results" / "figures" / f"{name}.png").stat().st_size > 0
+    assert leftovers(work / "results" / "runs" / "testbed" / "roleml_offload" / "small") == []

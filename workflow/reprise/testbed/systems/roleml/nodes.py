@@ -36,6 +36,19 @@ class CgroupNodes:
             raise TestbedError(f"unknown node {node!r}; the run's nodes are {list(self.names)}")
         return [self.base(c) / node for c in CONTROLLERS]
 
+    def cgroup_parent(self, node: str) -> str:
+        """The node's cgroup as Docker's `--cgroup-parent` (cgroupfs driver): a container's
+        cgroups sit under the node's in every hierarchy, so its CPU counts to the node."""
+        self.cgroups(node)  # names the node when unknown
+        return f"/reprise-roleml/{self.run_id}/{node}"
+
+    def _hierarchies(self) -> list[Path]:
+        """Every hierarchy with this run's directory: runc makes the node's path in all of them
+        (memory, pids, ...) when a container is created under it."""
+        return sorted(
+            h for h in self.root.iterdir() if (h / "reprise-roleml" / self.run_id).is_dir()
+        )
+
     def create(self) -> None:
         for controller in CONTROLLERS:
             if not (self.root / controller).is_dir():
@@ -83,25 +96,30 @@ class CgroupNodes:
 
     def _remove(self, node: str) -> None:
         deadline = time.monotonic() + 10
-        for path in self.cgroups(node):
-            while path.is_dir():
-                try:
-                    path.rmdir()
-                except OSError:
-                    # tasks leave a cgroup a moment after SIGKILL
-                    if time.monotonic() > deadline:
-                        raise TestbedError(
-                            f"node {node}: cgroup {path} still holds {self.pids(node)}"
-                        ) from None
-                    time.sleep(0.05)
+        for hierarchy in self._hierarchies():
+            top = hierarchy / "reprise-roleml" / self.run_id / node
+            # deepest first: a container's own cgroup under the node's
+            for path in sorted(top.glob("**/"), key=lambda p: len(p.parts), reverse=True):
+                while path.is_dir():
+                    try:
+                        path.rmdir()
+                    except OSError:
+                        # tasks leave a cgroup a moment after SIGKILL
+                        if time.monotonic() > deadline:
+                            raise TestbedError(
+                                f"node {node}: cgroup {path} still holds {self.pids(node)}"
+                            ) from None
+                        time.sleep(0.05)
 
     def remove_all(self) -> None:
         """Remove every node cgroup (their processes must have been stopped by PID first)."""
         for node in self.names:
             self._remove(node)
-        for controller in CONTROLLERS:
+        for hierarchy in self._hierarchies():
             with suppress(FileNotFoundError, OSError):
-                self.base(controller).rmdir()
+                (hierarchy / "reprise-roleml" / self.run_id).rmdir()
+                # the common parent goes with the last run (another run's keeps it)
+                (hierarchy / "reprise-roleml").rmdir()
 
 
 class CpuWatch:

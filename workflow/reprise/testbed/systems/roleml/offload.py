@@ -19,6 +19,7 @@ from typing import Any
 from reprise.errors import TestbedError
 from reprise.testbed.systems.roleml import criu
 from reprise.testbed.systems.roleml.nodes import CgroupNodes, CpuWatch
+from reprise.testbed.systems.roleml.runtime import ActorRuntime
 
 EPOCH_MARK = "local epoch "
 
@@ -39,23 +40,22 @@ def _dir_bytes(path: Path) -> int:
 
 @dataclass
 class Offloader:
-    """Moves a running actor process between nodes; records one row per offload."""
+    """Moves a running actor (container or process) between nodes; one row per offload."""
 
-    binary: str
+    runtime: ActorRuntime
     nodes: CgroupNodes
     run_dir: Path
     control: Path  # the coordinator's pause/paused files
     roles: dict[str, set[str]]  # actor -> its roles
     placement: dict[str, str]  # actor -> node it runs on now
-    procs: dict[str, criu.NamespacedProcess]
-    logs: dict[str, Path]
     timeout: float = 180.0
-    before_restore: Callable[[str, str], None] | None = None  # (source, destination), for faults
+    # (source, destination, the images shipped there): a test's fault goes in here
+    before_restore: Callable[[str, str, Path], None] | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def check(self, actor: str, role: str, destination: str) -> str:
-        if actor not in self.procs:
+        if not self.runtime.has(actor):
             raise TestbedError(f"offload {actor} {role} {destination}: no actor {actor!r} runs")
         if role not in self.roles[actor]:
             raise TestbedError(
@@ -64,8 +64,9 @@ class Offloader:
         others = self.roles[actor] - {role}
         if others:
             raise TestbedError(
-                f"offload {actor} {role} {destination}: the process-level offload moves the whole "
-                f"actor, which also runs {sorted(others)}; offload an actor that runs only {role}"
+                f"offload {actor} {role} {destination}: the offload moves the whole actor "
+                f"(its container or process), which also runs {sorted(others)}; offload an "
+                f"actor that runs only {role}"
             )
         self.nodes.cgroups(destination)  # names the node when unknown
         source = self.placement[actor]
@@ -103,10 +104,11 @@ class Offloader:
             finally:
                 pause.unlink(missing_ok=True)
             epochs = row["epoch_before"]
+            log = self.runtime.log(actor)
             row["resume_s"] = self._wait(
-                lambda: last_epoch(self.logs[actor]) > epochs, f"{actor}'s next epoch after resume"
+                lambda: last_epoch(log) > epochs, f"{actor}'s next epoch after resume"
             )
-            row["epoch_after"] = last_epoch(self.logs[actor])
+            row["epoch_after"] = last_epoch(log)
             row["finished"] = time.time()
             row["total_s"] = row["finished"] - row["started"]
             self.records.append(row)
@@ -116,10 +118,10 @@ class Offloader:
         paused = self.control / "paused"
         row["pause_s"] = self._wait(paused.exists, "the coordinator's pause between rounds")
         row["round_at_pause"] = int(paused.read_text().strip() or -1)
-        row["epoch_before"] = last_epoch(self.logs[actor])
+        row["epoch_before"] = last_epoch(self.runtime.log(actor))
         name = f"{row['offload']:02d}-{actor}"
         images = self.run_dir / "nodes" / source / "images" / name
-        row["checkpoint_s"] = criu.checkpoint(self.binary, self.procs[actor], images)
+        row["checkpoint_s"] = self.runtime.checkpoint(actor, images)
         row["checkpoint_mb"] = _dir_bytes(images) / 1e6
         shipped = self.run_dir / "nodes" / destination / "images" / name
         try:
@@ -129,12 +131,10 @@ class Offloader:
             shutil.copytree(images, shipped)
             row["transfer_s"] = time.monotonic() - started
             if self.before_restore is not None:
-                self.before_restore(source, destination)
+                self.before_restore(source, destination, shipped)
             if not self.nodes.alive(destination):
                 raise TestbedError(f"destination node {destination} is gone before the restore")
-            proc, row["restore_s"] = criu.restore(
-                self.binary, shipped, self.nodes.cgroups(destination)
-            )
+            row["restore_s"] = self.runtime.restore(actor, shipped, destination)
             row["status"], row["node_after"], row["reason"] = "offloaded", destination, ""
         except (TestbedError, OSError) as exc:
             # the job goes on: the role comes back where it was, from the source's own images
@@ -142,12 +142,11 @@ class Offloader:
                 raise TestbedError(
                     f"offload {actor}: {exc}, and its source node {source} is gone too"
                 ) from exc
-            proc, row["restore_s"] = criu.restore(self.binary, images, self.nodes.cgroups(source))
+            row["restore_s"] = self.runtime.restore(actor, images, source)
             row["status"], row["node_after"], row["reason"] = "offload-failed", source, str(exc)
         finally:
             shutil.rmtree(images, ignore_errors=True)
             shutil.rmtree(shipped, ignore_errors=True)
-        self.procs[actor] = proc
         self.placement[actor] = row["node_after"]
 
 

@@ -1,27 +1,30 @@
-"""One `roleml_offload` run: E-Tree actors on cgroup nodes, commanded offloads, then a CPU stress
-that the Decider answers with an automatic offload; writes the run record."""
+"""One `roleml_offload` run: E-Tree actors (containers or processes) on cgroup nodes, commanded
+offloads, then a CPU stress that the Decider answers with an automatic offload; the run record."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reprise.errors import ConfigError, TestbedError
 from reprise.testbed.systems.roleml import criu
-from reprise.testbed.systems.roleml.local import free_port, wait_listening
+from reprise.testbed.systems.roleml.dockerd import ExperimentalDockerd
 from reprise.testbed.systems.roleml.nodes import CgroupNodes
 from reprise.testbed.systems.roleml.offload import Decider, Offloader, Stress
+from reprise.testbed.systems.roleml.runtime import ActorRuntime, DockerRuntime, ProcessRuntime
 from reprise.testbed.systems.roleml.topology import CONDUCTOR, actor_specs, parse_topology
 
 OFFLOAD_FIELDS = (
@@ -30,6 +33,7 @@ OFFLOAD_FIELDS = (
     "checkpoint_mb", "transfer_s", "restore_s", "resume_s", "total_s", "started", "finished",
 )  # fmt: skip
 DECISION_FIELDS = ("node", "cpu_pct", "decision_started", "planned", "decision_ms", "plan")
+CPU_FIELDS = ("time", "node", "cpu_pct")
 ACTOR = [sys.executable, "-u", "-m", "reprise.testbed.systems.roleml.actor"]
 
 
@@ -105,14 +109,46 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], fields: tuple[str, ...]) 
         writer.writerows(rows)
 
 
+@dataclass(frozen=True)
+class RoleImage:
+    """The role image (built FROM the node image) the docker runtime runs the actors in."""
+
+    image_id: str
+    tag: str
+    docker_root: Path  # the experimental daemon's data root, kept between runs
+
+
+def _runtime(
+    kind: str,
+    nodes: CgroupNodes,
+    criu_binary: str,
+    outdir: Path,
+    data_dir: Path,
+    control: Path,
+    image: RoleImage | None,
+    run_id: str,
+) -> tuple[ActorRuntime, ExperimentalDockerd | None]:
+    if kind == "process":
+        return ProcessRuntime(sys.executable, criu_binary, nodes, outdir), None
+    if kind != "docker":
+        raise ConfigError(f"config.yaml: testbed.roleml.runtime is {kind!r}; use docker or process")
+    if image is None:
+        raise ConfigError("the docker runtime needs the role image (rule roleml_image)")
+    dockerd = ExperimentalDockerd(run_id, image.docker_root, Path(criu_binary))
+    runtime = DockerRuntime(dockerd, image.image_id, nodes, outdir, data_dir, control)
+    return runtime, dockerd
+
+
 def run_offload_study(
     settings: Mapping[str, Any],
     data_dir: Path,
     criu_binary: str,
     outdir: Path,
-    before_restore: Any = None,
+    before_restore: Callable[[str, str, Path], None] | None = None,
+    image: RoleImage | None = None,
 ) -> dict[str, Any]:
-    """Run the study; every process, stress and node cgroup it makes is gone when it returns."""
+    """Run the study; every container, process, stress, node cgroup and the experimental
+    dockerd it starts are gone when it returns, also when it fails."""
     found = criu.require_criu(criu_binary)
     topo = parse_topology(
         settings["topology"], settings["topologies"][settings["topology"]], "config.yaml"
@@ -120,76 +156,80 @@ def run_offload_study(
     actors = (*topo.clients, CONDUCTOR)
     placement = placement_of(settings, actors)
     outdir.mkdir(parents=True, exist_ok=True)
+    for stale in ("specs", "logs", "nodes"):
+        shutil.rmtree(outdir / stale, ignore_errors=True)
     control = outdir / "control"
     control.mkdir(exist_ok=True)
     (control / "pause").unlink(missing_ok=True)
     rounds_csv = outdir / "rounds.csv"
     rounds_csv.unlink(missing_ok=True)
-    addresses = {a: f"127.0.0.1:{free_port()}" for a in actors}
-    specs = actor_specs(topo, addresses, data_dir, {**settings, "control_dir": str(control)})
-    specs[CONDUCTOR]["roles"]["driver"]["options"] = {
-        "num_rounds": int(settings["num_rounds"]),
-        "rounds_csv": str(rounds_csv),
-    }
+    run_id = uuid.uuid4().hex[:8]
+    # written first: names what this run starts (its cgroups, dockerd state), also if it dies
+    started_record = {"run_id": run_id, "runtime": str(settings.get("runtime", "docker"))}
+    (outdir / "run.json").write_text(json.dumps(started_record) + "\n")
     nodes = CgroupNodes(
-        f"{outdir.name}-{uuid.uuid4().hex[:8]}",
-        tuple(settings["nodes"]),
-        float(settings["cpu_limit"]),
+        f"{outdir.name}-{run_id}", tuple(settings["nodes"]), float(settings["cpu_limit"])
     )
-    procs: dict[str, criu.NamespacedProcess] = {}
-    logs = {a: outdir / "logs" / f"{a}.log" for a in actors}
-    (outdir / "logs").mkdir(exist_ok=True)
-    offloader = Offloader(
-        criu_binary,
+    runtime, dockerd = _runtime(
+        str(settings.get("runtime", "docker")),
         nodes,
+        criu_binary,
         outdir,
+        data_dir,
         control,
-        {a: set(specs[a]["roles"]) for a in actors},
-        dict(placement),
-        procs,
-        logs,
-        before_restore=before_restore,
+        image,
+        run_id,
     )
-    auto = settings["automatic"]
-    decider = Decider(
-        offloader,
-        {a for a in topo.clients if set(specs[a]["roles"]) == {"trainer"}},
-        {n for n, members in settings["nodes"].items() if CONDUCTOR not in members},
-        float(auto["interval_s"]),
-        float(auto["threshold_pct"]),
-        int(auto["window"]),
-    )
-    watcher = threading.Thread(target=decider.run, name="decider", daemon=True)
     stress: Stress | None = None
     conductor: subprocess.Popen[bytes] | None = None
     events: list[dict[str, Any]] = []
+    offloader: Offloader | None = None
+    decider: Decider | None = None
+    watcher: threading.Thread | None = None
     started = time.time()
-    nodes.create()
+    image_load_s = 0.0
     try:
         with _term_as_interrupt():
+            nodes.create()
+            if dockerd is not None and image is not None:
+                dockerd.start()
+                image_load_s = dockerd.load_image(image.image_id, image.tag)
+            addresses = runtime.addresses(topo.clients)
+            addresses[CONDUCTOR] = runtime.conductor_address()
+            specs = actor_specs(
+                topo,
+                addresses,
+                Path(runtime.seen_as(data_dir)),
+                {**settings, "control_dir": runtime.seen_as(control)},
+            )
+            specs[CONDUCTOR]["roles"]["driver"]["options"] = {
+                "num_rounds": int(settings["num_rounds"]),
+                "rounds_csv": str(rounds_csv),
+            }
+            offloader = Offloader(
+                runtime,
+                nodes,
+                outdir,
+                control,
+                {a: set(specs[a]["roles"]) for a in actors},
+                dict(placement),
+                before_restore=before_restore,
+            )
+            auto = settings["automatic"]
+            decider = Decider(
+                offloader,
+                {a for a in topo.clients if set(specs[a]["roles"]) == {"trainer"}},
+                {n for n, members in settings["nodes"].items() if CONDUCTOR not in members},
+                float(auto["interval_s"]),
+                float(auto["threshold_pct"]),
+                int(auto["window"]),
+            )
+            watcher = threading.Thread(target=decider.run, name="decider", daemon=True)
             for actor in topo.clients:
-                spec_path = outdir / "specs" / f"{actor}.json"
-                spec_path.parent.mkdir(exist_ok=True)
-                spec_path.write_text(json.dumps(specs[actor], indent=1))
-                logs[actor].write_text("")
-                started_proc = criu.start_namespaced(
-                    [*ACTOR, str(spec_path), "--detachable"],
-                    logs[actor],
-                    cgroups=nodes.cgroups(placement[actor]),
-                )
-                procs[actor] = started_proc
-                if started_proc.outer is not None:
-                    wait_listening(addresses[actor], started_proc.outer, logs[actor], 120)
-            spec_path = outdir / "specs" / f"{CONDUCTOR}.json"
-            spec_path.write_text(json.dumps(specs[CONDUCTOR], indent=1))
-            with logs[CONDUCTOR].open("w") as out:
-                conductor = subprocess.Popen(
-                    [*criu.JOIN_CGROUPS, *ACTOR, str(spec_path)],
-                    env=criu.cgroup_env(nodes.cgroups(placement[CONDUCTOR])),
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+                runtime.start(actor, specs[actor], placement[actor], 180)
+            conductor = _start_conductor(
+                specs[CONDUCTOR], outdir, nodes.cgroups(placement[CONDUCTOR])
+            )
             watcher.start()
             rounds = Rounds(rounds_csv, conductor)
             gap, limit = int(settings["gap_rounds"]), float(settings["round_timeout_s"])
@@ -205,8 +245,8 @@ def run_offload_study(
             if not decider.decided.wait(float(auto["timeout_s"])):
                 raise TestbedError(
                     f"the Decider made no decision within {auto['timeout_s']}s of the stress on "
-                    f"node {stress.node} (threshold {auto['threshold_pct']}% for "
-                    f"{auto['window']} samples); see cpu.csv"
+                    f"node {stress.node} (mean over {auto['window']} samples above "
+                    f"{auto['threshold_pct']}% of the node's limit); see cpu.csv"
                 )
             if decider.error is not None:
                 raise decider.error
@@ -215,10 +255,11 @@ def run_offload_study(
             events.append({"event": "stress-stop", "node": stress.node, "time": time.time()})
             rc = conductor.wait(limit * int(settings["num_rounds"]))
             if rc != 0:
-                raise TestbedError(f"the conductor exited with {rc}; see {logs[CONDUCTOR]}")
+                raise TestbedError(f"the conductor exited with {rc}; see {outdir / 'logs'}")
     finally:
-        decider.stopping.set()
-        if watcher.is_alive():
+        if decider is not None:
+            decider.stopping.set()
+        if watcher is not None and watcher.is_alive():
             watcher.join(30)
         if stress is not None:
             stress.stop()
@@ -226,24 +267,50 @@ def run_offload_study(
             with suppress(ProcessLookupError):
                 os.killpg(conductor.pid, signal.SIGKILL)
             conductor.wait()
-        for proc in procs.values():
-            proc.kill()
+        runtime.stop_all()
+        if dockerd is not None:
+            dockerd.stop()
         nodes.remove_all()
+        shutil.rmtree(outdir / "nodes", ignore_errors=True)
         (control / "pause").unlink(missing_ok=True)
+        (control / "paused").unlink(missing_ok=True)
         # what was measured is kept, also when the run fails
-        _write_csv(outdir / "offloads.csv", offloader.records, OFFLOAD_FIELDS)
-        _write_csv(outdir / "decisions.csv", decider.decisions, DECISION_FIELDS)
-        _write_csv(outdir / "cpu.csv", decider.samples, ("time", "node", "cpu_pct"))
+        _write_csv(outdir / "offloads.csv", offloader.records if offloader else [], OFFLOAD_FIELDS)
+        _write_csv(outdir / "decisions.csv", decider.decisions if decider else [], DECISION_FIELDS)
+        _write_csv(outdir / "cpu.csv", decider.samples if decider else [], CPU_FIELDS)
         _write_csv(outdir / "events.csv", events, ("event", "node", "time"))
+    assert offloader is not None
     summary = {
         "topology": topo.name,
         "clients": list(topo.clients),
+        "runtime": runtime.kind,
+        "run_id": run_id,
         "criu": ".".join(map(str, found)),
         "rounds": rounds.count(),
         "offloads": len(offloader.records),
         "failed_offloads": sum(r["status"] != "offloaded" for r in offloader.records),
+        "image_load_s": round(image_load_s, 1),
         "started": started,
         "wall_seconds": round(time.time() - started, 1),
     }
     (outdir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def _start_conductor(
+    spec: Mapping[str, Any], outdir: Path, cgroups: list[Path]
+) -> subprocess.Popen[bytes]:
+    """The conductor: a host process in the control node, in its own session (killed by it)."""
+    spec_path = outdir / "specs" / f"{CONDUCTOR}.json"
+    spec_path.parent.mkdir(parents=True, exist_ok=True)
+    spec_path.write_text(json.dumps(spec, indent=1))
+    log = outdir / "logs" / f"{CONDUCTOR}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [*criu.JOIN_CGROUPS, *ACTOR, str(spec_path)],
+            env=criu.cgroup_env(cgroups),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )

@@ -47,7 +47,7 @@ def train_epoch(
         loss = nn.functional.cross_entropy(model(images[idx]), labels[idx])
         loss.backward()  # type: ignore[no-untyped-call]
         optimiser.step()
-        total += float(loss)
+        total += loss.item()
         batches += 1
     return {"loss": total / max(batches, 1), "samples": float(len(labels))}
 

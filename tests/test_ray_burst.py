@@ -23,7 +23,7 @@ from infra.workflow import copy_workflow, run_snakemake
 
 from reprise.errors import ConfigError, DataError, ProvisionError, TestbedError
 from reprise.testbed.inventory import parse_inventory
-from reprise.testbed.systems.ray_burst.run import check_roles
+from reprise.testbed.systems.ray_burst.run import Point, check_roles, point_of, sweep_order
 from reprise.testbed.systems.ray_burst.scheduler import DataAwarePlanner, NodeModel
 from reprise.testbed.systems.ray_burst.settings import parse_settings, parse_topology
 
@@ -81,6 +81,31 @@ def test_inventory_groups_must_be_the_three_roles(tmp_path: Path) -> None:
     inventory = parse_inventory(doc, tmp_path / "bad.yaml")
     with pytest.raises(ProvisionError, match=r"bad\.yaml.*unknown group\(s\) gpu.*missing hpc"):
         check_roles(inventory)
+
+
+def test_sweep_runs_repetition_by_repetition_with_both_schedulers_back_to_back() -> None:
+    points = [
+        Point("bw30", w, d, k, r)
+        for r in (1, 0)
+        for k in ("data_aware", "default")
+        for d in ("s3", "hpc")
+        for w in ("transform", "parameter_server")
+    ]
+    order = sweep_order(points)
+    assert [p.repetition for p in order] == [0] * 8 + [1] * 8
+    assert [(p.workload, p.data_case, p.scheduler) for p in order[:4]] == [
+        ("parameter_server", "hpc", "default"),
+        ("parameter_server", "hpc", "data_aware"),
+        ("parameter_server", "s3", "default"),
+        ("parameter_server", "s3", "data_aware"),
+    ]
+
+
+def test_point_is_read_from_its_record_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "laptop/bw30/transform/s3/data_aware/rep2"
+    assert point_of(folder, "bw30") == Point("bw30", "transform", "s3", "data_aware", 2)
+    with pytest.raises(TestbedError, match=r"not a point's folder"):
+        point_of(tmp_path / "a/b/c/d", "bw30")
 
 
 def _planner(depth: int = 2) -> DataAwarePlanner:
@@ -226,28 +251,39 @@ def ray_python(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(record["python"])
 
 
+def _ray_image() -> None:
+    import docker
+
+    try:
+        docker.from_env().images.get("reprise-node-ray:latest")
+    except docker.errors.ImageNotFound:
+        pytest.skip("node image with Ray missing: snakemake results/testbeds/images/ray-node.json")
+
+
+def _nothing_left(out: Path) -> None:
+    import docker
+
+    client = docker.from_env()
+    left = client.containers.list(all=True, filters={"label": "reprise.cluster=test-burst"})
+    assert not left, [c.name for c in left]
+    assert not (out / "s3" / "s3-server.pgid").exists()
+    run_state = json.loads((out / "run" / "testbed-run.json").read_text())
+    assert run_state["state"] == "closed" and not run_state["shaping"]
+
+
 @pytest.mark.slow
 @pytest.mark.docker
 @pytest.mark.skipif(not daemon_answers(), reason="no Docker daemon answers")
-@pytest.mark.parametrize("data_case", ["hpc", "s3"])
-def test_one_point_on_docker_nodes_leaves_nothing_behind(
-    tmp_path: Path, data_case: str, ray_python: str
-) -> None:
-    import docker
-
+def test_one_point_on_docker_nodes_leaves_nothing_behind(tmp_path: Path, ray_python: str) -> None:
     from reprise.testbed.systems.ray_burst.data import generate
-    from reprise.testbed.systems.ray_burst.run import Point, run_point
+    from reprise.testbed.systems.ray_burst.run import run_point
 
-    client = docker.from_env()
-    try:
-        client.images.get("reprise-node-ray:latest")
-    except docker.errors.ImageNotFound:
-        pytest.skip("node image with Ray missing: snakemake results/testbeds/images/ray-node.json")
+    _ray_image()
     settings = parse_settings(block())
     generate(tmp_path / "data", settings.size, seed=0)
     summary = run_point(
         _docker_inventory(tmp_path / "test-burst.yaml"), tmp_path / "state", tmp_path / "out",
-        settings, Point("bw30", "parameter_server", data_case, "data_aware", 0),
+        settings, Point("bw30", "parameter_server", "hpc", "data_aware", 0),
         tmp_path / "data", controller_python=ray_python,
     )  # fmt: skip
     assert summary["metrics"]["tasks"] == 2
@@ -255,13 +291,54 @@ def test_one_point_on_docker_nodes_leaves_nothing_behind(
     assert abs(measured - 31) / 31 < 0.1, f"shaped to 31 Mbit/s, measured {measured}"
     jobs = pd.read_csv(tmp_path / "out" / "jobs.csv")
     assert set(jobs["role"]) <= {"hpc", "cloud"}
-    left = client.containers.list(all=True, filters={"label": "reprise.cluster=test-burst"})
-    assert not left, [c.name for c in left]
-    assert not (tmp_path / "out" / "s3" / "s3-server.pgid").exists()
-    run_state = json.loads((tmp_path / "out" / "run" / "testbed-run.json").read_text())
-    assert run_state["state"] == "closed" and not run_state["shaping"]
+    _nothing_left(tmp_path / "out")
     if os.environ.get("REPRISE_KEEP"):
         shutil.copytree(tmp_path / "out", os.environ["REPRISE_KEEP"])
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+@pytest.mark.skipif(not daemon_answers(), reason="no Docker daemon answers")
+def test_sweep_shares_one_cluster_but_each_point_starts_from_empty_caches(
+    tmp_path: Path, ray_python: str
+) -> None:
+    """Three S3 points on one set of nodes and one Ray cluster: every point downloads every
+    input again (what the earlier point left in the caches is removed first), one record each."""
+    from reprise.testbed.systems.ray_burst.data import generate
+    from reprise.testbed.systems.ray_burst.run import run_sweep
+
+    _ray_image()
+    tiny = block()
+    tiny["scales"]["tiny"]["data"]["large_images"] = 2  # type: ignore[index]
+    settings = parse_settings(tiny)
+    manifest = generate(tmp_path / "data", settings.size, seed=0)
+    total = sum(i["bytes"] for i in manifest["inputs"] if i["workload"] == "transform")
+    runs = (("default", 1), ("data_aware", 0), ("default", 0))
+    points = [Point("bw30", "transform", "s3", k, r) for k, r in runs]
+    outdirs = {p: tmp_path / "points" / f"{p.scheduler}-{p.repetition}" for p in points}
+    summaries = run_sweep(
+        _docker_inventory(tmp_path / "test-burst.yaml"), tmp_path / "state", tmp_path / "out",
+        settings, outdirs, tmp_path / "data", controller_python=ray_python,
+    )  # fmt: skip
+    assert [s["sweep"]["position"] for s in summaries] == [0, 1, 2]
+    assert [(s["scheduler"], s["repetition"]) for s in summaries] == [
+        ("default", 0), ("data_aware", 0), ("default", 1)
+    ]  # fmt: skip
+    assert len({s["run_id"] for s in summaries}) == 1  # one set of nodes, one Ray cluster
+    for summary in summaries:
+        assert (outdirs[Point("bw30", "transform", "s3", summary["scheduler"],
+                              summary["repetition"])] / "summary.json").is_file()  # fmt: skip
+        jobs = pd.read_csv(tmp_path / "points" / (
+            f"{summary['scheduler']}-{summary['repetition']}") / "jobs.csv")  # fmt: skip
+        # nothing was found cached: each input crossed to its node again in this point
+        assert int(jobs["transfer_bytes"].sum()) == total, summary["scheduler"]
+    # the later points found the earlier ones' downloads and outputs, and removed them
+    assert summaries[0]["cache_files_removed"] == {"cloud": 0, "hpc": 0}
+    assert all(sum(s["cache_files_removed"].values()) > 0 for s in summaries[1:])
+    (link,) = summaries[0]["links"]
+    for key in ("measured_mbit", "measured_after_mbit"):
+        assert abs(link[key] - 31) / 31 < 0.1, f"shaped to 31 Mbit/s, {key} {link[key]}"
+    _nothing_left(tmp_path / "out")
 
 
 # --- through plain SSH hosts (sshd in network namespaces: the real-machine code path) -------

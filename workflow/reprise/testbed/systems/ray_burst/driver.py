@@ -1,5 +1,6 @@
-"""The Ray driver of one run, started on the login node: runs one workload under one scheduler
-and writes what every task did. `python -m reprise.testbed.systems.ray_burst.driver SPEC OUT`"""
+"""The Ray driver of one sweep, started on the login node: runs each point's workload under its
+scheduler, one after another on the same Ray cluster, and writes what every task did.
+`python -m reprise.testbed.systems.ray_burst.driver SPEC OUTDIR` (OUTDIR/result-<i>.json)"""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from reprise.testbed.systems.ray_burst.scheduler import DataAwarePlanner, NodeMo
 
 RESOURCE_PREFIX = "burst_"
 """Each node's `ray start` gives it the custom resource burst_<role>: how the driver tells roles."""
+
+
+class PointTimeout(RuntimeError):
+    """A point's workload ran past its time limit."""
 
 
 def _roles(expected: int, timeout_s: float) -> dict[str, str]:
@@ -49,6 +54,14 @@ def _alive() -> set[str]:
     return {n["NodeID"] for n in ray.nodes() if n["Alive"]}
 
 
+def _wait_one(refs: list[Any], deadline: float) -> tuple[list[Any], list[Any]]:
+    """ray.wait for one ref, but not past the point's deadline (time.monotonic())."""
+    ready, rest = ray.wait(refs, num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
+    if not ready:
+        raise PointTimeout(f"{len(refs)} task(s) still unfinished at the point's time limit")
+    return ready, rest
+
+
 def _task_fn(spec: dict[str, Any], ps: Any) -> Any:
     options: dict[str, Any] = {"num_cpus": 1, "max_retries": int(spec.get("max_retries", 3))}
     if spec["workload"] == "parameter_server":
@@ -70,18 +83,20 @@ def _task_fn(spec: dict[str, Any], ps: Any) -> Any:
     return submit_transform
 
 
-def run_default(spec: dict[str, Any], submit: Any) -> dict[str, Any]:
+def run_default(spec: dict[str, Any], submit: Any, deadline: float) -> dict[str, Any]:
     """Ray's own placement: every task submitted at once, the copy inside the task."""
     refs = {submit(item["input"]): item["input"] for item in spec["inputs"]}
     done = []
     pending = list(refs)
     while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
+        ready, pending = _wait_one(pending, deadline)
         done.append(ray.get(ready[0]))
     return {"tasks": done, "stages": [], "requeued": []}
 
 
-def run_data_aware(spec: dict[str, Any], submit: Any, roles: dict[str, str]) -> dict[str, Any]:
+def run_data_aware(
+    spec: dict[str, Any], submit: Any, roles: dict[str, str], deadline: float
+) -> dict[str, Any]:
     """Our controller: choose by estimated finish time, copy first (one per node), then run."""
     needs = {"hpc": {"cloud"}, "s3": {"hpc", "cloud"}}[spec["data_case"]]
     link = float(spec["link_mbit"]) * 1e6 / 8
@@ -137,7 +152,7 @@ def run_data_aware(spec: dict[str, Any], submit: Any, roles: dict[str, str]) -> 
         refs = list(moving) + list(running)
         if not refs:
             continue
-        ready, _ = ray.wait(refs, num_returns=1)
+        ready, _ = _wait_one(refs, deadline)
         ref = ready[0]
         now = time.monotonic() - t0
         if ref in moving:
@@ -167,49 +182,88 @@ def run_data_aware(spec: dict[str, Any], submit: Any, roles: dict[str, str]) -> 
     return {"tasks": done, "stages": stages, "requeued": requeued}
 
 
-def main(spec_path: str, out_path: str) -> int:
+def _pinned(nid: str) -> NodeAffinitySchedulingStrategy:
+    return NodeAffinitySchedulingStrategy(nid, soft=False)
+
+
+def _warm(roles: dict[str, str], hold_s: float = 1.0) -> None:
+    """Start, before the first clock, every worker process the points need: on each worker node
+    one for compute and one beside it for a transfer (the data-aware scheduler copies while the
+    node computes), on the login node two that serve copies. A process started cold during a
+    point would charge seconds of imports (torch) to whichever transfer or task waited for it;
+    the Ray nodes keep idle processes for the whole sweep (RAY_idle_worker_killing_time_...)."""
+    fn = ray.remote(tasks.warm)
+    cpus = {"login": (0, 0)}
+    refs = [
+        fn.options(num_cpus=c, scheduling_strategy=_pinned(nid)).remote(hold_s)
+        for nid, role in roles.items()
+        for c in cpus.get(role, (1, 0))
+    ]
+    ray.get(refs)
+
+
+def run_point(
+    spec: dict[str, Any], ps: Any, roles: dict[str, str], addresses: dict[str, str]
+) -> dict[str, Any]:
+    """One point: empty every worker's cache, fresh parameter-server weights from the point's
+    seed, then the workload under the point's scheduler, timed."""
+    began = time.time()
+    workers = [nid for nid, role in roles.items() if role != "login"]
+    clear = ray.remote(tasks.clear_cache)
+    cleared = ray.get(
+        [clear.options(num_cpus=0, scheduling_strategy=_pinned(n)).remote() for n in workers]
+    )
+    if spec["workload"] == "parameter_server":
+        ray.get(ps.reset.remote(int(spec["classes"]), int(spec["seed"])))
+    submit = _task_fn(spec, ps)
+    deadline = time.monotonic() + float(spec["timeout_s"])
+    started = time.time()
+    if spec["scheduler"] == "default":
+        result = run_default(spec, submit, deadline)
+    else:
+        result = run_data_aware(spec, submit, roles, deadline)
+    ended = time.time()
+    result.update(
+        began=began,
+        started=started,
+        ended=ended,
+        total_s=ended - started,
+        prepare_s=started - began,
+        cache_files_removed={
+            r: sum(c["removed"] for c in cleared if c["role"] == r)
+            for r in sorted({c["role"] for c in cleared})
+        },
+        nodes=dict(roles),
+        addresses=addresses,
+        alive_at_end=sorted(_alive()),
+    )
+    return result
+
+
+def main(spec_path: str, out_dir: str) -> int:
+    began = time.time()
     spec = json.loads(Path(spec_path).read_text())
+    common, points = spec["common"], spec["points"]
     ray.init(address="auto", log_to_driver=False)
-    roles = _roles(int(spec["nodes"]), float(spec.get("join_timeout_s", 120)))
+    roles = _roles(int(common["nodes"]), float(common.get("join_timeout_s", 120)))
     addresses = _addresses()
     login = [nid for nid, role in roles.items() if role == "login"]
     if len(login) != 1:
         raise RuntimeError(f"expected one login node among the Ray nodes, found {len(login)}")
-    spec["login_node"] = login[0]
     ps = None
-    if spec["workload"] == "parameter_server":
-        ps = tasks.ParameterServer.options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(login[0], soft=False)
-        ).remote(int(spec["classes"]), int(spec["seed"]))
-        ray.get(ps.get_weights.remote())  # the server is up before the clock starts
-    submit = _task_fn(spec, ps)
-    # every worker imports torch and the task code before the clock starts: a cold first task
-    # would charge seconds of imports to whichever scheduler happened to place it
-    warm = ray.remote(tasks.node_role)
-    ray.get(
-        [
-            warm.options(
-                num_cpus=1, scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False)
-            ).remote()
-            for nid, role in roles.items()
-            if role != "login"
-        ]
-    )
-    started = time.time()
-    if spec["scheduler"] == "default":
-        result = run_default(spec, submit)
-    else:
-        result = run_data_aware(spec, submit, roles)
-    ended = time.time()
-    result.update(
-        started=started,
-        ended=ended,
-        total_s=ended - started,
-        nodes={nid: role for nid, role in roles.items()},
-        addresses=addresses,
-        alive_at_end=sorted(_alive()),
-    )
-    write_text_atomic(Path(out_path), json.dumps(result, indent=1))
+    if any(p["workload"] == "parameter_server" for p in points):
+        # one server for the sweep, its weights reset from each point's seed (run_point): a new
+        # actor per point would charge a cold worker process's imports to every point
+        ps = tasks.ParameterServer.options(scheduling_strategy=_pinned(login[0])).remote(
+            int(common["classes"]), int(points[0]["seed"])
+        )
+        ray.get(ps.get_weights.remote())
+    _warm(roles)
+    setup_s = time.time() - began
+    for index, point in enumerate(points):
+        result = run_point({**common, **point, "login_node": login[0]}, ps, roles, addresses)
+        result["driver_setup_s"] = setup_s
+        write_text_atomic(Path(out_dir) / f"result-{index}.json", json.dumps(result, indent=1))
     ray.shutdown()
     return 0
 

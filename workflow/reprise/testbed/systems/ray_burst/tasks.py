@@ -26,6 +26,25 @@ def node_role() -> str:
     return os.environ.get(ROLE, "unknown")
 
 
+def warm(hold_s: float) -> str:
+    """Runs once in a worker process before the first point: the process has imported torch and
+    this module, and holds on `hold_s` so that the warm tasks sent together each get their own."""
+    time.sleep(hold_s)
+    return node_role()
+
+
+def clear_cache() -> dict[str, Any]:
+    """Empty this node's cache (inputs copied by an earlier point, transformed outputs); says
+    how many files it removed."""
+    cache = Path(os.environ[CACHE])
+    removed = 0
+    if cache.exists():
+        removed = sum(1 for p in cache.rglob("*") if p.is_file())
+        shutil.rmtree(cache)
+    cache.mkdir(parents=True)
+    return {"role": node_role(), "removed": removed}
+
+
 def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.name != _READY)
 
@@ -116,10 +135,15 @@ class _ParameterServer:
     """Holds MobileNetV3-small's weights on the login node; applies pushed gradients with SGD."""
 
     def __init__(self, classes: int, seed: int, lr: float = 0.01) -> None:
+        self.lr = lr
+        self.reset(classes, seed)
+
+    def reset(self, classes: int, seed: int) -> int:
+        """Fresh weights from `seed`, no update applied: the state a new server starts in."""
         torch.manual_seed(seed)
         self.model = MobileNetV3Small(classes)
-        self.lr = lr
         self.updates = 0
+        return self.updates
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return {k: v.detach().numpy().copy() for k, v in self.model.state_dict().items()}

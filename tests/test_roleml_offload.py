@@ -190,12 +190,12 @@ def _offloads(run: Path) -> list[dict[str, str]]:
 
 
 def run_with_fault(
-    tmp_path: Path, runtime: str, fault: Callable[[str, str, Path], None], **extra: Any
+    tmp_path: Path, settings: dict[str, Any], fault: Callable[[str, str, Path], None], **extra: Any
 ) -> tuple[dict[str, Any], list[dict[str, str]], Path]:
     binary = _criu_or_skip()
     data = _data(tmp_path)
     run = tmp_path / "faultrun"
-    summary = run_offload_study(small_settings(runtime), data, binary, run, fault, **extra)
+    summary = run_offload_study(settings, data, binary, run, fault, **extra)
     return summary, _offloads(run), run
 
 
@@ -218,7 +218,9 @@ def corrupt_first_restore(done: list[str]) -> Callable[[str, str, Path], None]:
 @pytest.mark.slow
 def test_restore_made_to_fail_restores_at_the_source_and_the_job_goes_on(tmp_path: Path) -> None:
     done: list[str] = []
-    summary, offloads, run = run_with_fault(tmp_path, "process", corrupt_first_restore(done))
+    summary, offloads, run = run_with_fault(
+        tmp_path, small_settings("process"), corrupt_first_restore(done)
+    )
     first, automatic = offloads[0], offloads[-1]
     assert done == ["node4"]
     assert first["status"] == "offload-failed" and first["node_after"] == "node3"
@@ -250,7 +252,7 @@ def test_destination_gone_before_restore_restores_at_the_source(tmp_path: Path) 
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(CgroupNodes, "create", remember)
-        summary, offloads, run = run_with_fault(tmp_path, "process", vanish)
+        summary, offloads, run = run_with_fault(tmp_path, small_settings("process"), vanish)
     first = offloads[0]
     assert gone == ["node4"]
     assert first["status"] == "offload-failed" and first["node_after"] == "node3"

@@ -244,7 +244,9 @@ def main(spec_path: str, out_dir: str) -> int:
     began = time.time()
     spec = json.loads(Path(spec_path).read_text())
     common, points = spec["common"], spec["points"]
-    ray.init(address="auto", log_to_driver=False)
+    # the head's address, not "auto": "auto" reads /tmp/ray/ray_current_cluster, which a node's own
+    # --temp-dir never updates, so on hosts sharing /tmp it names whichever cluster wrote it last
+    ray.init(address=str(common["address"]), log_to_driver=False)
     roles = _roles(int(common["nodes"]), float(common.get("join_timeout_s", 120)))
     addresses = _addresses()
     login = [nid for nid, role in roles.items() if role == "login"]

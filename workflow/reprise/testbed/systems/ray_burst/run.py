@@ -407,6 +407,7 @@ def run_sweep(
             procs = _start_ray(run, by_role, cap, local_s3 is not None)
             phases.done("ray_start")
             common = {
+                "address": f"{login.peer_address}:{RAY_PORT}",
                 "classes": settings.size.classes,
                 "resolution": settings.size.resolution,
                 "passes": settings.size.transform_passes,

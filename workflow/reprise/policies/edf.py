@@ -6,19 +6,19 @@ See docs/policies/edf.md.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from operator import attrgetter
+from typing import ClassVar
 
-from reprise.data.clusters import ClusterSpec
-from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob
 from reprise.errors import SimulationError
 from reprise.records.outcome import RunOutcome
-from reprise.sim.engine import Engine, Executor
+from reprise.sim.engine import PolicyRun
+from reprise.sim.events import Event
 from reprise.sim.jobstate import planned_job_outcomes
 from reprise.sim.limits import max_gpu_from_profile
-from reprise.sim.options import SimOptions
 from reprise.sim.placement import ElasticPlacement, cache_flags
 from reprise.sim.timeline import Timeline, merge_runs
 from reprise.sim.timing import align
@@ -305,23 +305,15 @@ def edf_plan_inplace(
     return alloc_now, end, ok
 
 
-class _EdfSim:
+class _EdfSim(PolicyRun):
     """State shared by both EDF variants: job lists in upstream's orders, events, placement."""
 
-    def __init__(
-        self,
-        trace: list[TraceJob],
-        cluster: ClusterSpec,
-        profiles: ThroughputProfiles,
-        options: SimOptions,
-        executor: Executor | None,
-    ) -> None:
-        self.engine = Engine(trace, cluster, options, executor)
-        self.cluster = cluster
-        self.n = cluster.num_gpus
-        self.slot = options.slot
-        self.options = options
-        self.profiles = profiles
+    name: ClassVar[str]
+    charges: ClassVar[bool]
+    """EDF + admission control charges overheads (and needs the warm-range flags); EDF not."""
+
+    def prepare(self, trace: list[TraceJob]) -> None:
+        profiles = self.profiles
         self.jobs: dict[int, EdfJob] = {}
         for t in trace:
             row = profiles.row(t.model, t.batch_size)
@@ -333,7 +325,7 @@ class _EdfSim:
         self.runnable: list[EdfJob] = []
         self.running: list[EdfJob] = []
         self.pending: list[EdfJob] = []
-        self.placement = ElasticPlacement(cluster)
+        self.placement = ElasticPlacement(self.cluster)
         self.planner_calls = 0
 
     # ---- helpers mirroring the upstream job bookkeeping -------------------------------------
@@ -427,11 +419,38 @@ class _EdfSim:
         gpu_map = layout.gpu_map if (layout and self.options.record_gpu_map) else None
         self.engine.record_round(now, self.running, len(self.pending), self.placement, gpu_map)
 
-    def result(self, policy: str) -> RunOutcome:
+    def outcome(self) -> RunOutcome:
         return self.engine.outcome(
             planned_job_outcomes(self.jobs.values()),
-            {"policy": policy, "planner_calls": self.planner_calls},
+            {"policy": self.name, "planner_calls": self.planner_calls},
         )
+
+    def run(self) -> None:
+        """Rounds at the first event until no event and no pending job is left."""
+        events = self.events
+        now = events.first.time
+        time_diff = 0
+        while events or self.pending:
+            if not events:
+                raise SimulationError(f"pending jobs but no events left at {now}")
+            self.engine.advance(self.runnable, time_diff, now)
+            for job in self.runnable:
+                job.overhead = 0
+            event = events.first
+            self.decide(event, now)
+            self.log_round(event.time, flags_needed=self.charges)
+            events.remove(event)
+            if not events:
+                # upstream steps without moving `now` (never reached: running jobs have events)
+                time_diff = 10 if self.charges else self.slot
+                continue
+            # plain EDF pays no overhead (upstream comments the estimate out), yet counts rounds
+            self.engine.charge(self.running if self.charges else [], now)
+            now, time_diff = self.engine.next_round(now)
+
+    @abstractmethod
+    def decide(self, event: Event, now: float) -> None:
+        """Completions, planning, admission and placement of the round at `event`."""
 
 
 # C-level sort keys (the sorts run over every runnable job each round)
@@ -439,26 +458,14 @@ _deadline = attrgetter("trace.deadline")
 _gpus = attrgetter("gpus")
 
 
-def simulate(
-    trace: list[TraceJob],
-    cluster: ClusterSpec,
-    profiles: ThroughputProfiles,
-    options: SimOptions,
-    executor: Executor | None = None,
-) -> RunOutcome:
+class _Edf(_EdfSim):
     """EDF without admission control (`--schedule=edf`): no overheads, every arrival admitted."""
-    sim = _EdfSim(trace, cluster, profiles, options, executor)
-    jobs = sim.jobs
-    events = sim.events
-    now = events.first.time
-    time_diff = 0
-    while events or sim.pending:
-        if not events:
-            raise SimulationError(f"pending jobs but no events left at {now}")
-        sim.engine.advance(sim.runnable, time_diff, now)
-        for job in sim.runnable:
-            job.overhead = 0
-        event = events.first
+
+    name = "edf"
+    charges = False
+
+    def decide(self, event: Event, now: float) -> None:
+        sim, jobs, events = self, self.jobs, self.events
         event_time = event.time
         for idx in event.completions:
             job = jobs[idx]
@@ -490,44 +497,23 @@ def simulate(
         to_place.sort(key=_gpus, reverse=True)
         for job in to_place:
             sim.place(job)
-        sim.log_round(event_time, flags_needed=False)
-        events.remove(event)
-        if not events:
-            time_diff = sim.slot
-            continue
-        sim.engine.charge([], now)  # EDF pays no overhead (upstream comments the estimate out)
-        now, time_diff = sim.engine.next_round(now)
-    return sim.result("edf")
 
 
-def simulate_with_admission(
-    trace: list[TraceJob],
-    cluster: ClusterSpec,
-    profiles: ThroughputProfiles,
-    options: SimOptions,
-    executor: Executor | None = None,
-) -> RunOutcome:
+class _EdfWithAdmission(_EdfSim):
     """EDF + admission control (`--schedule=edf-accessctrl`): arrivals tested one by one."""
-    sim = _EdfSim(trace, cluster, profiles, options, executor)
-    jobs = sim.jobs
-    events = sim.events
-    n = sim.n
-    now = events.first.time
-    time_diff = 0
-    while events or sim.pending:
-        if not events:
-            raise SimulationError(f"pending jobs but no events left at {now}")
-        sim.engine.advance(sim.runnable, time_diff, now)
+
+    name = "edf-accessctrl"
+    charges = True
+
+    def decide(self, event: Event, now: float) -> None:
+        sim, jobs, events, n = self, self.jobs, self.events, self.n
         round_start_end: dict[int, float] = {}
-        for job in sim.runnable:
-            job.overhead = 0
         for job in sim.runnable:
             round_start_end[job.idx] = job.end_time
             if sim.placement.is_placed(job.idx):
                 sim.placement.release(job.idx)
         if sim.placement.free_gpus() != n:
             raise SimulationError(f"GPUs still held after releasing every job at {now}")
-        event = events.first
         event_time = event.time
         for idx in event.completions:
             sim.complete(jobs[idx])
@@ -572,11 +558,7 @@ def simulate_with_admission(
                     events.add_completion(job.idx, job.end_time)
                 job.end_time = job.plan_end
                 events.move_completion(job.idx, round_start_end[job.idx], job.end_time)
-        sim.log_round(event_time, flags_needed=True)
-        events.remove(event)
-        if not events:
-            time_diff = 10
-            continue
-        sim.engine.charge(sim.running, now)
-        now, time_diff = sim.engine.next_round(now)
-    return sim.result("edf-accessctrl")
+
+
+simulate = _Edf.simulate
+simulate_with_admission = _EdfWithAdmission.simulate

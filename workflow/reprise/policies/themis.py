@@ -13,12 +13,10 @@ import numpy as np
 import numpy.typing as npt
 
 from reprise.data.clusters import ClusterSpec
-from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob, submission_order
 from reprise.errors import SimulationError
 from reprise.records.outcome import JobOutcome, RoundSample, RunOutcome
-from reprise.sim.engine import Engine
-from reprise.sim.options import SimOptions
+from reprise.sim.engine import PolicyRun
 from reprise.sim.placement import ElasticPlacement
 
 FloatArray = npt.NDArray[np.float64]
@@ -368,19 +366,15 @@ class _Placer:
             )
 
 
-class _Themis:
+class Themis(PolicyRun):
     """One run: Themis' own event list (one round per slot, docs/policies/themis.md); the
-    engine keeps the round samples, the progress and the outcome. Each method is one phase."""
+    engine keeps the round samples, the progress and the outcome. Each method is one phase.
+    Themis pays no overhead, so the executor is never asked (docs/engine.md#overheads)."""
 
-    def __init__(
-        self,
-        trace: list[TraceJob],
-        cluster: ClusterSpec,
-        profiles: ThroughputProfiles,
-        options: SimOptions,
-    ) -> None:
-        self.slot = options.slot
-        self.num_gpus = num_gpus = cluster.num_gpus
+    label = "themis"
+
+    def prepare(self, trace: list[TraceJob]) -> None:
+        num_gpus, profiles, options = self.n, self.profiles, self.options
         self.states: dict[int, _Job] = {}
         for spec in submission_order(trace):
             tput = profiles.tput(spec.model, spec.batch_size, spec.num_gpu)
@@ -396,7 +390,7 @@ class _Themis:
                 time_left=spec.duration,
             )
         self.events = _arrival_events(list(self.states.values()))
-        self.placer = _Placer(cluster, options.record_gpu_map)
+        self.placer = _Placer(self.cluster, options.record_gpu_map)
         self.solver = _Solver(num_gpus)
         # deferring needs layouts that depend on job sizes only, and no GPU map to label
         self.priority = _PriorityOrder(
@@ -404,7 +398,7 @@ class _Themis:
         )
         self.runnable: list[_Job] = []
         self.placed: list[_Job] = []
-        self.engine = Engine(trace, cluster, options, label="themis")
+        self.trace = trace
         self.accepted = self.declined = 0
         self.t_event = self.events[0].time
 
@@ -447,11 +441,11 @@ class _Themis:
         """This round's jobs in list order, and the GPUs left free."""
         runnable = self.runnable
         chosen: list[_Job] = []
-        free = self.num_gpus
+        free = self.n
         if not runnable:
             self.priority.forget()
             return chosen, free
-        problem = _round_problem(runnable, self.num_gpus, self.t_event)
+        problem = _round_problem(runnable, self.n, self.t_event)
         if problem is None:
             self.priority.forget()
         else:
@@ -475,8 +469,8 @@ class _Themis:
         self.engine.add_round(
             RoundSample(
                 time=now,
-                gpus_in_use=self.num_gpus - free,
-                ce=ce / self.num_gpus,
+                gpus_in_use=self.n - free,
+                ce=ce / self.n,
                 running=len(placed),
                 pending=len(self.runnable) - len(placed),
                 gpu_map=gpu_map,
@@ -506,9 +500,23 @@ class _Themis:
             events.append(_Event(lease_end, completions=finishing))
             events.sort(key=lambda e: e.time)
 
-    def outcomes(self, trace: list[TraceJob]) -> list[JobOutcome]:
+    def outcome(self) -> RunOutcome:
+        """Every job is admitted and eventually completes."""
+        engine = self.engine
+        engine.accepted, engine.declined = self.accepted, self.declined
+        return engine.outcome(
+            self.job_outcomes(),
+            {
+                "solver_calls": self.solver.calls,
+                "deferred_rounds": self.priority.deferred_rounds,
+                "replayed_rounds": self.priority.replayed_rounds,
+                "rounds": len(engine.rounds),
+            },
+        )
+
+    def job_outcomes(self) -> list[JobOutcome]:
         outcomes: list[JobOutcome] = []
-        for spec in trace:
+        for spec in self.trace:
             job = self.states[spec.idx]
             slo = not spec.best_effort
             outcomes.append(
@@ -528,31 +536,13 @@ class _Themis:
         return outcomes
 
 
-def simulate(
-    trace: list[TraceJob],
-    cluster: ClusterSpec,
-    profiles: ThroughputProfiles,
-    options: SimOptions,
-) -> RunOutcome:
-    """Run Themis over `trace`; every job is admitted and eventually completes."""
-    sim = _Themis(trace, cluster, profiles, options)
-    sim.run()
-    engine = sim.engine
-    engine.accepted, engine.declined = sim.accepted, sim.declined
-    return engine.outcome(
-        sim.outcomes(trace),
-        {
-            "solver_calls": sim.solver.calls,
-            "deferred_rounds": sim.priority.deferred_rounds,
-            "replayed_rounds": sim.priority.replayed_rounds,
-            "rounds": len(engine.rounds),
-        },
-    )
-
-
 def _share(job: _Job) -> float:
     return job.share
 
 
 def _gpus(job: _Job) -> int:
     return job.spec.num_gpu
+
+
+simulate = Themis.simulate
+"""Run Themis over a trace (the registry's entry point)."""

@@ -9,14 +9,12 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
-from reprise.data.clusters import ClusterSpec
 from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import INT64_MAX, TraceJob
 from reprise.errors import SimulationError
 from reprise.records.outcome import JobOutcome, RoundSample, RunOutcome
-from reprise.sim.engine import AllocationChange, Engine, Executor
+from reprise.sim.engine import AllocationChange, Engine, PolicyRun
 from reprise.sim.events import Event
-from reprise.sim.options import SimOptions
 from reprise.sim.placement import ElasticPlacement
 
 QUEUE_LIMITS: tuple[int, ...] = (3250, 7200)
@@ -58,27 +56,15 @@ class _LasJob:
         return self.job.num_gpu
 
 
-class _Tiresias:
+class Tiresias(PolicyRun):
     """One run: the queues, the one completion event and the next queue jump; each method is
     one phase of a round (docs/policies/tiresias.md)."""
 
-    def __init__(
-        self,
-        trace: list[TraceJob],
-        cluster: ClusterSpec,
-        profiles: ThroughputProfiles,
-        options: SimOptions,
-        executor: Executor | None,
-    ) -> None:
-        self.engine = Engine(
-            trace, cluster, options, executor, merge_completions=False, label="dlas-gpu"
-        )
-        self.options = options
-        self.slot = options.slot
-        self.num_gpus = cluster.num_gpus
-        self.cluster_name = cluster.name
-        self.profiles = profiles
-        self.placement = ElasticPlacement(cluster)
+    label = "dlas-gpu"
+    merge_completions = False
+
+    def prepare(self, trace: list[TraceJob]) -> None:
+        self.placement = ElasticPlacement(self.cluster)
         self.states = [_LasJob(job) for job in trace]
         self.arrivals = self.engine.events
         self.speedups: dict[int, float] = {}
@@ -88,14 +74,16 @@ class _Tiresias:
         self.end_event_time = NEVER
         self.end_event_jobs: list[int] = []
         self.next_jump = NEVER
+        self.stuck = 0
+        """Jobs left when the cluster cannot run them (upstream stops there)."""
 
-    def run(self) -> int:
-        """Rounds until every job is done; returns the jobs left when the cluster cannot run
-        them (upstream stops there)."""
+    def run(self) -> None:
+        """Rounds until every job is done or the cluster cannot run the rest."""
         while self.arrivals or self.runnable:
             if not self.arrivals and self.end_event_time == NEVER:
                 # upstream: "This cluster is not large enough to run the job" and stops
-                return len(self.runnable)
+                self.stuck = len(self.runnable)
+                return
             now, arrival, ending = self.next_round()
             self.finish(ending)
             if arrival is not None:
@@ -106,7 +94,6 @@ class _Tiresias:
             self.plan_jump(now)
             self.sample(now)
             self.postpone(now)
-        return 0
 
     def next_round(self) -> tuple[int, Event | None, list[int]]:
         """Which comes next: an arrival batch, the completion batch or a queue jump."""
@@ -179,7 +166,7 @@ class _Tiresias:
         """Greedy allocation in queue order, non-fitting jobs skipped (backfilling); place and
         charge the (re)launched jobs. Returns whether this is a restart round."""
         restart = self.engine.restart_round()
-        free = self.num_gpus
+        free = self.n
         starting: list[_LasJob] = []
         stopping: list[_LasJob] = []
         for queue in self.queues:
@@ -204,7 +191,7 @@ class _Tiresias:
             if las.state is _State.RUNNING and not placement.place(las.job.idx, las.num_gpu):
                 raise SimulationError(
                     f"Tiresias: job {las.job.idx} ({las.num_gpu} GPUs) fits the free-GPU count "
-                    f"but not the node sets of {self.cluster_name} (upstream asserts here)"
+                    f"but not the node sets of {self.cluster.name} (upstream asserts here)"
                 )
         _charge(self.engine, runnable if restart else starting, now, restart)
         for queue in self.queues:
@@ -253,7 +240,7 @@ class _Tiresias:
                 for las in runnable
                 if las.state is _State.RUNNING and placement.is_placed(las.job.idx)
             )
-            / self.num_gpus
+            / self.n
         )
         self.engine.add_round(
             RoundSample(
@@ -276,23 +263,14 @@ class _Tiresias:
         if self.end_event_time != NEVER and self.end_event_time < now + slot:
             self.end_event_time = now + slot
 
-
-def simulate(
-    trace: list[TraceJob],
-    cluster: ClusterSpec,
-    profiles: ThroughputProfiles,
-    options: SimOptions,
-    executor: Executor | None = None,
-) -> RunOutcome:
-    """Replay `trace` under Tiresias; a job counts as met when its recorded end <= deadline."""
-    sim = _Tiresias(trace, cluster, profiles, options, executor)
-    stuck = sim.run()
-    engine = sim.engine
-    engine.accepted, engine.declined = sim.accepted, sim.declined
-    return engine.outcome(
-        [_outcome(las) for las in sim.states],
-        {"rounds": len(engine.rounds), "unfinished_when_stopped": stuck},
-    )
+    def outcome(self) -> RunOutcome:
+        """A job counts as met when its recorded end <= deadline."""
+        engine = self.engine
+        engine.accepted, engine.declined = self.accepted, self.declined
+        return engine.outcome(
+            [_outcome(las) for las in self.states],
+            {"rounds": len(engine.rounds), "unfinished_when_stopped": self.stuck},
+        )
 
 
 def _charge(engine: Engine, jobs: list[_LasJob], now: float, restart: bool) -> None:
@@ -333,3 +311,7 @@ def _speedup(cache: dict[int, float], profiles: ThroughputProfiles, job: TraceJo
         value = profiles.tput(model, batch, job.num_gpu) / profiles.tput(model, batch, 1)
         cache[job.idx] = value
     return value
+
+
+simulate = Tiresias.simulate
+"""Replay a trace under Tiresias (the registry's entry point)."""

@@ -9,13 +9,15 @@ applies the allocations to real trainers and returns measured times. Nothing els
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from tqdm import tqdm
 
 from reprise.data.clusters import ClusterSpec
+from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob, submission_order
 from reprise.errors import SimulationError
 from reprise.records.outcome import JobOutcome, RoundSample, RunOutcome
@@ -242,3 +244,59 @@ class Engine:
             extra=dict(extra),
             timings=dict(timings or {}),
         )
+
+
+class PolicyRun(ABC):
+    """One run of a policy on the engine: the engine and the inputs every policy reads.
+
+    A policy subclasses it, sets up its own state in `prepare`, drives its rounds in `run` and
+    builds its outcome in `outcome`; `simulate` is the registry's entry point
+    (docs/adding-a-policy.md). `label` names the progress bar; `merge_completions` picks the
+    event-coalescing flavour (docs/engine.md#events).
+    """
+
+    label: ClassVar[str | None] = None
+    merge_completions: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        trace: list[TraceJob],
+        cluster: ClusterSpec,
+        profiles: ThroughputProfiles,
+        options: SimOptions,
+        executor: Executor | None = None,
+    ) -> None:
+        self.engine = Engine(trace, cluster, options, executor, self.merge_completions, self.label)
+        self.cluster = cluster
+        self.profiles = profiles
+        self.options = options
+        self.slot = options.slot
+        self.n = cluster.num_gpus
+        self.prepare(trace)
+
+    @abstractmethod
+    def prepare(self, trace: list[TraceJob]) -> None:
+        """The policy's own state for `trace`."""
+
+    @abstractmethod
+    def run(self) -> None:
+        """All rounds, until the policy's end condition."""
+
+    @abstractmethod
+    def outcome(self) -> RunOutcome:
+        """The run's outcome (usually `self.engine.outcome(...)`)."""
+
+    @classmethod
+    def simulate(
+        cls,
+        trace: list[TraceJob],
+        cluster: ClusterSpec,
+        profiles: ThroughputProfiles,
+        options: SimOptions,
+        executor: Executor | None = None,
+    ) -> RunOutcome:
+        """Run the policy on `trace`; `executor` carries out each round's allocations (the
+        simulated one by default)."""
+        run = cls(trace, cluster, profiles, options, executor)
+        run.run()
+        return run.outcome()

@@ -157,11 +157,72 @@ def solve_lease_mip(
     The Y[i] leases are then laid out latest-first. HiGHS' presolve needs seconds on the full
     model (thousands of leases per item) even when it reduces it to nothing.
     """
+    m = _reduced_model(items, capacity)
+    top = float(capacity.max()) if len(capacity) else 0.0
+    if top <= 0:
+        # upstream divides by the largest capacity and takes its fallback on the error
+        return MipResult("failed", None, m.binaries, 0, 0.0)
+    sigma = 1.0 if maximize_now else -1.0
+    gain = np.zeros(m.n_var)
+    gain[m.c_s] = OPTION_VALUE
+    gain[m.c_now] = sigma * m.demand[m.now_item] / top
+    began = time.perf_counter()
+    res = milp(
+        -gain,  # milp minimises
+        integrality=np.ones(m.n_var),
+        bounds=Bounds(0, m.var_upper),
+        constraints=_constraints(m),
+        options={"time_limit": time_limit, "disp": False},
+    )
+    seconds = time.perf_counter() - began
+    if res.x is None:
+        if res.status == 1:
+            status = "time_limit_no_solution"
+        elif res.status == 2:
+            status = "infeasible"
+        else:
+            status = "failed"
+        return MipResult(status, None, m.binaries, m.n_var, seconds)
+    status = "optimal" if res.status == 0 else "time_limit"
+    x = np.rint(np.asarray(res.x)).astype(np.int64)
+    if not bool((x[m.c_s] == 1).all()):
+        # every item is its job's only option, so a solution always selects it
+        return MipResult("failed", None, m.binaries, m.n_var, seconds)
+    return MipResult(status, _plans(m, x), m.binaries, m.n_var, seconds)
+
+
+@dataclass(frozen=True)
+class _ReducedModel:
+    """The reduced lease MIP's layout: which leases keep a capacity row, and the columns
+    [X0 | X(tight leases) | Y | S] with the item and lease each stands for."""
+
+    n: int
+    horizon: IntArray
+    leases: IntArray
+    demand: IntArray
+    binaries: int
+    """Binaries of upstream's full model (reported, not built)."""
+    cap: IntArray
+    binding: npt.NDArray[np.bool_]
+    loose: IntArray
+    now_item: IntArray
+    x_item: IntArray
+    x_lease: IntArray
+    y_item: IntArray
+    n_loose: IntArray
+    c_now: IntArray
+    c_x: IntArray
+    c_y: IntArray
+    c_s: IntArray
+    n_var: int
+    var_upper: npt.NDArray[np.float64]
+
+
+def _reduced_model(items: Sequence[LeaseItem], capacity: IntArray) -> _ReducedModel:
     n = len(items)
     horizon = np.array([max(it.horizon, 0) for it in items], dtype=np.int64)
     leases = np.array([it.leases for it in items], dtype=np.int64)
     demand = np.array([it.demand for it in items], dtype=np.int64)
-    binaries = int(horizon.sum())
     span = int(horizon.max()) if n else 0
     cap = np.full(span, np.iinfo(np.int64).max // 4, dtype=np.int64)
     known = min(span, len(capacity))
@@ -175,9 +236,8 @@ def solve_lease_mip(
     tight = np.flatnonzero(binding[1:]) + 1
     loose = np.flatnonzero(~binding[1:]) + 1
 
-    has_now = horizon > 0
-    n_now = int(has_now.sum())
-    now_item = np.flatnonzero(has_now)
+    now_item = np.flatnonzero(horizon > 0)
+    n_now = len(now_item)
     n_tight = np.searchsorted(tight, horizon, side="left").astype(np.int64)
     n_loose = np.maximum(horizon - 1, 0) - n_tight
     n_x = int(n_tight.sum())
@@ -188,88 +248,79 @@ def solve_lease_mip(
     x_lease = tight[np.arange(n_x, dtype=np.int64) - np.repeat(first, n_tight)]
     y_item = np.flatnonzero(n_loose > 0)
     n_y = len(y_item)
-
-    # columns: [X0 | X(tight leases) | Y | S]
-    c_now = np.arange(n_now, dtype=np.int64)
-    c_x = n_now + np.arange(n_x, dtype=np.int64)
     c_y = n_now + n_x + np.arange(n_y, dtype=np.int64)
-    c_s = n_now + n_x + n_y + np.arange(n, dtype=np.int64)
     n_var = n_now + n_x + n_y + n
+    var_upper = np.ones(n_var)
+    var_upper[c_y] = n_loose[y_item]
+    return _ReducedModel(
+        n=n,
+        horizon=horizon,
+        leases=leases,
+        demand=demand,
+        binaries=int(horizon.sum()),
+        cap=cap,
+        binding=binding,
+        loose=loose,
+        now_item=now_item,
+        x_item=x_item,
+        x_lease=x_lease,
+        y_item=y_item,
+        n_loose=n_loose,
+        c_now=np.arange(n_now, dtype=np.int64),
+        c_x=n_now + np.arange(n_x, dtype=np.int64),
+        c_y=c_y,
+        c_s=n_now + n_x + n_y + np.arange(n, dtype=np.int64),
+        n_var=n_var,
+        var_upper=var_upper,
+    )
 
-    sigma = 1.0 if maximize_now else -1.0
-    top = float(capacity.max()) if len(capacity) else 0.0
-    if top <= 0:
-        # upstream divides by the largest capacity and takes its fallback on the error
-        return MipResult("failed", None, binaries, 0, 0.0)
-    gain = np.zeros(n_var)
-    gain[c_s] = OPTION_VALUE
-    gain[c_now] = sigma * demand[now_item] / top
-    cost = -gain  # milp minimises
 
-    # rows: [0, n) lease counts, then one capacity row per binding lease, then S[i] = 1
+def _constraints(m: _ReducedModel) -> LinearConstraint:
+    """Rows: [0, n) lease counts, then one capacity row per binding lease, then S[i] = 1."""
+    n, span = m.n, len(m.cap)
     row_of_lease = np.full(span, -1, dtype=np.int64)
-    bound_leases = np.flatnonzero(binding)
+    bound_leases = np.flatnonzero(m.binding)
     row_of_lease[bound_leases] = n + np.arange(len(bound_leases), dtype=np.int64)
     n_cap = len(bound_leases)
-    now_rows = row_of_lease[0] if span and binding[0] else -1
-    parts_r = [now_item, x_item, y_item, np.arange(n), row_of_lease[x_lease]]
-    parts_c = [c_now, c_x, c_y, c_s, c_x]
+    now_rows = row_of_lease[0] if span and m.binding[0] else -1
+    n_now, n_x, n_y = len(m.c_now), len(m.c_x), len(m.c_y)
+    parts_r = [m.now_item, m.x_item, m.y_item, np.arange(n), row_of_lease[m.x_lease]]
+    parts_c = [m.c_now, m.c_x, m.c_y, m.c_s, m.c_x]
     parts_v = [
         np.ones(n_now),
         np.ones(n_x),
         np.ones(n_y),
-        -leases.astype(float),
-        demand[x_item].astype(float),
+        -m.leases.astype(float),
+        m.demand[m.x_item].astype(float),
     ]
     if now_rows >= 0:
         parts_r.append(np.full(n_now, now_rows, dtype=np.int64))
-        parts_c.append(c_now)
-        parts_v.append(demand[now_item].astype(float))
+        parts_c.append(m.c_now)
+        parts_v.append(m.demand[m.now_item].astype(float))
     parts_r.append(n + n_cap + np.arange(n))
-    parts_c.append(c_s)
+    parts_c.append(m.c_s)
     parts_v.append(np.ones(n))
-    n_rows = 2 * n + n_cap
     matrix = coo_matrix(
         (np.concatenate(parts_v), (np.concatenate(parts_r), np.concatenate(parts_c))),
-        shape=(n_rows, n_var),
+        shape=(2 * n + n_cap, m.n_var),
     ).tocsr()
     lower = np.concatenate([np.zeros(n), np.full(n_cap, -np.inf), np.ones(n)])
-    upper = np.concatenate([np.zeros(n), cap[bound_leases].astype(float), np.ones(n)])
-    var_upper = np.ones(n_var)
-    var_upper[c_y] = n_loose[y_item]
+    upper = np.concatenate([np.zeros(n), m.cap[bound_leases].astype(float), np.ones(n)])
+    return LinearConstraint(matrix, lower, upper)
 
-    began = time.perf_counter()
-    res = milp(
-        cost,
-        integrality=np.ones(n_var),
-        bounds=Bounds(0, var_upper),
-        constraints=LinearConstraint(matrix, lower, upper),
-        options={"time_limit": time_limit, "disp": False},
-    )
-    seconds = time.perf_counter() - began
-    if res.x is None:
-        if res.status == 1:
-            status = "time_limit_no_solution"
-        elif res.status == 2:
-            status = "infeasible"
-        else:
-            status = "failed"
-        return MipResult(status, None, binaries, n_var, seconds)
-    status = "optimal" if res.status == 0 else "time_limit"
-    x = np.rint(np.asarray(res.x)).astype(np.int64)
-    if not bool((x[c_s] == 1).all()):
-        # every item is its job's only option, so a solution always selects it
-        return MipResult("failed", None, binaries, n_var, seconds)
+
+def _plans(m: _ReducedModel, x: IntArray) -> list[Plan]:
+    """Each item's lease plan from a solution; its Y[i] loose leases laid out latest-first."""
+    n, horizon = m.n, m.horizon
     start = np.zeros(n, dtype=np.int64)
     if n > 1:
         start[1:] = np.cumsum(horizon)[:-1]
-    flat = np.zeros(binaries, dtype=np.int8)
-    flat[start[now_item]] = x[c_now]
-    flat[start[x_item] + x_lease] = x[c_x]
-    for k, i in enumerate(y_item.tolist()):
-        take = int(x[c_y[k]])
+    flat = np.zeros(m.binaries, dtype=np.int8)
+    flat[start[m.now_item]] = x[m.c_now]
+    flat[start[m.x_item] + m.x_lease] = x[m.c_x]
+    for k, i in enumerate(m.y_item.tolist()):
+        take = int(x[m.c_y[k]])
         if take:
-            own = loose[: np.searchsorted(loose, horizon[i])]
+            own = m.loose[: np.searchsorted(m.loose, horizon[i])]
             flat[start[i] + own[-take:]] = 1
-    rows = [flat[a : a + h] for a, h in zip(start.tolist(), horizon.tolist(), strict=True)]
-    return MipResult(status, rows, binaries, n_var, seconds)
+    return [flat[a : a + h] for a, h in zip(start.tolist(), horizon.tolist(), strict=True)]

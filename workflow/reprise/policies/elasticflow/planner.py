@@ -707,7 +707,29 @@ def _commit_failure(
     carried: int | None,
     fixed_gpus: int | None,
 ) -> Plan:
-    """No level meets the deadline: the largest level tried up to it, whatever fits after it."""
+    """No level meets the deadline: the largest level tried up to it, whatever fits after it,
+    and past the last breakpoint the whole cluster (docs/policies/elasticflow.md#planner)."""
+    iters = _fill_to_deadline(curve, iters, d, d_al, start, last_quota, alloc, nf)
+    late = _fill_after_deadline(
+        curve, iters, d, d_al, t0, start, alloc, nf, timeline, slot, carried
+    )
+    if isinstance(late, Plan):
+        return late
+    iters, seg = late
+    return _overflow(curve, iters, d, t0, seg, alloc, nf, num_gpus, slot, fixed_gpus)
+
+
+def _fill_to_deadline(
+    curve: ScalingCurve,
+    iters: float,
+    d: float,
+    d_al: float,
+    start: float,
+    last_quota: int,
+    alloc: Allocation,
+    nf: Timeline,
+) -> float:
+    """Up to the aligned deadline, the largest level tried; returns the work left."""
     rate = curve.rate
     fit = curve.fit
     seg: float | None = None
@@ -733,8 +755,26 @@ def _commit_failure(
         seg, gpus = t, min(last_quota, fit(nf[t]))
     if iters <= 0:
         raise SimulationError("a failed plan has no work left (upstream asserts)")
+    return iters
 
-    # after the deadline: whatever the timeline allows, interval by interval
+
+def _fill_after_deadline(
+    curve: ScalingCurve,
+    iters: float,
+    d: float,
+    d_al: float,
+    t0: float,
+    start: float,
+    alloc: Allocation,
+    nf: Timeline,
+    timeline: Timeline,
+    slot: int,
+    carried: int | None,
+) -> Plan | tuple[float, float]:
+    """After the deadline, whatever the timeline allows, interval by interval: the plan if the
+    job finishes before the last breakpoint, else (work left, last breakpoint)."""
+    rate = curve.rate
+    fit = curve.fit
     seg = max(d_al, start)
     for t in list(nf):
         if t <= d_al:
@@ -784,8 +824,22 @@ def _commit_failure(
             if seg <= t1 < t:
                 _take(nf, t1, q)
         seg = t
+    return iters, seg
 
-    # past the last breakpoint the whole cluster is assumed free
+
+def _overflow(
+    curve: ScalingCurve,
+    iters: float,
+    d: float,
+    t0: float,
+    seg: float,
+    alloc: Allocation,
+    nf: Timeline,
+    num_gpus: int,
+    slot: int,
+    fixed_gpus: int | None,
+) -> Plan:
+    """Past the last breakpoint the whole cluster is assumed free."""
     if iters <= 0:
         raise SimulationError("a failed plan has no work left (upstream asserts)")
     q = min(num_gpus, curve.max_gpu)
@@ -795,7 +849,7 @@ def _commit_failure(
         q = fixed_gpus
     alloc[seg] = q
     alloc = _sorted(alloc)
-    real_end = math.ceil(seg + iters / rate(q))
+    real_end = math.ceil(seg + iters / curve.rate(q))
     end = align(t0, real_end, slot)
     if end <= d:
         raise SimulationError("a failed plan meets its deadline (upstream asserts)")

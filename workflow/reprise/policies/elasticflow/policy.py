@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from reprise.data.clusters import ClusterSpec
-from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob
 from reprise.errors import SimulationError
 from reprise.policies.elasticflow.limits import max_gpu_elasticflow
@@ -39,10 +38,9 @@ from reprise.policies.elasticflow.pricing import (
     still_holds,
 )
 from reprise.records.outcome import RunOutcome
-from reprise.sim.engine import Engine, Executor
+from reprise.sim.engine import PolicyRun
 from reprise.sim.events import Event
 from reprise.sim.jobstate import planned_job_outcomes
-from reprise.sim.options import SimOptions
 from reprise.sim.placement import NODE_SET_CLASSES, ElasticPlacement, cache_flags
 from reprise.sim.timeline import Timeline
 from reprise.sim.timing import align
@@ -123,24 +121,15 @@ def _marginal(job: EfJob) -> float:
     return job.marginal
 
 
-class _EfSim:
+class _EfSim(PolicyRun):
     """State of one run: job lists in upstream's orders, events, timeline, placement."""
 
-    def __init__(
-        self,
-        trace: list[TraceJob],
-        cluster: ClusterSpec,
-        profiles: ThroughputProfiles,
-        options: SimOptions,
-        admission: bool,
-        executor: Executor | None,
-    ) -> None:
-        self.engine = Engine(trace, cluster, options, executor)
-        self.n = cluster.num_gpus
-        self.gpn = cluster.gpus_per_node
-        self.slot = options.slot
-        self.options = options
-        self.admission = admission
+    admission: ClassVar[bool]
+    name: ClassVar[str]
+
+    def prepare(self, trace: list[TraceJob]) -> None:
+        options, profiles = self.options, self.profiles
+        self.gpn = self.cluster.gpus_per_node
         self.jobs: dict[int, EfJob] = {}
         for t in trace:
             max_gpu = max_gpu_elasticflow(options.gpu_type, t.model, t.batch_size)
@@ -159,7 +148,7 @@ class _EfSim:
         self.timeline: Timeline = {}
         self.sorted_timeline: tuple[Timeline, SortedTimeline] = ({}, SortedTimeline({}))
         """The current timeline as lists (`price_given_back`), rebuilt when it is replaced."""
-        self.placement = ElasticPlacement(cluster)
+        self.placement = ElasticPlacement(self.cluster)
         self.planner_calls = 0
         self.marginal_calls = 0
         self.grants = 0
@@ -466,11 +455,11 @@ class _EfSim:
 
     # ---- results ------------------------------------------------------------------------------
 
-    def result(self, policy: str) -> RunOutcome:
+    def outcome(self) -> RunOutcome:
         return self.engine.outcome(
             planned_job_outcomes(self.jobs.values()),
             {
-                "policy": policy,
+                "policy": self.name,
                 "planner_calls": self.planner_calls,
                 "marginal_calls": self.marginal_calls,
                 "scale_ups": self.grants,
@@ -607,28 +596,25 @@ def _run_without_admission(sim: _EfSim) -> None:
             raise SimulationError(f"time goes backwards at {now} (upstream asserts)")
 
 
-def simulate_with_admission(
-    trace: list[TraceJob],
-    cluster: ClusterSpec,
-    profiles: ThroughputProfiles,
-    options: SimOptions,
-    executor: Executor | None = None,
-) -> RunOutcome:
-    """ElasticFlow as published (`--schedule=ef-accessctrl`); `executor` carries out each
-    round's allocations (the simulated one by default)."""
-    sim = _EfSim(trace, cluster, profiles, options, admission=True, executor=executor)
-    _run_with_admission(sim)
-    return sim.result("ef-accessctrl")
+class _ElasticFlow(_EfSim):
+    """ElasticFlow as published (`--schedule=ef-accessctrl`)."""
+
+    admission = True
+    name = "ef-accessctrl"
+
+    def run(self) -> None:
+        _run_with_admission(self)
 
 
-def simulate_without_admission(
-    trace: list[TraceJob],
-    cluster: ClusterSpec,
-    profiles: ThroughputProfiles,
-    options: SimOptions,
-    executor: Executor | None = None,
-) -> RunOutcome:
+class _ElasticFlowWithoutAdmission(_EfSim):
     """ "EDF + Elastic Scaling" of Fig. 9 (`--schedule=ef`): ElasticFlow minus admission control."""
-    sim = _EfSim(trace, cluster, profiles, options, admission=False, executor=executor)
-    _run_without_admission(sim)
-    return sim.result("ef")
+
+    admission = False
+    name = "ef"
+
+    def run(self) -> None:
+        _run_without_admission(self)
+
+
+simulate_with_admission = _ElasticFlow.simulate
+simulate_without_admission = _ElasticFlowWithoutAdmission.simulate

@@ -5,36 +5,23 @@ See docs/policies/gandiva.md.
 
 from __future__ import annotations
 
-from reprise.data.clusters import ClusterSpec
 from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob
 from reprise.errors import SimulationError
 from reprise.policies.gandiva.placement import GandivaPlacement, SlicedJob
 from reprise.records.outcome import JobOutcome, RoundSample, RunOutcome
-from reprise.sim.engine import AllocationChange, Engine, Executor
+from reprise.sim.engine import AllocationChange, Engine, PolicyRun
 from reprise.sim.events import Event
-from reprise.sim.options import SimOptions
 
 
-class _Gandiva:
+class Gandiva(PolicyRun):
     """One run; each method is one phase of a round (docs/policies/gandiva.md#round)."""
 
-    def __init__(
-        self,
-        trace: list[TraceJob],
-        cluster: ClusterSpec,
-        profiles: ThroughputProfiles,
-        options: SimOptions,
-        executor: Executor | None,
-    ) -> None:
-        self.engine = Engine(
-            trace, cluster, options, executor, merge_completions=False, label="gandiva"
-        )
-        self.options = options
-        self.num_gpus = cluster.num_gpus
-        self.cluster_name = cluster.name
-        self.profiles = profiles
-        self.placement = GandivaPlacement(cluster)
+    label = "gandiva"
+    merge_completions = False
+
+    def prepare(self, trace: list[TraceJob]) -> None:
+        self.placement = GandivaPlacement(self.cluster)
         self.states = [SlicedJob(job) for job in trace]
         self.arrivals = self.engine.events
         self.speedups: dict[int, float] = {}
@@ -59,7 +46,7 @@ class _Gandiva:
                 if self.pending and not self.running:
                     raise SimulationError(
                         f"Gandiva: {len(self.pending)} job(s) can never be placed on "
-                        f"{self.cluster_name} (upstream loops forever here)"
+                        f"{self.cluster.name} (upstream loops forever here)"
                     )
                 now += slot
                 elapsed = slot
@@ -125,28 +112,18 @@ class _Gandiva:
             RoundSample(
                 time=now,
                 gpus_in_use=gpus_in_use,
-                ce=ce / self.num_gpus,
+                ce=ce / self.n,
                 running=len(running),
                 pending=len(self.pending),
                 gpu_map=placement.gpu_map() if self.options.record_gpu_map else None,
             )
         )
 
-
-def simulate(
-    trace: list[TraceJob],
-    cluster: ClusterSpec,
-    profiles: ThroughputProfiles,
-    options: SimOptions,
-    executor: Executor | None = None,
-) -> RunOutcome:
-    """Replay `trace` under Gandiva; counters follow the upstream bookkeeping
-    (docs/engine.md#metrics)."""
-    sim = _Gandiva(trace, cluster, profiles, options, executor)
-    sim.run()
-    engine = sim.engine
-    engine.accepted, engine.declined = sim.accepted, sim.declined
-    return engine.outcome([_outcome(s) for s in sim.states], {"rounds": len(engine.rounds)})
+    def outcome(self) -> RunOutcome:
+        """Counters follow the upstream bookkeeping (docs/engine.md#metrics)."""
+        engine = self.engine
+        engine.accepted, engine.declined = self.accepted, self.declined
+        return engine.outcome([_outcome(s) for s in self.states], {"rounds": len(engine.rounds)})
 
 
 def _charge(engine: Engine, running: list[SlicedJob], now: float) -> None:
@@ -181,3 +158,7 @@ def _speedup(cache: dict[int, float], profiles: ThroughputProfiles, job: TraceJo
         value = profiles.tput(model, batch, job.num_gpu) / profiles.tput(model, batch, 1)
         cache[job.idx] = value
     return value
+
+
+simulate = Gandiva.simulate
+"""Replay a trace under Gandiva (the registry's entry point)."""

@@ -38,7 +38,8 @@ class ReplicaEnv:
     """AdaptDL's view of one replica, read from the ADAPTDL_* variables."""
 
     checkpoint_path: Path
-    master_addr: str
+    master_addr: str | None
+    """None in an AdaptDL-scheduled cluster: AdaptDL asks its supervisor for rank 0."""
     master_port: int
     num_replicas: int
     rank: int
@@ -91,7 +92,7 @@ def read_replica_env(environ: Mapping[str, str]) -> ReplicaEnv:
         raise TestbedError(f"ADAPTDL_REPLICA_RANK={rank} is not below ADAPTDL_NUM_REPLICAS")
     return ReplicaEnv(
         checkpoint_path=Path(path),
-        master_addr=environ.get("ADAPTDL_MASTER_ADDR", "127.0.0.1"),
+        master_addr=environ.get("ADAPTDL_MASTER_ADDR") or None,
         master_port=port,
         num_replicas=replicas,
         rank=rank,
@@ -188,13 +189,15 @@ def train(args: argparse.Namespace, env: ReplicaEnv) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     bind_collectives(os.environ)
-    # An explicit init_method keeps AdaptDL from asking a supervisor for rank 0's address.
-    adl.init_process_group(
-        args.backend,
-        init_method=f"tcp://{env.master_addr}:{env.master_port}",
-        world_size=env.num_replicas,
-        rank=env.rank,
-    )
+    if env.master_addr is None:  # AdaptDL's Kubernetes scheduler: discovery by its supervisor
+        adl.init_process_group(args.backend)
+    else:  # an explicit init_method keeps AdaptDL from asking a supervisor for rank 0
+        adl.init_process_group(
+            args.backend,
+            init_method=f"tcp://{env.master_addr}:{env.master_port}",
+            world_size=env.num_replicas,
+            rank=env.rank,
+        )
     work = workload(args.model, args.size)
     data = _dataset(work, args.dataset_size, args.seed)
     model = work.build()

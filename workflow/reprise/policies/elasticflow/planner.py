@@ -478,51 +478,12 @@ def _plan(
     start = t0
 
     if fixed_gpus is not None:
-        g = fixed_gpus
-        available = nf[t0]
-        if g > available:
-            raise SimulationError(f"fixed start with {g} GPUs but only {available} free at {t0}")
-        nxt: float | None = None
-        for t, v in timeline.items():
-            if t < t0:
-                available = v
-                del nf[t]
-                continue
-            if t == t0:
-                available = v
-                continue
-            nxt = t
-            break
-        if nxt is None:
-            nxt = d_al
-        alloc[t0] = g
-        g_rate = rates[g]
-        real_end: float = math.ceil(t0 + iters / g_rate)
-        end = align(t0, real_end, slot)
-        if nxt >= end and d >= real_end:
-            for t in timeline:
-                if t < t0:
-                    continue
-                if t < end:
-                    carried = nf[t]
-                    _take(nf, t, g)
-            if t0 != end:
-                nf[t0] = available - g
-            if end not in timeline:
-                if carried is None:
-                    raise SimulationError("no breakpoint before the plan end (upstream crashes)")
-                nf = _insert(nf, end, carried)
-            return Plan(alloc, end, real_end, nf, d, "fixed")
-        # quirk: a job that would finish inside the reserved interval but after its deadline
-        # lands here too. If that interval ends at the aligned deadline it gets a failure plan;
-        # if it ends later, its remaining work becomes <= 0 and the failure branch asserts
-        # upstream (SimulationError here). Spec 3.1.2's "succeeds at once" cannot happen: no
-        # breakpoint lies between the next one and the aligned deadline.
-        span = (d - t0) if nxt == d_al else (nxt - t0)
-        iters -= span * g_rate
-        _take(nf, t0, g)
-        start = nxt
-        alloc[start] = 0
+        reserved = _reserve_fixed(
+            rates, iters, d, d_al, t0, fixed_gpus, alloc, nf, timeline, slot, carried
+        )
+        if isinstance(reserved, Plan):
+            return reserved
+        iters, start, carried = reserved
 
     quota = curve.next_level(0)
     if quota <= num_gpus and quota <= curve.max_gpu:
@@ -540,6 +501,69 @@ def _plan(
         curve, iters, d, d_al, t0, start, last_quota, alloc, nf, timeline, num_gpus, slot,
         carried, fixed_gpus,
     )  # fmt: skip
+
+
+def _reserve_fixed(
+    rates: Mapping[int, float],
+    iters: float,
+    d: float,
+    d_al: float,
+    t0: float,
+    fixed_gpus: int,
+    alloc: Allocation,
+    nf: Timeline,
+    timeline: Timeline,
+    slot: int,
+    carried: int | None,
+) -> Plan | tuple[float, float, int | None]:
+    """The fixed-start variant's reserved first interval: the plan if the job finishes inside
+    it, else (work left, the next breakpoint to plan from, the carried timeline value)."""
+    g = fixed_gpus
+    available = nf[t0]
+    if g > available:
+        raise SimulationError(f"fixed start with {g} GPUs but only {available} free at {t0}")
+    nxt: float | None = None
+    for t, v in timeline.items():
+        if t < t0:
+            available = v
+            del nf[t]
+            continue
+        if t == t0:
+            available = v
+            continue
+        nxt = t
+        break
+    if nxt is None:
+        nxt = d_al
+    alloc[t0] = g
+    g_rate = rates[g]
+    real_end: float = math.ceil(t0 + iters / g_rate)
+    end = align(t0, real_end, slot)
+    if nxt >= end and d >= real_end:
+        for t in timeline:
+            if t < t0:
+                continue
+            if t < end:
+                carried = nf[t]
+                _take(nf, t, g)
+        if t0 != end:
+            nf[t0] = available - g
+        if end not in timeline:
+            if carried is None:
+                raise SimulationError("no breakpoint before the plan end (upstream crashes)")
+            nf = _insert(nf, end, carried)
+        return Plan(alloc, end, real_end, nf, d, "fixed")
+    # quirk: a job that would finish inside the reserved interval but after its deadline
+    # lands here too. If that interval ends at the aligned deadline it gets a failure plan;
+    # if it ends later, its remaining work becomes <= 0 and the failure branch asserts
+    # upstream (SimulationError here). It cannot "succeed at once" (docs/policies/elasticflow.md
+    # #planner): no breakpoint lies between the next one and the aligned deadline.
+    span = (d - t0) if nxt == d_al else (nxt - t0)
+    iters -= span * g_rate
+    _take(nf, t0, g)
+    start = nxt
+    alloc[start] = 0
+    return iters, start, carried
 
 
 def _intervals(

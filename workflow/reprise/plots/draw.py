@@ -12,7 +12,7 @@ from reprise.plots.best_effort import plot_best_effort_mix
 from reprise.plots.efficiency import efficiency_curve, plot_efficiency
 from reprise.plots.grouped_bars import plot_grouped_bars
 from reprise.plots.ratio_bars import plot_ratio_bars
-from reprise.records.reader import read_summary
+from reprise.records.reader import read_run
 
 
 def draw_figure(
@@ -38,7 +38,7 @@ def draw_figure(
     elif kind == "efficiency_curves":
         curves = {}
         for rundir in run_dirs:
-            policy = read_summary(rundir)["policy"]
+            policy = read_run(rundir).policy
             curves[policy] = efficiency_curve(rundir / "events.csv", policy)
         published = {
             policy: efficiency_curve(_log_of(published_logs, rel), policy)

@@ -180,6 +180,33 @@ def verify(before_root: Path, out: Path, follow: bool) -> None:
         time.sleep(30)
 
 
+def verified(before_root: Path, log: Path) -> dict[str, Any]:
+    """Digests of the runs a `verify` log covers: before (the records) and after (the
+    re-simulations), over the same runs; equal digests = byte-identical files, equal metrics."""
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line]
+    sim_root = before_root / "results/runs/sim"
+    after = {r["run"]: r["after"] for r in rows}
+    before = {run: fingerprint_run(sim_root / run) for run in after}
+    return {
+        "runs": len(rows),
+        "same": sum(1 for r in rows if r["same"]),
+        "differ": sorted(r["run"] for r in rows if not r["same"]),
+        "before_digest": digest(before),
+        "after_digest": digest(after),
+        "before_files_digest": files_digest(before),
+        "after_files_digest": files_digest(after),
+        "by_policy": _count_by_policy(after),
+    }
+
+
+def _count_by_policy(runs: dict[str, Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for run in runs:
+        policy = run.rsplit("/", 1)[-1]
+        counts[policy] = counts.get(policy, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def compare(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     problems = [f"missing after: {run}" for run in sorted(set(before) - set(after))]
     problems += [f"new after: {run}" for run in sorted(set(after) - set(before))]
@@ -214,6 +241,9 @@ def main() -> None:
     ver.add_argument("before_root", type=Path, help="checkout whose results/runs/sim is checked")
     ver.add_argument("--out", type=Path, required=True, help="JSON lines, one per run (resumed)")
     ver.add_argument("--follow", action="store_true", help="keep waiting for new records")
+    ver_sum = sub.add_parser("verified", help="digests over the runs a verify log covers")
+    ver_sum.add_argument("before_root", type=Path)
+    ver_sum.add_argument("log", type=Path)
     cmp = sub.add_parser("compare", help="compare two fingerprint files")
     cmp.add_argument("before", type=Path)
     cmp.add_argument("after", type=Path)
@@ -222,6 +252,8 @@ def main() -> None:
         workdir = args.workdir.resolve()
         run_simulations(workdir, args.cores, args.experiment)
         _write(fingerprint(workdir / "results/runs/sim"), args.out)
+    elif args.command == "verified":
+        print(json.dumps(verified(args.before_root.resolve(), args.log), indent=1))
     elif args.command == "verify":
         verify(args.before_root.resolve(), args.out, args.follow)
     elif args.command == "hash":

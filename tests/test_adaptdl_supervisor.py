@@ -16,8 +16,7 @@ import pytest
 from reprise.errors import TestbedError
 from reprise.policies.pollux.goodput import PerfParams
 from reprise.testbed.systems.adaptdl.supervisor import Supervisor, require_hints
-from reprise.testbed.systems.adaptdl.trainer import replica_env
-from tests.test_adaptdl_trainer import TRAINER, _args, _free_port, needs_adaptdl
+from tests.test_adaptdl_trainer import TRAINER, _args, _free_port, job_env, needs_adaptdl
 
 HINTS = {
     "initBatchSize": 32,
@@ -72,20 +71,7 @@ def test_hints_become_the_policys_goodput_parameters() -> None:
 def test_a_real_job_reports_its_fitted_model(tmp_path: Path) -> None:
     (tmp_path / "ckpt").mkdir()
     with Supervisor() as sup:
-        env = {
-            **os.environ,
-            **replica_env(
-                job_id="job-5",
-                checkpoint_path=tmp_path / "ckpt",
-                master_addr="127.0.0.1",
-                master_port=_free_port(),
-                num_replicas=1,
-                rank=0,
-                num_nodes=1,
-                restarts=0,
-                supervisor_url=sup.url,
-            ),
-        }
+        env = job_env(tmp_path / "ckpt", _free_port(), supervisor_url=sup.url, job_id="job-5")
         log = (tmp_path / "job.log").open("w")
         proc = subprocess.Popen(
             [*TRAINER, *_args(tmp_path / "status.json", 256 * 1000)],

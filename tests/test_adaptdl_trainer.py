@@ -44,23 +44,37 @@ def _args(status: Path, target: int) -> list[str]:
     ]
 
 
+def job_env(
+    ckpt: Path,
+    port: int,
+    replicas: int = 1,
+    rank: int = 0,
+    restarts: int = 0,
+    supervisor_url: str | None = None,
+    job_id: str = "job7",
+) -> dict[str, str]:
+    """This process's environment plus AdaptDL's for one replica on this machine."""
+    return {
+        **os.environ,
+        **replica_env(
+            job_id=job_id,
+            checkpoint_path=ckpt,
+            master_addr="127.0.0.1",
+            master_port=port,
+            num_replicas=replicas,
+            rank=rank,
+            num_nodes=replicas,
+            restarts=restarts,
+            supervisor_url=supervisor_url,
+        ),
+    }
+
+
 def _start(tmp: Path, replicas: int, restarts: int, target: int) -> list[subprocess.Popen[str]]:
     port = _free_port()
     procs = []
     for rank in range(replicas):
-        env = {
-            **os.environ,
-            **replica_env(
-                job_id="job7",
-                checkpoint_path=tmp / "ckpt",
-                master_addr="127.0.0.1",
-                master_port=port,
-                num_replicas=replicas,
-                rank=rank,
-                num_nodes=replicas,
-                restarts=restarts,
-            ),
-        }
+        env = job_env(tmp / "ckpt", port, replicas, rank, restarts)
         log = (tmp / f"r{restarts}.{rank}.log").open("w")
         procs.append(
             subprocess.Popen(
@@ -122,19 +136,7 @@ def test_sigterm_checkpoints_and_a_smaller_job_resumes(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(HAVE_ADAPTDL, reason="adaptdl is installed here")
 def test_without_adaptdl_the_trainer_names_the_extra(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        **replica_env(
-            job_id="j",
-            checkpoint_path=tmp_path,
-            master_addr="127.0.0.1",
-            master_port=_free_port(),
-            num_replicas=1,
-            rank=0,
-            num_nodes=1,
-            restarts=0,
-        ),
-    }
+    env = job_env(tmp_path, _free_port())
     proc = subprocess.run(
         [*TRAINER, *_args(tmp_path / "s.json", 512)],
         env=env,

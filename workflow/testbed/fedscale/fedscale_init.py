@@ -92,6 +92,33 @@ def hand_out_client_seeds(aggregator_class: type) -> None:
     aggregator_class.get_client_conf = get_client_conf  # type: ignore[attr-defined]
 
 
+def aggregate_in_client_order(aggregator_class: type) -> None:
+    """The aggregator sums a round's updates in client order, not arrival order.
+
+    FedScale folds each update into the running sum as it arrives; float addition is not
+    associative, so two runs whose executors finish in another order end the round with
+    slightly different models, and the difference grows over the rounds. Here the updates of a
+    round are kept until the last one arrives and then folded in client-id order through
+    FedScale's own aggregation step (its first/last-result logic sees the usual counts). The
+    cost is holding one round's updates in memory at once.
+    """
+    fold = aggregator_class.update_weight_aggregation  # type: ignore[attr-defined]
+
+    def update_weight_aggregation(self: Any, results: dict[str, Any]) -> None:
+        pending: list[dict[str, Any]] = self.__dict__.setdefault("_reprise_pending", [])
+        pending.append(results)
+        if self.model_in_update < self.tasks_round:
+            return
+        arrived = self.model_in_update
+        for count, update in enumerate(sorted(pending, key=lambda r: int(r["client_id"])), 1):
+            self.model_in_update = count
+            fold(self, update)
+        self.model_in_update = arrived
+        pending.clear()
+
+    aggregator_class.update_weight_aggregation = update_weight_aggregation  # type: ignore[attr-defined]
+
+
 def reseed_before_training(executor_class: type) -> None:
     """The executor reseeds from the client's config before training it."""
     import random
@@ -124,6 +151,7 @@ def run_role(role: str) -> None:
     module = importlib.import_module(MODULES[role])
     if role == "aggregator":
         hand_out_client_seeds(module.Aggregator)
+        aggregate_in_client_order(module.Aggregator)
         module.Aggregator(module.parser.args).run()
     else:
         reseed_before_training(module.Executor)

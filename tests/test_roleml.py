@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import pickle
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +19,7 @@ pytest.importorskip(
 
 from reprise.errors import ConfigError, DataError
 from reprise.testbed.systems.roleml.data import load_split, make_digit_batches
-from reprise.testbed.systems.roleml.local import free_port, local_actors
+from reprise.testbed.systems.roleml.local import free_port, local_actors, wait_listening
 from reprise.testbed.systems.roleml.topology import CONDUCTOR, actor_specs, parse_topology
 
 PAPER = {
@@ -125,3 +129,31 @@ def test_small_tree_trains_over_grpc_and_stops_every_process(tmp_path: Path) -> 
     assert all(not _alive(pid) for pid in pids)
     trainer_log = (tmp_path / "run" / "logs" / "client2.log").read_text()
     assert "local epoch 8" in trainer_log  # 4 rounds x 2 local steps under the layer-0 aggregator
+
+
+def test_actor_ends_on_sigterm_when_started_with_sigint_ignored(tmp_path: Path) -> None:
+    """A pipeline started in the background hands its children SIGINT ignored; an actor still
+    ends on SIGTERM (and the run driver's SIGINT), closing its roles."""
+    data = tmp_path / "data"
+    make_digit_batches(data, 0.2, 0)
+    topo = parse_topology("small", SMALL, "test")
+    addresses = {a: f"127.0.0.1:{free_port()}" for a in (*topo.clients, CONDUCTOR)}
+    spec = tmp_path / "client2.json"
+    spec.write_text(json.dumps(actor_specs(topo, addresses, data, SETTINGS)["client2"]))
+    log = tmp_path / "client2.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reprise.testbed.systems.roleml.actor", str(spec)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
+    try:
+        wait_listening(addresses["client2"], proc, log, 120)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "actor process exits" in log.read_text()

@@ -33,7 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     builder = ActorBuilder()
     builder.load_config(spec)
     actor = builder.build()
-    # SIGTERM ends the actor like Ctrl-C: roles are terminated and the gRPC server closed
+    # SIGTERM ends the actor like Ctrl-C: roles are terminated and the gRPC server closed. SIGINT
+    # is set explicitly: a pipeline started in the background (`&`, nohup) hands its children
+    # SIGINT ignored, and then neither signal (nor the run driver's own SIGINT) would end it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     try:
         actor.run()

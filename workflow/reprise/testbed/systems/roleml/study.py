@@ -87,6 +87,22 @@ class Rounds:
                 raise TestbedError(f"round {n} did not complete within {timeout:.0f}s")
             time.sleep(0.1)
 
+    def finish(self, n: int, round_timeout: float, grace: float = 60.0) -> int:
+        """Wait for the conductor to end the job; its exit status. A conductor still running
+        `grace` seconds after the last round, or a round late by `round_timeout`, fails."""
+        last, seen = time.monotonic(), self.count()
+        while self.conductor.poll() is None:
+            now, count = time.monotonic(), self.count()
+            if count != seen:
+                last, seen = now, count
+            if now - last > (grace if count >= n else round_timeout):
+                what = "exit after the last round" if count >= n else f"finish round {count}"
+                raise TestbedError(
+                    f"the conductor did not {what} within {now - last:.0f}s; see its log"
+                )
+            time.sleep(0.1)
+        return int(self.conductor.returncode)
+
 
 @contextmanager
 def _term_as_interrupt() -> Iterator[None]:
@@ -253,7 +269,7 @@ def run_offload_study(
             rounds.wait(rounds.count() + gap, limit)
             stress.stop()
             events.append({"event": "stress-stop", "node": stress.node, "time": time.time()})
-            rc = conductor.wait(limit * int(settings["num_rounds"]))
+            rc = rounds.finish(int(settings["num_rounds"]), limit)
             if rc != 0:
                 raise TestbedError(f"the conductor exited with {rc}; see {outdir / 'logs'}")
     finally:

@@ -247,7 +247,7 @@ def main(spec_path: str, out_dir: str) -> int:
     # the head's address, not "auto": "auto" reads /tmp/ray/ray_current_cluster, which a node's own
     # --temp-dir never updates, so on hosts sharing /tmp it names whichever cluster wrote it last
     ray.init(address=str(common["address"]), log_to_driver=False)
-    roles = _roles(int(common["nodes"]), float(common.get("join_timeout_s", 120)))
+    roles = _roles(int(common["nodes"]), float(common.get("join_timeout_s", 300)))
     addresses = _addresses()
     login = [nid for nid, role in roles.items() if role == "login"]
     if len(login) != 1:

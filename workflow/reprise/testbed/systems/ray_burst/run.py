@@ -49,6 +49,9 @@ RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
     "RAY_idle_worker_killing_time_threshold_ms": str(3_600_000),
+    # a joining node asks the GCS for the head node every 2 s, 20 times by default: on a loaded
+    # laptop (load 18 on 2 cores) the head took longer to register and `ray start` failed
+    "RAY_NUM_REDIS_GET_RETRIES": "120",
     "RAY_health_check_period_ms": "1000",
     "RAY_health_check_failure_threshold": "5",
 }
@@ -311,7 +314,7 @@ def _start_ray(
             head = None if role == "login" else login.peer_address
             procs.append(_ray_start(run, node, head, env, json.dumps({f"burst_{role}": 1})))
             if role == "login":
-                _wait_port(_ssh(run), login, login.peer_address, RAY_PORT, 60)
+                _wait_port(_ssh(run), login, login.peer_address, RAY_PORT, 180)
     return procs
 
 

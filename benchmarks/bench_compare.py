@@ -97,9 +97,21 @@ def main() -> None:
             for side, checkout in order if i % 2 == 0 else order[::-1]:
                 times.setdefault((run, policy, side), []).append(_time_once(checkout, inputs))
         print(f"repetition {i + 1}/{args.repeat} done", file=sys.stderr, flush=True)
+        # the table so far: a run stopped early still leaves its medians
+        _report(cases, times, i + 1, args.out)
+
+
+def _report(
+    cases: list[tuple[str, str]],
+    times: dict[tuple[str, str, str], list[dict[str, float]]],
+    repeat: int,
+    out: Path | None,
+) -> None:
     print(
-        "| run | policy | before CPU s | after CPU s | after/before CPU | before wall s "
-        "| after wall s | same ratio |\n|---|---|---|---|---|---|---|---|"
+        f"after {repeat} repetition(s)\n| run | policy | before CPU s | after CPU s "
+        "| after/before CPU | before wall s | after wall s | same ratio |\n"
+        "|---|---|---|---|---|---|---|---|",
+        flush=True,
     )
     rows = []
     for run, policy in cases:
@@ -108,22 +120,16 @@ def main() -> None:
         bw, aw = (statistics.median(t["wall"] for t in x) for x in (b, a))
         same = {t["ratio"] for t in b} == {t["ratio"] for t in a}
         rows.append(
-            {
-                "run": run,
-                "policy": policy,
-                "before_cpu": bc,
-                "after_cpu": ac,
-                "before_wall": bw,
-                "after_wall": aw,
-                "same_ratio": same,
-            }
-        )
+            {"run": run, "policy": policy, "before_cpu": bc, "after_cpu": ac,
+             "before_wall": bw, "after_wall": aw, "same_ratio": same}
+        )  # fmt: skip
         print(
             f"| {run} | {policy} | {bc:.2f} | {ac:.2f} | {ac / bc:.3f} | {bw:.2f} | {aw:.2f} "
-            f"| {same} |"
+            f"| {same} |",
+            flush=True,
         )
-    if args.out is not None:
-        args.out.write_text(json.dumps({"repeat": args.repeat, "rows": rows}, indent=1))
+    if out is not None:
+        out.write_text(json.dumps({"repeat": repeat, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

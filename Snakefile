@@ -41,6 +41,9 @@ localrules:
     fedscale_table,
     fedscale_figure,
     fedscale_kubernetes,
+    figure12b,
+    figure12b_table,
+    figure12b_figure,
 
 
 rule all:
@@ -107,3 +110,10 @@ rule roleml_offload:
         "results/figures/roleml_offload.png",
         "results/figures/roleml_offload_phases.pdf",
         "results/figures/roleml_offload_phases.png",
+
+
+rule figure12b:
+    input:
+        "results/tables/figure12b.csv",
+        "results/figures/figure12b.pdf",
+        "results/figures/figure12b.png",

@@ -398,3 +398,12 @@ def get_roleml_image(wildcards):
     if get_roleml_settings().get("runtime", "docker") == "docker":
         return ["results/testbeds/images/roleml.json"]
     return []
+
+
+# ---- Figure 12(b), the elastic runtime's overhead (rules/testbed.smk, issue 18) ----
+def get_figure12b_settings():
+    return dict(testbed_settings().get("figure12b", {}))
+
+
+def get_figure12b_cluster():
+    return get_figure12b_settings().get("cluster", "local-docker")

@@ -373,3 +373,59 @@ rule roleml_offload_figure:
         "../envs/figures.yaml"
     script:
         "../scripts/roleml_plot.py"
+
+
+# ---- Figure 12(b), the elastic runtime (issue 18): `snakemake figure12b` ----
+rule figure12b_run:
+    input:
+        inventory=get_inventory,
+        image=get_node_image_record,
+        # a cluster is measured after it was shown to come up (and one job at a time uses it)
+        nodes="results/testbeds/{inventory}/nodes.json",
+        proto="workflow/testbed/runtime/elastic_runtime.proto",
+    output:
+        summary="results/runs/testbed/figure12b/{inventory}/summary.json",
+        measurements="results/runs/testbed/figure12b/{inventory}/measurements.csv",
+        events="results/runs/testbed/figure12b/{inventory}/events.csv",
+    log:
+        "results/logs/testbed/figure12b/{inventory}.log",
+    benchmark:
+        "results/benchmarks/testbed/figure12b/{inventory}.tsv"
+    conda:
+        "../envs/testbed.yaml"
+    # restart times are the measurement: nothing else runs beside it
+    threads: workflow.cores
+    resources:
+        nodes=get_testbed_nodes,
+    params:
+        settings=get_figure12b_settings(),
+    script:
+        "../scripts/figure12b_run.py"
+
+
+rule figure12b_table:
+    input:
+        summary=f"results/runs/testbed/figure12b/{get_figure12b_cluster()}/summary.json",
+        paper="config/paper/figure12b.yaml",
+    output:
+        table="results/tables/figure12b.csv",
+    log:
+        "results/logs/tables/figure12b.log",
+    conda:
+        "../envs/testbed.yaml"
+    script:
+        "../scripts/figure12b_table.py"
+
+
+rule figure12b_figure:
+    input:
+        table="results/tables/figure12b.csv",
+    output:
+        pdf=report("results/figures/figure12b.pdf", category="Testbed"),
+        png=report("results/figures/figure12b.png", category="Testbed"),
+    log:
+        "results/logs/figures/figure12b.log",
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/figure12b_plot.py"

@@ -33,6 +33,7 @@ from reprise.testbed.runtime.client import (
     Placement,
     RuntimeSettings,
 )
+from reprise.testbed.runtime.executor import TestbedExecutor, pack
 
 pytestmark = pytest.mark.slow
 FAST = RuntimeSettings(progress_every_s=0.5, start_timeout_s=180, stop_timeout_s=60)
@@ -183,3 +184,37 @@ def test_agent_port_in_use_names_the_node_and_port(
         with pytest.raises(TestbedError, match=rf"(?s)node .n1. exited.*port {port} on node n1"):
             ElasticRuntime(run, settings).start()
     assert ours(c, "n1") == []
+
+
+def test_pack_fills_the_tightest_node_then_spans_the_emptiest() -> None:
+    free = {"a": [0, 1, 2], "b": [0, 1], "c": [0, 1, 2, 3]}
+    placed = pack({7: 2, 8: 4, 9: 3}, free)
+    assert placed[8].slots == (("c", 0), ("c", 1), ("c", 2), ("c", 3))
+    assert placed[9].slots == (("a", 0), ("a", 1), ("a", 2))
+    assert placed[7].slots == (("b", 0), ("b", 1))
+    with pytest.raises(TestbedError, match="asks for 2 slots but 1 are free"):
+        pack({1: 2}, {"a": [0]})
+
+
+class Change:
+    def __init__(self, job: int, gpus: int) -> None:
+        self.job, self.gpus = job, gpus
+
+
+def test_executor_restarts_only_jobs_whose_allocation_changed(
+    netns_cluster: NetnsCluster, tmp_path: Path
+) -> None:
+    c = netns_cluster
+    with netns_run(c, tmp_path, {"n1": 2, "n2": 1}) as run, ElasticRuntime(run, FAST) as rt:
+        ex = TestbedExecutor(rt, lambda i: JobSpec(f"job{i}", "bert", global_batch=4))
+        first = ex.apply(0.0, [Change(0, 1), Change(1, 1)], restart=False)
+        generation = rt.jobs["job1"].generation
+        second = ex.apply(240.0, [Change(0, 2), Change(1, 1)], restart=False)
+        assert rt.jobs["job1"].generation == generation  # untouched: it kept training
+        assert ex.placed[0].world_size == 2 and second[1] == 0.0
+        third = ex.apply(480.0, [Change(1, 1)], restart=False)
+        assert 0 not in ex.placed and rt.jobs["job0"].placement is None
+    assert set(first) == {0, 1} and set(second) == {0, 1} and third == {1: 0.0}
+    scaled = next(r for r in rt.restarts if r.job == "job0" and r.world_to == 2)
+    assert scaled.measured_s is not None and second[0] == min(math.floor(scaled.measured_s), 20)
+    assert ours(c, "n1") == [] and ours(c, "n2") == []

@@ -101,23 +101,15 @@ class Agent:
             self._spawn(slot)
 
     def _spawn(self, slot: Slot) -> None:
-        log = self.workdir / "logs" / f"slot{slot.index}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
         read_end, write_end = os.pipe()
         env = {**os.environ, "REPRISE_NODE_ADDRESS": self.address, REPORT_FD_ENV: str(write_end)}
         if self.gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(slot.index)
         argv = [self.python, "-m", "reprise.testbed.runtime.trainer", f"--slot={slot.index}"]
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                pass_fds=(write_end,),
-                env=env,
-                cwd=self.workdir,
-            )
+        # the trainers write into the agent's own log, which the run collects
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, pass_fds=(write_end,), env=env, cwd=self.workdir
+        )
         os.close(write_end)
         slot.proc = proc
         slot.spawned += 1
@@ -163,7 +155,11 @@ class Agent:
         if kind == "idle":
             return
         if kind == "stable":
-            fields.update(iteration=int(report["iteration"]), world_size=int(report["world_size"]))
+            fields.update(
+                iteration=int(report["iteration"]),
+                world_size=int(report["world_size"]),
+                detail=json.dumps(report.get("phases", {})),
+            )
         elif kind == "progress":
             fields.update(
                 iteration=int(report["iteration"]),
@@ -370,6 +366,12 @@ class Agent:
         with self.lock:
             self.lock.wait_for(lambda: all(s.job != job for s in self.slots), timeout)
             left = [s for s in self.slots if s.job == job]
+        for slot in left:  # their stacks go to the log first, for the post-mortem
+            if slot.proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    slot.proc.send_signal(signal.SIGUSR1)
+        if left:
+            time.sleep(0.5)
         for slot in left:  # replaced by fresh trainers once they are gone
             if slot.proc is not None:
                 with contextlib.suppress(ProcessLookupError):

@@ -151,6 +151,10 @@ class Restart:
     stable: bool = False
     attempts: int = 1
     master_port: int = 0
+    phases: dict[str, float] = field(default_factory=dict)
+    """Where rank 0's seconds went (queued, rendezvous, build, restore, ddp_and_data,
+    first_steps), from its "stable" report; the rest of `measured_s` is stopping, fetching and
+    the messages."""
     warning: str = ""
 
 
@@ -627,16 +631,23 @@ class ElasticRuntime:
             a.lost for a in self.agents.values()
         )
 
-    def _stable_at(self, name: str) -> float | None:
+    def _stable_event(self, name: str) -> Event | None:
         generation = self.jobs[name].generation
         for e in reversed(self.events):
             if e.job == name and e.kind == "stable" and e.generation == generation:
-                return e.received
+                return e
         return None
+
+    def _stable_at(self, name: str) -> float | None:
+        event = self._stable_event(name)
+        return None if event is None else event.received
 
     def _charge(self, record: Restart, measured: float) -> None:
         record.measured_s = measured
         record.stable = True
+        stable = self._stable_event(record.job)
+        if stable is not None and stable.detail:
+            record.phases = {k: float(v) for k, v in json.loads(stable.detail).items()}
         for e in self.events:
             if e.job == record.job and e.kind == "fetched" and e.generation == record.generation:
                 record.fetch_s, record.fetch_bytes = e.seconds, e.iteration

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import json
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -73,6 +75,7 @@ class Run:
     max_iterations: int
     stop: threading.Event = field(default_factory=threading.Event)
     checkpoint: Path | None = None
+    received: float = field(default_factory=time.monotonic)
 
     @classmethod
     def from_message(cls, m: dict[str, Any]) -> Run:
@@ -125,8 +128,7 @@ class Inbox:
             except (ValueError, KeyError, TypeError, ReproError) as exc:
                 self.report("error", detail=f"bad command {line.strip()!r}: {exc}")
         # stdin closed: the agent died (or was killed); nobody would read what happens next
-        with contextlib.suppress(OSError):
-            print("[trainer] agent gone; leaving", file=sys.stderr, flush=True)
+        _log("[trainer] agent gone; leaving")
         os._exit(AGENT_GONE_STATUS)
 
     def handle(self, message: dict[str, Any]) -> None:
@@ -193,6 +195,16 @@ def train(run: Run, report: Reporter) -> int:
     from reprise.testbed.trainers.zoo import workload
 
     env = run.env
+    # where a restart's seconds go, reported with "stable" (seconds since the run was received)
+    phases: dict[str, float] = {"queued": time.monotonic() - run.received}
+    mark = time.monotonic()
+
+    def phase(name: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        phases[name] = now - mark
+        mark = now
+
     torch.set_num_threads(run.threads)
     backend = resolve_backend(run.backend)
     # the agent shows each slot's trainer one GPU (CUDA_VISIBLE_DEVICES): device 0 here
@@ -209,11 +221,14 @@ def train(run: Run, report: Reporter) -> int:
             world_size=env.world_size,
             timeout=timeout,
         )
+    phase("rendezvous")
     try:
         torch.manual_seed(run.seed)
         module = work.build().to(device)
         optimizer = work.optimizer(module.parameters())
+        phase("build")
         start = _restore(run, module, optimizer)
+        phase("restore")
         ids = [0] if device.type == "cuda" else None
         model = DistributedDataParallel(module, device_ids=ids) if env.world_size > 1 else module
         model.train()
@@ -221,6 +236,7 @@ def train(run: Run, report: Reporter) -> int:
         gen = torch.Generator().manual_seed((run.seed * 100_003 + env.rank + 1) * 7919 + start)
         local = run.global_batch // env.world_size
         batches = [work.sample(local, gen).to(device) for _ in range(2)]
+        phase("ddp_and_data")
         flag = torch.zeros(1, dtype=torch.int32, device=device)
         iteration, done_here = start, 0
         last_t, last_it = time.monotonic(), iteration
@@ -241,12 +257,14 @@ def train(run: Run, report: Reporter) -> int:
                 continue
             if done_here == run.stable_after:
                 loss.item()  # the step is really done (a GPU runs ahead of Python)
+                phase("first_steps")
                 report(
                     "stable",
                     job=run.job,
                     generation=run.generation,
                     iteration=iteration,
                     world_size=env.world_size,
+                    phases={k: round(v, 4) for k, v in phases.items()},
                 )
                 last_t, last_it = time.monotonic(), iteration
             now = time.monotonic()
@@ -271,9 +289,18 @@ def train(run: Run, report: Reporter) -> int:
                 bytes=run.checkpoint.stat().st_size,
                 seconds=time.monotonic() - began,
             )
+        # nobody tears the group down while a peer may still read the last broadcast
+        if env.world_size > 1:
+            dist.barrier()
         return iteration
     finally:
         dist.destroy_process_group()
+
+
+def _log(message: str) -> None:
+    """One line to the agent's log (the trainer's stderr); a closed log must not stop it."""
+    with contextlib.suppress(OSError):
+        print(message, file=sys.stderr, flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -287,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # the agent asks for every thread's stack (SIGUSR1) before killing a rank that hangs
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     bind_collectives(os.environ)
     fd_text = os.environ.get(REPORT_FD_ENV)
     report = Reporter(int(fd_text) if fd_text else None, args.slot)
@@ -297,15 +326,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     report("idle")
     while True:
         run = inbox.runs.get()
+        say = f"[trainer slot {args.slot}] {run.job} g{run.generation} rank {run.env.rank}"
+        _log(f"{say}/{run.env.world_size}: starting")
         try:
             iteration = train(run, report)
         except (ReproError, RuntimeError) as exc:
             # torch.distributed reports a vanished peer or a timeout as a RuntimeError subclass;
             # the process group may be unusable now, so a fresh process takes the slot
             report("failed", job=run.job, generation=run.generation, detail=str(exc))
+            _log(f"{say}: failed: {exc}")
             return FAILED_STATUS
         inbox.done(run)
         report("finished", job=run.job, generation=run.generation, iteration=iteration)
+        _log(f"{say}: stopped after iteration {iteration}")
 
 
 if __name__ == "__main__":

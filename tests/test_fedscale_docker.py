@@ -99,11 +99,17 @@ def _tiny(deployment: str, rounds: int = 4) -> FedScaleSettings:
     )
 
 
-def _leftovers(client: Any) -> tuple[list[Any], list[Any]]:
-    return (
-        client.containers.list(all=True, filters={"label": LABEL}),
-        client.networks.list(filters={"label": LABEL}),
-    )
+def _ours(client: Any) -> set[str]:
+    """Ids of every FedScale container and network Reprise made on this daemon."""
+    containers = client.containers.list(all=True, filters={"label": LABEL})
+    networks = client.networks.list(filters={"label": LABEL})
+    return {c.id for c in containers} | {n.id for n in networks}
+
+
+def _leftovers(client: Any, before: set[str]) -> set[str]:
+    """What the test's run left: FedScale objects that were not there when it started (a user's
+    or another test's run on the same daemon is not this test's to judge)."""
+    return _ours(client) - before
 
 
 def test_images_hold_fedscale_and_the_init_script(images: Path, client: Any) -> None:
@@ -128,31 +134,34 @@ def test_images_hold_fedscale_and_the_init_script(images: Path, client: Any) -> 
 def test_bridge_run_trains_and_leaves_nothing(
     images: Path, digits: Path, client: Any, tmp_path: Path
 ) -> None:
+    before = _ours(client)
     summary = run_fedscale(_tiny("docker"), digits, tmp_path / "out", image_record=images)
     rounds = pd.read_csv(tmp_path / "out" / "rounds.csv")
     assert list(rounds["round"]) == [1, 2, 3]
     assert rounds["test_top1"].notna().all()
     assert summary["deployment_facts"]["network_driver"] == "bridge"
     assert (tmp_path / "out" / "logs" / "executor2.log").is_file()
-    assert _leftovers(client) == ([], [])
+    assert _leftovers(client, before) == set()
 
 
 def test_swarm_overlay_run_on_a_one_node_swarm(
     images: Path, digits: Path, client: Any, tmp_path: Path
 ) -> None:
+    before = _ours(client)
     if client.info()["Swarm"]["LocalNodeState"] == "active":
         pytest.skip("this daemon is already in a swarm; the test would not own it")
     summary = run_fedscale(_tiny("swarm"), digits, tmp_path / "out", image_record=images)
     assert summary["deployment_facts"]["network_driver"] == "overlay"
     assert summary["deployment_facts"]["swarm"] == "initialised"
     assert summary["rounds_completed"] == 3
-    assert _leftovers(client) == ([], [])
+    assert _leftovers(client, before) == set()
     assert client.info()["Swarm"]["LocalNodeState"] == "inactive"
 
 
 def test_killed_executor_container_is_named_and_nothing_is_left(
     images: Path, digits: Path, client: Any, tmp_path: Path
 ) -> None:
+    before = _ours(client)
     out = tmp_path / "out"
     killed: list[str] = []
 
@@ -162,7 +171,7 @@ def test_killed_executor_container_is_named_and_nothing_is_left(
             logs = list((out / "work" / "fedscale").glob("logs/*/*/aggregator/log"))
             if logs and "round: 2," in logs[0].read_text():
                 for c in client.containers.list(filters={"label": LABEL}):
-                    if c.name.endswith("-executor2"):
+                    if c.name.endswith("-executor2") and c.id not in before:
                         c.kill()
                         killed.append(c.name)
                 return
@@ -176,7 +185,7 @@ def test_killed_executor_container_is_named_and_nothing_is_left(
         run_fedscale(_tiny("docker", rounds=10), digits, out, image_record=images)
     thread.join(5)
     assert killed
-    assert _leftovers(client) == ([], [])
+    assert _leftovers(client, before) == set()
 
 
 def test_failing_image_build_is_named_and_tags_nothing(

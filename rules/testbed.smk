@@ -207,7 +207,6 @@ rule ray_burst_sweep:
         ray_burst_cluster=1,
     params:
         settings=get_ray_burst_block(),
-        workdir="results/runs/testbed/ray_burst/{scale}/{topology}",
     script:
         "../scripts/ray_burst_run.py"
 

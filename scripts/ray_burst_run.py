@@ -13,8 +13,9 @@ from reprise.testbed.systems.ray_burst.settings import parse_settings
 redirect_stderr(snakemake)
 # a killed Snakemake sends SIGTERM here: the run tears its nodes down instead of going on
 die_with_parent()
-workdir = Path(snakemake.params.workdir)
 folders = [Path(p).parent for p in snakemake.output.summaries]
+# <topology>/<workload>/<data>/<scheduler>/rep<i>: the topology's folder keeps the shared state
+workdir = folders[0].parents[3]
 summaries = run_sweep(
     inventory_path=Path(snakemake.input.inventory),
     state_dir=workdir / "state",

@@ -129,9 +129,11 @@ def main() -> int:
     p.add_argument("--model", default="resnet50")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--rpcs", type=int, default=200)
+    p.add_argument("--keep", type=Path, default=None, help="keep the run's logs in this folder")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-runtime-") as tmp:
-        work = Path(tmp)
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         if args.inventory is None:
             with netns_inventory(work) as inventory:

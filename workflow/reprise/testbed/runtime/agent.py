@@ -131,7 +131,9 @@ class Agent:
             replace = not self.leaving
             self.lock.notify_all()
         if job is not None:
-            how = f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"failed: {failure}"
+            how = f"failed: {failure}" if failure else f"the trainer exited with status {rc}"
+            if rc < 0:
+                how = f"killed by {signal.Signals(-rc).name}"
             self.emit(
                 "exited",
                 job,

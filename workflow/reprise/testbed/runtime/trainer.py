@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import faulthandler
+import gc
 import json
 import os
 import queue
@@ -35,6 +36,8 @@ from reprise.testbed.trainers.netif import bind_collectives
 REPORT_FD_ENV = "REPRISE_REPORT_FD"
 AGENT_GONE_STATUS = 3
 FAILED_STATUS = 1
+TEARDOWN_S = 10.0
+"""Longest a process group's teardown may take before the process ends itself."""
 
 
 class Reporter:
@@ -222,6 +225,12 @@ def train(run: Run, report: Reporter) -> int:
             timeout=timeout,
         )
     phase("rendezvous")
+    # what holds the group (DDP's reducer, the model its hooks sit on) and the tensors its
+    # collectives used: released in that order, in `finally`
+    model: Any = None
+    module: Any = None
+    optimizer: Any = None
+    used: list[Any] = []
     try:
         torch.manual_seed(run.seed)
         module = work.build().to(device)
@@ -238,6 +247,7 @@ def train(run: Run, report: Reporter) -> int:
         batches = [work.sample(local, gen).to(device) for _ in range(2)]
         phase("ddp_and_data")
         flag = torch.zeros(1, dtype=torch.int32, device=device)
+        used += [flag, batches]
         iteration, done_here = start, 0
         last_t, last_it = time.monotonic(), iteration
         while True:
@@ -292,9 +302,22 @@ def train(run: Run, report: Reporter) -> int:
         # nobody tears the group down while a peer may still read the last broadcast
         if env.world_size > 1:
             dist.barrier()
+        # the rank is done before the teardown: a stop never waits for it
+        report("finished", job=run.job, generation=run.generation, iteration=iteration)
         return iteration
     finally:
+        # The group's destructor joins gloo's worker threads while holding the GIL; a worker
+        # still dropping a finished work whose tensor has no Python owner any more waits for
+        # that GIL: a deadlock (seen with gdb, about one multi-rank stop in 30). Tensors the
+        # collectives used are released after the group, which makes it rare, and
+        # faulthandler's watchdog (a thread that needs no GIL) ends a process caught in it:
+        # the agent replaces it, and a run already queued for it fails and is started again.
+        faulthandler.dump_traceback_later(TEARDOWN_S, exit=True)
         dist.destroy_process_group()
+        model = module = optimizer = None
+        gc.collect()
+        used.clear()
+        faulthandler.cancel_dump_traceback_later()
 
 
 def _log(message: str) -> None:
@@ -337,7 +360,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             _log(f"{say}: failed: {exc}")
             return FAILED_STATUS
         inbox.done(run)
-        report("finished", job=run.job, generation=run.generation, iteration=iteration)
         _log(f"{say}: stopped after iteration {iteration}")
 
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from tqdm import tqdm
 
@@ -27,9 +26,9 @@ from reprise.sim.placement import ElasticPlacement, PlacementCache
 from reprise.sim.timing import overhead
 
 
-@dataclass(frozen=True, slots=True)
-class AllocationChange:
-    """One job's allocation for the coming interval, as handed to the executor."""
+class AllocationChange(NamedTuple):
+    """One job's allocation for the coming interval, as handed to the executor (a tuple: one
+    is made per job and round, so it must be cheap)."""
 
     job: int
     gpus: int
@@ -158,7 +157,7 @@ class Engine:
 
     def overheads(
         self, now: float, changes: Sequence[AllocationChange], restart: bool
-    ) -> dict[int, float]:
+    ) -> Mapping[int, float]:
         """What each job pays for this round's `changes`, as the executor reports it, capped
         at `options.max_overhead` where one is set (docs/engine.md#overheads)."""
         if not changes:
@@ -166,7 +165,7 @@ class Engine:
         paid = self.executor.apply(now, changes, restart)
         cap = self.max_overhead
         if cap is None:
-            return {c.job: paid[c.job] for c in changes}
+            return paid
         return {c.job: min(paid[c.job], cap) for c in changes}
 
     def charge(self, jobs: Sequence[ProgressingJob], now: float) -> None:

@@ -218,3 +218,20 @@ def test_executor_restarts_only_jobs_whose_allocation_changed(
     scaled = next(r for r in rt.restarts if r.job == "job0" and r.world_to == 2)
     assert scaled.measured_s is not None and second[0] == min(math.floor(scaled.measured_s), 20)
     assert ours(c, "n1") == [] and ours(c, "n2") == []
+
+
+def test_a_trainer_lost_between_jobs_is_replaced_before_the_next_job_gets_its_slot(
+    netns_cluster: NetnsCluster, tmp_path: Path
+) -> None:
+    c = netns_cluster
+    with netns_run(c, tmp_path, {"n1": 1}) as run, ElasticRuntime(run, FAST) as rt:
+        rt.add_job(JobSpec("a", "resnet50", global_batch=4))
+        rt.add_job(JobSpec("b", "resnet50", global_batch=4))
+        rt.apply({"a": Placement((("n1", 0),))})
+        rt.apply({"a": None})
+        idle = int(events(rt, "a", "started")[-1].detail.split("pid ")[1])
+        os.kill(idle, signal.SIGKILL)
+        rt.apply({"b": Placement((("n1", 0),))})
+        started = events(rt, "b", "started")
+    assert rt.restarts[-1].stable and rt.restarts[-1].attempts == 1 and not rt.failed()
+    assert int(started[-1].detail.split("pid ")[1]) != idle

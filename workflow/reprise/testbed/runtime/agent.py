@@ -32,6 +32,8 @@ from reprise.testbed.runtime import stubs
 from reprise.testbed.runtime.trainer import REPORT_FD_ENV
 
 READY = "REPRISE-AGENT-READY"
+READY_S = 120.0
+"""Longest a run waits for its slot's trainer to be idle (a replacement imports torch)."""
 CHUNK = 1 << 20
 KEEPALIVE = [
     ("grpc.keepalive_time_ms", 2000),
@@ -61,6 +63,10 @@ class Slot:
     generation: int = 0
     failure: str = ""
     spawned: int = 0
+    ready: bool = False
+    """The trainer said "idle": torch imported, the last job's process group torn down."""
+    handed: int = 0
+    """PID of the trainer the slot's job was handed to (0: reserved, not handed yet)."""
 
 
 def _tell(stdin: IO[bytes] | None, message: dict[str, Any]) -> bool:
@@ -112,6 +118,7 @@ class Agent:
         )
         os.close(write_end)
         slot.proc = proc
+        slot.ready = False
         slot.spawned += 1
         threading.Thread(target=self._relay, args=(slot, proc, read_end), daemon=True).start()
 
@@ -123,11 +130,15 @@ class Agent:
                     report = json.loads(line)
                 except ValueError:
                     continue
-                self._forward(slot, report)
+                self._forward(slot, proc, report)
         rc = proc.wait()
         with self.lock:
-            job, rank, generation, failure = slot.job, slot.rank, slot.generation, slot.failure
-            slot.job, slot.failure = None, ""
+            # a job only reserved for this slot waits for the replacement instead
+            job = slot.job if slot.handed == proc.pid else None
+            rank, generation, failure = slot.rank, slot.generation, slot.failure
+            if job is not None:
+                slot.job, slot.handed = None, 0
+            slot.failure = ""
             replace = not self.leaving
             self.lock.notify_all()
         if job is not None:
@@ -146,7 +157,7 @@ class Agent:
             with self.lock:
                 self._spawn(slot)
 
-    def _forward(self, slot: Slot, report: dict[str, Any]) -> None:
+    def _forward(self, slot: Slot, proc: subprocess.Popen[bytes], report: dict[str, Any]) -> None:
         kind = str(report.get("kind"))
         job = str(report.get("job", ""))
         fields: dict[str, Any] = {
@@ -155,6 +166,9 @@ class Agent:
             "time": float(report.get("time", time.time())),
         }
         if kind == "idle":
+            with self.lock:
+                slot.ready = slot.proc is proc
+                self.lock.notify_all()
             return
         if kind == "stable":
             fields.update(
@@ -181,7 +195,7 @@ class Agent:
         elif kind == "finished":
             with self.lock:
                 if slot.job == job:
-                    slot.job = None
+                    slot.job, slot.handed = None, 0
                 self.lock.notify_all()
             kind = "exited"
             fields.update(iteration=int(report["iteration"]), exit_code=0, detail="stopped")
@@ -303,10 +317,16 @@ class Agent:
             launched.set()
 
     def _free_and_replace(self, slot: Slot, job: str) -> None:
-        """A rank that could not be handed over: its trainer is replaced (lock held)."""
-        if slot.job == job and slot.proc is not None:
+        """A launch that failed part way (lock held): a trainer that got its rank is replaced
+        (its exit is reported), a slot only reserved is freed."""
+        if slot.job != job:
+            return
+        if slot.handed and slot.proc is not None and slot.proc.pid == slot.handed:
             with contextlib.suppress(ProcessLookupError):
                 slot.proc.kill()
+        else:
+            slot.job, slot.handed = None, 0
+            self.lock.notify_all()
 
     def _hand_over(self, request: Any, r: Any, port: int, resume: str) -> None:
         spec = request.spec
@@ -329,10 +349,16 @@ class Agent:
             "timeout_s": request.timeout_s or 120.0,
             "resume": resume if r.rank == 0 else "",
         }
+        slot = self.slots[r.slot]
         with self.lock:
-            slot = self.slots[r.slot]
+            # a trainer still tearing its last job down (or a replacement importing torch)
+            # takes the run once it says it is idle
+            ready = self.lock.wait_for(lambda: slot.ready and slot.proc is not None, READY_S)
             proc = slot.proc
-        if proc is None or not _tell(proc.stdin, message):
+            if not ready or proc is None:
+                raise OSError(f"the trainer of slot {r.slot} on node {self.node} is not ready")
+            slot.ready, slot.handed = False, proc.pid
+        if not _tell(proc.stdin, message):
             raise OSError(f"the trainer of slot {r.slot} on node {self.node} is not running")
         self.emit(
             "started",

@@ -486,15 +486,17 @@ class ElasticRuntime:
             save = checkpoint and not job.failed
         alive = [n for n in placement.nodes if not self.agents[n].lost]
         sent = time.time()
+        # the ranks left of a failed job may wait for a peer that is gone: no use waiting long
+        wait = self.settings.stop_timeout_s if save else min(self.settings.stop_timeout_s, 5.0)
 
         def stop(node: str) -> Any:
             request = self.pb.StopJobRequest(
                 job=name,
                 checkpoint=save and node == placement.first_node,
-                timeout_s=self.settings.stop_timeout_s,
+                timeout_s=wait,
                 sent_at=sent,
             )
-            timeout = self.settings.stop_timeout_s + self.settings.rpc_timeout_s
+            timeout = wait + self.settings.rpc_timeout_s
             try:
                 return self.agents[node].stub.StopJob(request, timeout=timeout)
             except grpc.RpcError as exc:

@@ -36,7 +36,7 @@ from reprise.testbed.trainers.netif import bind_collectives
 REPORT_FD_ENV = "REPRISE_REPORT_FD"
 AGENT_GONE_STATUS = 3
 FAILED_STATUS = 1
-TEARDOWN_S = 10.0
+TEARDOWN_S = 5.0
 """Longest a process group's teardown may take before the process ends itself."""
 
 
@@ -311,7 +311,7 @@ def train(run: Run, report: Reporter) -> int:
         # that GIL: a deadlock (seen with gdb, about one multi-rank stop in 30). Tensors the
         # collectives used are released after the group, which makes it rare, and
         # faulthandler's watchdog (a thread that needs no GIL) ends a process caught in it:
-        # the agent replaces it, and a run already queued for it fails and is started again.
+        # the agent replaces it and hands the next run to the replacement.
         faulthandler.dump_traceback_later(TEARDOWN_S, exit=True)
         dist.destroy_process_group()
         model = module = optimizer = None
@@ -346,8 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     threading.Thread(target=inbox.read, daemon=True).start()
     import torch  # noqa: F401  (imported once, before the first job: that is this process's point)
 
-    report("idle")
     while True:
+        report("idle")  # torch imported, or the last job's group torn down: ready for a run
         run = inbox.runs.get()
         say = f"[trainer slot {args.slot}] {run.job} g{run.generation} rank {run.env.rank}"
         _log(f"{say}/{run.env.world_size}: starting")

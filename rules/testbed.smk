@@ -262,11 +262,11 @@ rule roleml_criu:
         "results/logs/roleml/criu.log",
     benchmark:
         "results/benchmarks/roleml/criu.tsv"
-    conda:
-        "../envs/roleml.yaml"
     # first, and alone (make -j uses every core): a missing or old CRIU stops the target
     # before the images are built
     priority: 10
+    conda:
+        "../envs/roleml.yaml"
     threads: workflow.cores
     params:
         suite=get_roleml_settings().get("criu_suite", "sid"),

@@ -30,20 +30,24 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     from roleml.core.actor.default.bootstrap import ActorBuilder
 
-    builder = ActorBuilder()
-    builder.load_config(spec)
-    actor = builder.build()
     # SIGTERM ends the actor like Ctrl-C: roles are terminated and the gRPC server closed. SIGINT
     # is set explicitly: a pipeline started in the background (`&`, nohup) hands its children
-    # SIGINT ignored, and then neither signal (nor the run driver's own SIGINT) would end it
+    # SIGINT ignored, and then neither signal (nor the run driver's own SIGINT) would end it. Set
+    # before the actor is built: building it already opens its gRPC port, and a run that sees the
+    # port open may stop the actor at once.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    actor = None
     try:
+        builder = ActorBuilder()
+        builder.load_config(spec)
+        actor = builder.build()
         actor.run()
     except KeyboardInterrupt:
         pass
     finally:
-        actor.stop()
+        if actor is not None:
+            actor.stop()
         logging.getLogger("roleml").info("actor process exits")
     return 0
 

@@ -10,7 +10,7 @@ from reprise.data.traces import TraceJob
 from reprise.errors import SimulationError
 from reprise.policies.gandiva.placement import GandivaPlacement, SlicedJob
 from reprise.records.outcome import JobOutcome, RoundSample, RunOutcome
-from reprise.sim.engine import AllocationChange, Engine, PolicyRun
+from reprise.sim.engine import AllocationChange, PolicyRun
 from reprise.sim.events import Event
 
 
@@ -23,6 +23,7 @@ class Gandiva(PolicyRun):
     def prepare(self, trace: list[TraceJob]) -> None:
         self.placement = GandivaPlacement(self.cluster)
         self.states = [SlicedJob(job) for job in trace]
+        self.change = {id(s): AllocationChange(s.job.idx, s.num_gpu, False) for s in self.states}
         self.arrivals = self.engine.events
         self.speedups: dict[int, float] = {}
         self.running: list[SlicedJob] = []
@@ -51,7 +52,7 @@ class Gandiva(PolicyRun):
                 now += slot
                 elapsed = slot
                 continue
-            _charge(self.engine, self.running, now)
+            self.charge(now)
             nxt = int(arrivals.coalesce(now, slot))
             elapsed = nxt - now
             now = nxt
@@ -119,20 +120,20 @@ class Gandiva(PolicyRun):
             )
         )
 
+    def charge(self, now: int) -> None:
+        """Every running job is relaunched each round, never warm (docs/policies/gandiva.md);
+        a job's change is the same every round, so it is made once."""
+        engine, running, change = self.engine, self.running, self.change
+        restart = engine.restart_round()
+        paid = engine.overheads(now, [change[id(s)] for s in running], restart)
+        for sliced in running:
+            sliced.overhead = paid[sliced.job.idx]
+
     def outcome(self) -> RunOutcome:
         """Counters follow the upstream bookkeeping (docs/engine.md#metrics)."""
         engine = self.engine
         engine.accepted, engine.declined = self.accepted, self.declined
         return engine.outcome([_outcome(s) for s in self.states], {"rounds": len(engine.rounds)})
-
-
-def _charge(engine: Engine, running: list[SlicedJob], now: float) -> None:
-    """Every running job is relaunched each round, never warm (docs/policies/gandiva.md)."""
-    restart = engine.restart_round()
-    changes = [AllocationChange(s.job.idx, s.num_gpu, False) for s in running]
-    paid = engine.overheads(now, changes, restart)
-    for sliced in running:
-        sliced.overhead = paid[sliced.job.idx]
 
 
 def _outcome(sliced: SlicedJob) -> JobOutcome:

@@ -360,7 +360,8 @@ def test_process_run_trains_and_leaves_nothing(tmp_path: Path, digits: Path) -> 
 
 
 def _client_losses(log_dir: Path) -> dict[int, list[float]]:
-    """Each client's local training loss per time it was trained, from the executors' logs."""
+    """Each client's local training losses, sorted, from the executors' logs (sorted: a client
+    trained in two rounds may appear in either executor's log first)."""
     found: dict[int, list[float]] = {}
     for log in sorted(log_dir.glob("executor*.log")):
         for line in log.read_text().splitlines():
@@ -369,7 +370,7 @@ def _client_losses(log_dir: Path) -> dict[int, list[float]]:
                 client = int(record.split("'client_id': ", 1)[1].split(",", 1)[0])
                 loss = float(record.split("'moving_loss': ", 1)[1].split(",", 1)[0])
                 found.setdefault(client, []).append(loss)
-    return found
+    return {client: sorted(losses) for client, losses in found.items()}
 
 
 @pytest.mark.slow

@@ -30,6 +30,8 @@ NODE_ASSETS = REPO / "workflow" / "testbed" / "node"
 ASSET_MODES = {"Dockerfile": 0o644, "sshd_config": 0o644, "entrypoint.sh": 0o755}
 # `testbed.image.base`: this value means "our own debootstrap base"; anything else is an image name.
 DEBIAN_BOOTSTRAP = "debian-bootstrap"
+# what the node image is built from; the reuse check finds an image by the first
+NODE_LABELS = ("reprise.inputs", "reprise.base", "reprise.base-id")
 DEBIAN_BASE_TAG = "reprise-debian:bookworm"
 BASE_SCRIPT = NODE_ASSETS / "debian-base.sh"
 # Wheels get fixed zip timestamps, so an unchanged checkout gives a byte-identical wheel.
@@ -137,8 +139,13 @@ def stream_build(
     target: str | None = None,
 ) -> None:
     """`docker build` of another image (a stage `target` of its Dockerfile), its steps
-    time-stamped in `handle`; the tag is set only when the build succeeds."""
-    _stream_build(client, context, tag, buildargs, labels, _Log(handle), False, target=target)
+    time-stamped in `handle`; the tag is set only when the build succeeds.
+
+    An image built FROM the node image inherits its labels, `reprise.inputs` among them, and the
+    node image's reuse check would then take it for the node image (a Ray node started with
+    FedScale's entry point). Its own image gets those labels emptied."""
+    own = {key: "" for key in NODE_LABELS} | labels
+    _stream_build(client, context, tag, buildargs, own, _Log(handle), False, target=target)
 
 
 def build_wheelhouse(project: Path, lock: Path, context: Path, log: IO[str]) -> list[Wheel]:
@@ -291,13 +298,16 @@ def build_image(
     out = _Log(log)
     inputs = _fingerprint(context, base_id)
     same = [] if no_cache else client.images.list(filters={"label": f"reprise.inputs={inputs}"})
+    # oldest first: an image derived from this one before its labels were emptied (see
+    # stream_build) carries the same label but is always newer than the image it came from
+    same.sort(key=lambda image: str(image.attrs.get("Created", "")))
     if same:
         # built before from the same inputs, maybe under another tag: tag it, build nothing
         repository, version = docker.utils.parse_repository_tag(tag)
         same[0].tag(repository, version or "latest")
         out.line(f"{tag} is up to date ({same[0].id}); nothing to build")
         return str(same[0].id), False
-    labels = {"reprise.inputs": inputs, "reprise.base": base_ref, "reprise.base-id": base_id}
+    labels = dict(zip(NODE_LABELS, (inputs, base_ref, base_id), strict=True))
     previous = _image_or_none(client, tag)
     _stream_build(client, context, tag, {"BASE": base_ref}, labels, out, no_cache)
     image_id = str(client.images.get(tag).id)

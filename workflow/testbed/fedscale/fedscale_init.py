@@ -70,14 +70,14 @@ def client_seed(seed: int, round_: int, client_id: object) -> int:
     return (int(seed) * 1_000_003 + int(round_) * 7_919 + int(str(client_id))) % (2**31 - 1)
 
 
-# Why the two patches below: FedScale seeds each executor once and then trains whichever clients
-# the aggregator hands it, so a client's shuffling draws from a stream shaped by the clients that
-# executor trained before (and, with several executors, by which one asked first); same-seed runs
-# then differ from round 1 on. The aggregator now puts a per-(round, client) seed in each client's
-# training config and the executor reseeds torch, numpy, random and its data partitioner's own
-# Random (which shuffles the client's samples) from it before training; what
-# is left is the aggregator summing updates in arrival order (float rounding). They patch the
-# classes because the roles are started by importing FedScale's modules (see run_role).
+# Why the patches below: FedScale seeds each executor once and then trains whichever clients the
+# aggregator hands it, so a client's shuffling draws from a stream shaped by the clients that
+# executor trained before (and, with several executors, by which one asked first); and its
+# aggregator sums updates in arrival order. Same-seed runs then differ from round 1 on. The
+# aggregator now puts a per-(round, client) seed in each client's training config, the executor
+# reseeds torch, numpy, random and its data partitioner's own Random from it before training,
+# and the aggregator folds a round's updates in client order. They patch FedScale's classes
+# because the roles are started by importing its modules (see run_role).
 
 
 def hand_out_client_seeds(aggregator_class: type) -> None:

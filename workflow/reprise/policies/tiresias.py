@@ -9,12 +9,12 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
-from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import INT64_MAX, TraceJob
 from reprise.errors import SimulationError
 from reprise.records.outcome import JobOutcome, RoundSample, RunOutcome
 from reprise.sim.engine import AllocationChange, Engine, PolicyRun
 from reprise.sim.events import Event
+from reprise.sim.jobstate import speedup
 from reprise.sim.placement import ElasticPlacement
 
 QUEUE_LIMITS: tuple[int, ...] = (3250, 7200)
@@ -236,7 +236,7 @@ class Tiresias(PolicyRun):
         layout = placement.layout()
         ce = (
             sum(
-                _speedup(self.speedups, self.profiles, las.job)
+                speedup(self.speedups, self.profiles, las.job)
                 for las in runnable
                 if las.state is _State.RUNNING and placement.is_placed(las.job.idx)
             )
@@ -301,16 +301,6 @@ def _outcome(las: _LasJob) -> JobOutcome:
         else las.end_time <= job.deadline,
         preempt=las.preempt,
     )
-
-
-def _speedup(cache: dict[int, float], profiles: ThroughputProfiles, job: TraceJob) -> float:
-    """tput(g) / tput(1) at the job's own size; looked up lazily, as upstream's round log does."""
-    value = cache.get(job.idx)
-    if value is None:
-        model, batch = job.model, job.batch_size
-        value = profiles.tput(model, batch, job.num_gpu) / profiles.tput(model, batch, 1)
-        cache[job.idx] = value
-    return value
 
 
 simulate = Tiresias.simulate

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob
 from reprise.records.outcome import JobOutcome
 
@@ -44,3 +45,14 @@ def planned_job_outcomes(jobs: Iterable[PlannedJobState]) -> list[JobOutcome]:
             )
         )
     return outcomes
+
+
+def speedup(cache: dict[int, float], profiles: ThroughputProfiles, job: TraceJob) -> float:
+    """tput(g) / tput(1) at the job's own size, for the round samples' cluster efficiency; looked
+    up lazily and kept in `cache` by job index, as upstream's round log does."""
+    value = cache.get(job.idx)
+    if value is None:
+        model, batch = job.model, job.batch_size
+        value = profiles.tput(model, batch, job.num_gpu) / profiles.tput(model, batch, 1)
+        cache[job.idx] = value
+    return value

@@ -5,13 +5,13 @@ See docs/policies/gandiva.md.
 
 from __future__ import annotations
 
-from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob
 from reprise.errors import SimulationError
 from reprise.policies.gandiva.placement import GandivaPlacement, SlicedJob
 from reprise.records.outcome import JobOutcome, RoundSample, RunOutcome
 from reprise.sim.engine import AllocationChange, PolicyRun
 from reprise.sim.events import Event
+from reprise.sim.jobstate import speedup
 
 
 class Gandiva(PolicyRun):
@@ -108,7 +108,7 @@ class Gandiva(PolicyRun):
         """`ce` counts the jobs in their time slice only."""
         placement, running = self.placement, self.running
         gpus_in_use = placement.mark_slots()
-        ce = sum(_speedup(self.speedups, self.profiles, s.job) for s in running if s.in_slot)
+        ce = sum(speedup(self.speedups, self.profiles, s.job) for s in running if s.in_slot)
         self.engine.add_round(
             RoundSample(
                 time=now,
@@ -149,16 +149,6 @@ def _outcome(sliced: SlicedJob) -> JobOutcome:
             None if job.best_effort or sliced.end_time is None else sliced.end_time <= job.deadline
         ),
     )
-
-
-def _speedup(cache: dict[int, float], profiles: ThroughputProfiles, job: TraceJob) -> float:
-    """tput(g) / tput(1) at the job's own size; looked up lazily, as upstream's round log does."""
-    value = cache.get(job.idx)
-    if value is None:
-        model, batch = job.model, job.batch_size
-        value = profiles.tput(model, batch, job.num_gpu) / profiles.tput(model, batch, 1)
-        cache[job.idx] = value
-    return value
 
 
 simulate = Gandiva.simulate

@@ -27,6 +27,8 @@ from tests.test_roleml_offload import (
 )
 
 ROLE_IMAGE = REPO / "results" / "testbeds" / "images" / "roleml.json"
+# containerd stages each checkpoint in a folder of this name (about 250 MB each)
+STAGED_CHECKPOINTS = "ctrd-checkpoint*"
 # the experimental daemon's data root: the pipeline's, so the role image is copied in once
 DOCKER_ROOT = Path(os.environ.get("REPRISE_ROLEML_DOCKER_ROOT", REPO / "results/roleml/docker"))
 
@@ -77,19 +79,41 @@ def test_experimental_dockerd_starts_and_stops_leaving_nothing(tmp_path: Path) -
     assert not dockerd.state.exists()
 
 
-@pytest.mark.slow
-def test_container_offloads_with_a_failed_restore_and_nothing_left(tmp_path: Path) -> None:
+def _image_exists(image_id: str) -> bool:
+    inspect = ["docker", "image", "inspect", image_id]
+    return subprocess.run(inspect, capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def role_image_record(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The pipeline's role image when `snakemake roleml_image` made one here; otherwise built the
+    same way (node image, reused when the daemon has it, then the role image FROM it)."""
     _docker_or_skip()
-    if not ROLE_IMAGE.is_file():
-        pytest.skip("no role image record: run `snakemake roleml_image`")
+    if ROLE_IMAGE.is_file():
+        record: dict[str, str] = json.loads(ROLE_IMAGE.read_text())
+        if _image_exists(record["image_id"]):
+            return record
+    from reprise.testbed.image import build_node_image
+    from reprise.testbed.systems.roleml.image import build_role_image
+
+    work = tmp_path_factory.mktemp("roleml-image")
+    node = work / "node.json"
+    build_node_image(workdir=work, log=work / "node.log", record=node, tag="reprise-node:test")
+    built = build_role_image(
+        node, REPO / "requirements.lock", work / "roleml.json", "reprise-roleml:test"
+    )
+    return {"image_id": built["image_id"], "tag": built["tag"]}
+
+
+@pytest.mark.slow
+def test_container_offloads_with_a_failed_restore_and_nothing_left(
+    tmp_path: Path, role_image_record: dict[str, str]
+) -> None:
+    _docker_or_skip()
     from reprise.testbed.systems.roleml.study import RoleImage
 
-    record = json.loads(ROLE_IMAGE.read_text())
-    if subprocess.run(
-        ["docker", "image", "inspect", record["image_id"]], capture_output=True
-    ).returncode:
-        pytest.skip("the recorded role image is gone: run `snakemake roleml_image`")
-    image = RoleImage(record["image_id"], record["tag"], DOCKER_ROOT)
+    image = RoleImage(role_image_record["image_id"], role_image_record["tag"], DOCKER_ROOT)
+    staged_before = set(Path("/tmp").glob(STAGED_CHECKPOINTS))
     containers = DOCKER_ROOT / "containers"
     before = set(containers.iterdir()) if containers.is_dir() else set()
     done: list[str] = []
@@ -112,3 +136,5 @@ def test_container_offloads_with_a_failed_restore_and_nothing_left(tmp_path: Pat
     assert leftovers(run) == []
     assert _bridges(run_id) == [] and _rules(run_id) == []
     assert (set(containers.iterdir()) if containers.is_dir() else set()) == before
+    # containerd's staging copies of the three checkpoints went with the daemon's state
+    assert set(Path("/tmp").glob(STAGED_CHECKPOINTS)) == staged_before

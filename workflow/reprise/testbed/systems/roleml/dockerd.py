@@ -130,10 +130,17 @@ class ExperimentalDockerd:
         bridge = f"rml{self.run_id[:8]}d"
         self._ip("link", "add", bridge, "type", "bridge")
         self._bridges.append(bridge)
+        # containerd stages every checkpoint in a "ctrd-checkpoint*" folder of XDG_RUNTIME_DIR (or
+        # TMPDIR) and does not remove it (about 250 MB per offload): keep those in the state
+        # directory, which stop() removes
+        scratch = self.state / "tmp"
+        scratch.mkdir()
         env = {
             **os.environ,
             "PATH": f"{criu_dir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}",
             "CRIU_CONFIG_FILE": str(self.state / "criu.conf"),
+            "XDG_RUNTIME_DIR": str(scratch),
+            "TMPDIR": str(scratch),
         }
         argv = [
             dockerd,

@@ -17,9 +17,12 @@ fi
 mkdir -p "$work" "$prefix"
 cd "$work"
 echo "== build dependencies (apt)"
-apt-get install -y -qq --no-install-recommends build-essential pkg-config libbsd-dev libcap-dev \
-  libgnutls28-dev libnet1-dev libnl-3-dev libnftables-dev libprotobuf-c-dev libprotobuf-dev \
-  protobuf-c-compiler protobuf-compiler uuid-dev python3-protobuf >/dev/null
+deps=(build-essential pkg-config libbsd-dev libcap-dev libgnutls28-dev libnet1-dev libnl-3-dev
+  libnftables-dev libprotobuf-c-dev libprotobuf-dev protobuf-c-compiler protobuf-compiler uuid-dev
+  python3-protobuf)
+# a machine whose package lists were never fetched (a fresh CI image) needs an update first
+apt-get install -y -qq --no-install-recommends "${deps[@]}" >/dev/null \
+  || { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${deps[@]}" >/dev/null; }
 # the suite's source index is read through a private list file, so the host's apt sources stay as they were
 lists="$work/apt-lists-$suite"
 mkdir -p "$lists/partial"

@@ -35,6 +35,10 @@ class SlicedJob:
     end_time: float | None = None
     in_slot: bool = False
     """Among the first `capacity` jobs of its set at the last bookkeeping pass (holds GPUs)."""
+    waited: bool = False
+    """Found no node set on arrival (upstream's "runnable" list holds it from then on)."""
+    speedup: float = 0.0
+    """tput(num_gpu) / tput(1), set when the job starts (the round samples' efficiency)."""
 
     @property
     def num_gpu(self) -> int:

@@ -28,25 +28,27 @@ class Gandiva(PolicyRun):
         self.speedups: dict[int, float] = {}
         self.running: list[SlicedJob] = []
         self.pending: list[SlicedJob] = []
-        self.waited: list[SlicedJob] = []
         self.accepted = self.declined = 0
 
     def run(self) -> None:
         arrivals, slot = self.arrivals, self.options.slot
+        pending, running = self.pending, self.running
+        # most rounds only slice time (no arrival): the phases are bound once
+        execute, arrive, refill, sample = self.execute, self.arrive, self.refill, self.sample
         now = int(arrivals.first.time)
         elapsed = 0
-        while arrivals or self.pending or self.running:
-            released = self.execute(now, elapsed)
+        while arrivals or pending or running:
+            released = execute(now, elapsed)
             event = arrivals.find(now)
             if event is not None:
-                self.arrive(event, now)
+                arrive(event, now)
             if released:
-                self.refill(now)
-            self.sample(now)
+                refill(now)
+            sample(now)
             if not arrivals:
-                if self.pending and not self.running:
+                if pending and not running:
                     raise SimulationError(
-                        f"Gandiva: {len(self.pending)} job(s) can never be placed on "
+                        f"Gandiva: {len(pending)} job(s) can never be placed on "
                         f"{self.cluster.name} (upstream loops forever here)"
                     )
                 now += slot
@@ -71,13 +73,16 @@ class Gandiva(PolicyRun):
             self.engine.job_done()
         # quirk: upstream clears the overhead only of jobs that ever waited (its "runnable" list),
         # after execution; a sliced-out job that never waited keeps a stale one
-        # (docs/policies/gandiva.md#round)
-        for sliced in self.waited:
-            sliced.overhead = 0.0
+        # (docs/policies/gandiva.md#round). Only running jobs can hold an overhead (`charge`
+        # sets it on them, a finishing job's is cleared as it runs), so only they are visited.
+        for sliced in self.running:
+            if sliced.waited:
+                sliced.overhead = 0.0
         return bool(released)
 
     def start(self, sliced: SlicedJob, now: int) -> None:
         sliced.start_time = now
+        sliced.speedup = speedup(self.speedups, self.profiles, sliced.job)
         self.running.append(sliced)
         if not sliced.job.best_effort:
             self.accepted += 1
@@ -89,7 +94,7 @@ class Gandiva(PolicyRun):
             if self.placement.place(sliced):
                 self.start(sliced, now)
             else:
-                self.waited.append(sliced)
+                sliced.waited = True
                 self.pending.append(sliced)
 
     def refill(self, now: int) -> None:
@@ -108,7 +113,7 @@ class Gandiva(PolicyRun):
         """`ce` counts the jobs in their time slice only."""
         placement, running = self.placement, self.running
         gpus_in_use = placement.mark_slots()
-        ce = sum(speedup(self.speedups, self.profiles, s.job) for s in running if s.in_slot)
+        ce = sum([s.speedup for s in running if s.in_slot])
         self.engine.add_round(
             RoundSample(
                 time=now,

@@ -92,7 +92,6 @@ class Tiresias(PolicyRun):
             restart = self.allocate(now)
             self.predict_end(now, restart)
             self.plan_jump(now)
-            self.sample(now)
             self.postpone(now)
 
     def next_round(self) -> tuple[int, Event | None, list[int]]:
@@ -193,6 +192,9 @@ class Tiresias(PolicyRun):
                     f"Tiresias: job {las.job.idx} ({las.num_gpu} GPUs) fits the free-GPU count "
                     f"but not the node sets of {self.cluster.name} (upstream asserts here)"
                 )
+        # the round's sample before its charge: an executor placing real jobs learns the whole
+        # allocation from it before it is asked what the relaunched ones paid
+        self.sample(now)
         _charge(self.engine, runnable if restart else starting, now, restart)
         for queue in self.queues:
             queue[:] = [j for j in queue if j.state is not _State.PENDING] + [

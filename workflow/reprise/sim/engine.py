@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple, Protocol
 
 from tqdm import tqdm
@@ -45,6 +45,14 @@ class Executor(Protocol):
         """Seconds of overhead each job in `changes` pays at `now`; `restart` marks a round
         in which every job is relaunched from its checkpoint."""
         ...
+
+
+class RoundObserver(Protocol):
+    """An executor that also wants every round's sample (with its GPU map when
+    `SimOptions.record_gpu_map` is set): the testbed's executor places the jobs of the round
+    from it, including the jobs a policy does not charge (docs/engine.md#overheads)."""
+
+    def observe_round(self, sample: RoundSample) -> None: ...
 
 
 class SimulatedExecutor:
@@ -96,6 +104,9 @@ class Engine:
         self.slot = options.slot
         self.options = options
         self.executor: Executor = executor or SimulatedExecutor(self.n)
+        observer = getattr(self.executor, "observe_round", None)
+        self.observe: Callable[[RoundSample], None] | None = observer
+        """The executor's round hook, if it has one (a testbed executor does)."""
         self.max_overhead = options.max_overhead
         order = submission_order(trace)
         self.events = EventList.from_arrivals(
@@ -216,8 +227,11 @@ class Engine:
         )
 
     def add_round(self, sample: RoundSample) -> None:
-        """A round sample the policy computed itself (its own efficiency rule)."""
+        """A round sample the policy computed itself (its own efficiency rule); an executor
+        with a round hook sees it before the round's overheads are asked for."""
         self.rounds.append(sample)
+        if self.observe is not None:
+            self.observe(sample)
 
     def next_round(self, now: float) -> tuple[float, int]:
         """The next round's time (events within a slot coalesced) and the elapsed seconds."""

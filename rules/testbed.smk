@@ -428,3 +428,37 @@ rule figure12b_figure:
         "../envs/figures.yaml"
     script:
         "../scripts/figure12b_plot.py"
+
+
+# -- Pollux on a real testbed (`snakemake pollux_testbed`): AdaptDL jobs re-allocated live by
+# Pollux's policy on our controller ------------------------------------------------------------
+rule adaptdl_env:
+    input:
+        lock="requirements.lock",
+    output:
+        record="results/envs/adaptdl/env.json",
+    log:
+        "results/logs/envs/adaptdl.log",
+    conda:
+        "../envs/adaptdl.yaml"
+    script:
+        "../scripts/adaptdl_env.py"
+
+
+rule adaptdl_node_image:
+    input:
+        node="results/testbeds/images/node.json",
+        dockerfile="workflow/testbed/adaptdl/Dockerfile",
+        lock="requirements.lock",
+    output:
+        record="results/testbeds/images/adaptdl.json",
+    log:
+        "results/logs/testbeds/adaptdl_node_image.log",
+    benchmark:
+        "results/benchmarks/testbeds/adaptdl_node_image.tsv"
+    conda:
+        "../envs/adaptdl.yaml"
+    params:
+        tag="reprise-node-adaptdl:latest",
+    script:
+        "../scripts/adaptdl_image.py"

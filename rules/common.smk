@@ -393,6 +393,23 @@ def get_roleml_topology():
     return get_roleml_settings().get("topology", "paper")
 
 
+def get_roleml_runs():
+    """The summaries of the configured repeated runs (rep0, rep1, ...), the table's inputs."""
+    topology = get_roleml_topology()
+    reps = int(get_roleml_settings().get("repetitions", 3))
+    return [
+        f"results/runs/testbed/roleml_offload/{topology}/rep{rep}/summary.json"
+        for rep in range(reps)
+    ]
+
+
+def get_roleml_run_settings(wildcards):
+    """A repetition's settings: its seed is the configured one plus the repetition's index."""
+    settings = get_roleml_settings()
+    settings["seed"] = int(settings.get("seed", 0)) + int(wildcards.rep)
+    return settings
+
+
 def get_roleml_image(wildcards):
     """Actors in containers need the role image; actors as host processes do not."""
     if get_roleml_settings().get("runtime", "docker") == "docker":

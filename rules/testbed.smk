@@ -318,22 +318,24 @@ rule roleml_offload_run:
         data="results/roleml/data/summary.json",
         image=get_roleml_image,
     output:
-        summary="results/runs/testbed/roleml_offload/{topology}/summary.json",
-        offloads="results/runs/testbed/roleml_offload/{topology}/offloads.csv",
-        rounds="results/runs/testbed/roleml_offload/{topology}/rounds.csv",
-        cpu="results/runs/testbed/roleml_offload/{topology}/cpu.csv",
-        decisions="results/runs/testbed/roleml_offload/{topology}/decisions.csv",
-        events="results/runs/testbed/roleml_offload/{topology}/events.csv",
+        summary="results/runs/testbed/roleml_offload/{topology}/rep{rep}/summary.json",
+        offloads="results/runs/testbed/roleml_offload/{topology}/rep{rep}/offloads.csv",
+        rounds="results/runs/testbed/roleml_offload/{topology}/rep{rep}/rounds.csv",
+        cpu="results/runs/testbed/roleml_offload/{topology}/rep{rep}/cpu.csv",
+        decisions="results/runs/testbed/roleml_offload/{topology}/rep{rep}/decisions.csv",
+        events="results/runs/testbed/roleml_offload/{topology}/rep{rep}/events.csv",
     log:
-        "results/logs/testbed/roleml_offload/{topology}.log",
+        "results/logs/testbed/roleml_offload/{topology}/rep{rep}.log",
     benchmark:
-        "results/benchmarks/testbed/roleml_offload/{topology}.tsv"
+        "results/benchmarks/testbed/roleml_offload/{topology}/rep{rep}.tsv"
+    wildcard_constraints:
+        rep=r"\d+",
     conda:
         "../envs/roleml.yaml"
     # round times and the Decider's CPU picture are measured: nothing else runs beside it
     threads: workflow.cores
     params:
-        settings=get_roleml_settings(),
+        settings=get_roleml_run_settings,
         # the experimental dockerd's data root: kept, so the role image is copied in once
         docker_root="results/roleml/docker",
     script:
@@ -342,7 +344,8 @@ rule roleml_offload_run:
 
 rule roleml_offload_table:
     input:
-        summary=f"results/runs/testbed/roleml_offload/{get_roleml_topology()}/summary.json",
+        # every repetition: the table's medians and spreads are over all their offloads
+        summaries=get_roleml_runs(),
     output:
         table="results/tables/roleml_offload.csv",
     log:
@@ -355,7 +358,8 @@ rule roleml_offload_table:
 
 rule roleml_offload_figure:
     input:
-        summary=f"results/runs/testbed/roleml_offload/{get_roleml_topology()}/summary.json",
+        # the timeline shows the first repetition
+        summary=get_roleml_runs()[0],
         table="results/tables/roleml_offload.csv",
     output:
         timeline=[

@@ -1,4 +1,4 @@
-"""RoleML offloading run record -> results/tables/roleml_offload.csv."""
+"""RoleML offloading run records (every repetition) -> results/tables/roleml_offload.csv."""
 
 import sys
 from pathlib import Path
@@ -8,4 +8,5 @@ from _log import redirect_stderr
 from reprise.analysis.roleml import offload_table
 
 redirect_stderr(snakemake)
-offload_table(Path(snakemake.input.summary).parent).to_csv(snakemake.output.table, index=False)
+runs = [Path(summary).parent for summary in snakemake.input.summaries]
+offload_table(runs).to_csv(snakemake.output.table, index=False)

@@ -281,11 +281,13 @@ def test_a_run_that_fails_midway_leaves_nothing_behind(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_snakemake_roleml_offload_end_to_end(tmp_path: Path) -> None:
-    """`snakemake roleml_offload` on a three-client tree with actors as processes: 3 commanded
-    offloads and 1 automatic, each keeping the trainer's state, the table and both figures."""
+    """`snakemake roleml_offload` on a three-client tree with actors as processes, run twice: 3
+    commanded offloads and 1 automatic per run, each keeping the trainer's state, the table over
+    both runs and both figures."""
     binary = _criu_or_skip()
     work = copy_workflow(tmp_path / "wf")
     small = small_settings("process", num_rounds=24)
+    small["repetitions"] = 2
     small["commanded"] = [
         {"actor": "client3", "role": "trainer", "destination": "node4"},
         {"actor": "client3", "role": "trainer", "destination": "node3"},
@@ -305,11 +307,18 @@ def test_snakemake_roleml_offload_end_to_end(tmp_path: Path) -> None:
     with (work / "results" / "tables" / "roleml_offload.csv").open() as f:
         rows = list(csv.DictReader(f))
     offloads = [r for r in rows if r["row"] == "offload"]
-    assert [r["trigger"] for r in offloads] == ["commanded"] * 3 + ["automatic"]
+    # both repetitions, each with its three commanded offloads and the Decider's
+    per_run = ["commanded"] * 3 + ["automatic"]
+    assert [(r["repetition"], r["trigger"]) for r in offloads] == [
+        (str(rep), trigger) for rep in (0, 1) for trigger in per_run
+    ]
     assert all(r["state_kept"] == "True" for r in offloads)
-    assert float(offloads[-1]["detect_s"]) > 0
+    assert all(float(r["detect_s"]) > 0 for r in offloads if r["trigger"] == "automatic")
     medians = {r["trigger"]: r for r in rows if r["row"] == "median"}
     assert float(medians["commanded"]["total_s"]) > 0
+    assert (medians["commanded"]["offload"], medians["commanded"]["repetition"]) == ("6", "2")
     for name in ("roleml_offload", "roleml_offload_phases"):
         assert (work / "results" / "figures" / f"{name}.png").stat().st_size > 0
-    assert leftovers(work / "results" / "runs" / "testbed" / "roleml_offload" / "small") == []
+    runs = work / "results" / "runs" / "testbed" / "roleml_offload" / "small"
+    for rep in ("rep0", "rep1"):
+        assert leftovers(runs / rep) == []

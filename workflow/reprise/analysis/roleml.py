@@ -1,8 +1,10 @@
-"""The RoleML offloading table: one row per offload (phases, size, state kept, rounds around it),
-then the median, minimum and maximum of each trigger's offloads."""
+"""The RoleML offloading table: one row per offload of every repeated run (phases, size, state
+kept, rounds around it), then the median, minimum and maximum of each trigger's offloads over all
+runs (their `offload` column counts the offloads, `repetition` the runs)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,8 @@ def _around(rounds: pd.DataFrame, at: int) -> dict[str, float]:
     }
 
 
-def offload_table(run: Path) -> pd.DataFrame:
+def _offload_rows(run: Path, repetition: int) -> list[dict[str, Any]]:
+    """One row per offload of one run, with the rounds around it and its decision times."""
     offloads = _read(run, "offloads.csv")
     rounds = _read(run, "rounds.csv")
     decisions = _read(run, "decisions.csv")
@@ -62,7 +65,7 @@ def offload_table(run: Path) -> pd.DataFrame:
     automatic = 0
     for rec in offloads.to_dict("records"):
         record: dict[str, Any] = {str(k): v for k, v in rec.items()}
-        row: dict[str, Any] = {"row": "offload", **record}
+        row: dict[str, Any] = {"row": "offload", "repetition": repetition, **record}
         row.update(_around(rounds, int(record["round_at_pause"])))
         # the offloaded role kept its state: its epoch counter went on from where it was
         row["state_kept"] = int(record["epoch_after"]) == int(record["epoch_before"]) + 1
@@ -71,10 +74,24 @@ def offload_table(run: Path) -> pd.DataFrame:
             row["decision_ms"], row["detect_s"] = acted[automatic], detect[automatic]
             automatic += 1
         rows.append(row)
+    return rows
+
+
+def offload_table(runs: Sequence[Path]) -> pd.DataFrame:
+    """Every offload of every run (repetition = the run's index in `runs`), then per trigger the
+    median, minimum and maximum over all of them."""
+    if not runs:
+        raise DataError("no RoleML run to tabulate: testbed.roleml.repetitions must be >= 1")
+    rows = [row for index, run in enumerate(runs) for row in _offload_rows(run, index)]
     table = pd.DataFrame(rows)
     for trigger, group in table.groupby("trigger", sort=False):
         for stat in ("median", "min", "max"):
-            summary = {"row": stat, "trigger": trigger, "offload": len(group)}
+            summary = {
+                "row": stat,
+                "trigger": trigger,
+                "offload": len(group),
+                "repetition": group["repetition"].nunique(),
+            }
             summary.update({k: float(getattr(np, f"nan{stat}")(col(group, k))) for k in NUMBERS})
             summary["state_kept"] = bool(group["state_kept"].all())
             rows.append(summary)

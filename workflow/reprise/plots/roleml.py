@@ -69,14 +69,16 @@ def plot_timeline(run: Path, out: Path) -> None:
 def plot_phases(table_csv: Path, out: Path) -> None:
     table = pd.read_csv(table_csv)
     rows = table[table["row"] == "offload"]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    labels = [f"{r.trigger} {r.offload}" for r in rows.itertuples()]
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.6 * len(rows)), 4))
+    # one bar per offload of every repeated run ("r0 commanded 1", ...)
+    labels = [f"r{r.repetition} {r.trigger} {r.offload}" for r in rows.itertuples()]
     bottom = [0.0] * len(rows)
     for phase in PHASES:
         values = np.nan_to_num(col(rows, phase)).tolist()
         ax.bar(labels, values, bottom=bottom, color=COLOURS[phase], label=phase.removesuffix("_s"))
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.set_ylabel("seconds")
+    ax.tick_params(axis="x", labelrotation=60, labelsize=7)
     ax.set_title("Offload latency by phase")
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -10,6 +10,9 @@ import copy
 import csv
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -277,6 +280,40 @@ def test_a_run_that_fails_midway_leaves_nothing_behind(tmp_path: Path) -> None:
     assert time.monotonic() - started < 300
     assert [r["status"] for r in _offloads(run)] == ["offloaded"]
     assert leftovers(run) == []
+
+
+@pytest.mark.slow
+def test_sigterm_mid_run_stops_everything_the_run_started(tmp_path: Path) -> None:
+    """A run killed with SIGTERM while the job trains (as Snakemake stops a job on Ctrl-C or a
+    cluster's scancel): the driver exits non-zero and removes actors, cgroups and images."""
+    binary = _criu_or_skip()
+    data = _data(tmp_path)
+    run = tmp_path / "termrun"
+    code = (
+        "import json, sys; from pathlib import Path\n"
+        "from reprise.testbed.systems.roleml.study import run_offload_study\n"
+        "settings = json.loads(sys.argv[1])\n"
+        "run_offload_study(settings, Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4]))\n"
+    )
+    settings = json.dumps(small_settings("process", num_rounds=40))
+    driver = subprocess.Popen(
+        [sys.executable, "-c", code, settings, str(data), binary, str(run)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    rounds = run / "rounds.csv"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and driver.poll() is None:
+        if rounds.is_file() and len(rounds.read_text().splitlines()) > 3:
+            break
+        time.sleep(0.5)
+    assert driver.poll() is None, "the run ended before it trained three rounds"
+    assert list(CGROUP_ROOT.glob(f"*/reprise-roleml/{run.name}-*")), "no node cgroups"
+    driver.send_signal(signal.SIGTERM)
+    _, err = driver.communicate(timeout=180)
+    assert driver.returncode != 0, err[-2000:]
+    assert leftovers(run) == []
+    assert not (run / "summary.json").exists()
 
 
 @pytest.mark.slow

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,6 +44,59 @@ def test_new_enough_criu_passes(tmp_path: Path) -> None:
 def test_criu_without_a_version_line_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ProvisionError, match="printed no version"):
         require_criu(_fake_criu(tmp_path, "criu: unknown option"))
+
+
+BUILD_SCRIPT = Path(__file__).resolve().parents[1] / "workflow/testbed/criu/build-criu.sh"
+
+FAKE_APT = """#!/bin/bash
+# records its arguments; checks the private source list; `source` hands out a fake CRIU tarball
+echo "$*" >>"$APT_LOG"
+for arg in "$@"; do
+  case $arg in
+    Dir::Etc::sourcelist=*)
+      list=${arg#*=}
+      [[ $list = /* && -f $list ]] || { echo "apt-get: no list $list" >&2; exit 100; };;
+  esac
+done
+if [[ " $* " == *" source "* ]]; then tar czf criu_4.2.orig.tar.gz -C "$FAKE_SOURCE" criu-4.2; fi
+"""
+
+FAKE_MAKEFILE = """criu:
+\tmkdir -p criu && printf '#!/bin/sh\\necho "Version: 4.2.1"\\n' >criu/criu && chmod +x criu/criu
+"""
+
+
+def test_build_script_builds_into_relative_paths_as_the_rule_passes_them(tmp_path: Path) -> None:
+    """The rule hands build-criu.sh paths relative to the workflow; the script changes directory,
+    so it must resolve them first (apt read a relative source list under /etc/apt and failed)."""
+    fake_bin, source = tmp_path / "bin", tmp_path / "source" / "criu-4.2"
+    fake_bin.mkdir()
+    source.mkdir(parents=True)
+    (fake_bin / "apt-get").write_text(FAKE_APT)
+    (fake_bin / "apt-get").chmod(0o755)
+    (source / "Makefile").write_text(FAKE_MAKEFILE)
+    env = {
+        **os.environ,
+        "PATH": f"{fake_bin}:{os.environ['PATH']}",
+        "APT_LOG": str(tmp_path / "apt.log"),
+        "FAKE_SOURCE": str(source.parent),
+        "DEBIAN_MIRROR": "http://deb.example.org/debian",
+    }
+    workflow = tmp_path / "workflow"
+    workflow.mkdir()
+    done = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), "results/criu/work", "results/criu/bin", "sid"],
+        cwd=workflow,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    built = workflow / "results/criu/bin/criu"
+    assert require_criu(built) == (4, 2, 1)
+    calls = (tmp_path / "apt.log").read_text()
+    assert f"Dir::Etc::sourcelist={workflow}/results/criu/work/sid-src.sources" in calls
 
 
 def _criu_or_skip() -> str:

@@ -15,6 +15,9 @@ if [ -z "$mirror" ]; then
   exit 2
 fi
 mkdir -p "$work" "$prefix"
+# absolute: the script changes into $work, and apt reads a relative list path under /etc/apt
+work=$(cd "$work" && pwd)
+prefix=$(cd "$prefix" && pwd)
 cd "$work"
 echo "== build dependencies (apt)"
 deps=(build-essential pkg-config libbsd-dev libcap-dev libgnutls28-dev libnet1-dev libnl-3-dev

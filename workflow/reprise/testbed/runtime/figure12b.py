@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import platform
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,12 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from reprise.atomic import write_text_atomic
-from reprise.data.fetch import sha256_of
 from reprise.errors import ConfigError, TestbedError
-from reprise.testbed.inventory import load_inventory
-from reprise.testbed.lifecycle import TestbedRun
+from reprise.testbed.frame import provisioned, say
 from reprise.testbed.nodes import Node
-from reprise.testbed.providers import make_launcher, make_provider
 from reprise.testbed.runtime.client import ElasticRuntime, JobSpec, Placement, RuntimeSettings
 
 PHASES = ("queued", "rendezvous", "build", "restore", "ddp_and_data", "first_steps")
@@ -182,7 +177,7 @@ def measure(
     return row
 
 
-def _csv(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
+def csv_text(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
@@ -197,20 +192,16 @@ def run_figure12b(
     outdir: Path,
     settings: Figure12bSettings,
     image_record: Path | None = None,
-    progress: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
+    progress: Callable[[str], None] = say,
 ) -> dict[str, Any]:
     """Provision, measure every (model, case, repetition) that fits, tear down, write the
     record: measurements.csv, events.csv (every runtime report), summary.json."""
-    inventory = load_inventory(inventory_path)
-    provider = make_provider(inventory, state_dir)
-    launcher = make_launcher(inventory, [])
-    started = time.time()
     rows: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
-    progress(f"provisioning {inventory.name} ({inventory.provider})")
-    with TestbedRun(provider, launcher, outdir / "run") as run:
-        provisioned = time.time() - started
-        nodes = [n.as_json() for n in run.nodes]
+    with provisioned(inventory_path, state_dir, outdir / "run", image_record, progress) as (
+        run,
+        frame,
+    ):
         fits: dict[str, tuple[Placement, Placement]] = {}
         for case in settings.cases:
             where = placements(case, run.nodes)
@@ -241,25 +232,12 @@ def run_figure12b(
                         )
             events = rt.events_rows()
             warnings = list(rt.warnings)
-        run_id = run.run_id
-    wall = time.time() - started
     outdir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(outdir / "measurements.csv", _csv(MEASUREMENT_COLUMNS, rows))
+    write_text_atomic(outdir / "measurements.csv", csv_text(MEASUREMENT_COLUMNS, rows))
     event_columns = list(events[0]) if events else ["kind"]
-    write_text_atomic(outdir / "events.csv", _csv(event_columns, events))
-    inputs = {str(inventory_path): sha256_of(inventory_path)}
-    image = None
-    if image_record is not None:
-        inputs[str(image_record)] = sha256_of(image_record)
-        image = json.loads(image_record.read_text())
+    write_text_atomic(outdir / "events.csv", csv_text(event_columns, events))
     summary = {
-        "experiment": "figure12b",
-        "kind": "testbed",
-        "cluster": inventory.name,
-        "provider": inventory.provider,
-        "run_id": run_id,
-        "nodes": nodes,
-        "image": image,
+        **frame.meta("figure12b"),
         "settings": {
             "models": list(settings.models),
             "cases": [asdict(c) for c in settings.cases],
@@ -277,10 +255,6 @@ def run_figure12b(
             "measurements": sum(r["repetition"] >= 0 for r in rows),
             "not_stable": sum(not r["stable"] for r in rows if r["repetition"] >= 0),
         },
-        "inputs": inputs,
-        "controller": {"python": platform.python_version(), "host": platform.node()},
-        "provision_seconds": round(provisioned, 3),
-        "wall_seconds": round(wall, 3),
     }
     write_text_atomic(outdir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
@@ -368,4 +342,4 @@ def overhead_table(run_dir: Path, paper_path: Path) -> list[dict[str, Any]]:
 
 
 def write_table(rows: Sequence[Mapping[str, Any]], out: Path) -> None:
-    write_text_atomic(out, _csv(TABLE_COLUMNS, rows))
+    write_text_atomic(out, csv_text(TABLE_COLUMNS, rows))

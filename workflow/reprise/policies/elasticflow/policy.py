@@ -237,64 +237,80 @@ class _EfSim(PolicyRun):
         (docs/policies/elasticflow.md#leftover).
 
         The tentative plan is kept only where it had to be computed. A pending job's marginal
-        is +inf whatever its plan. A running job's marginal is reused when the timeline `edit`
-        since the last pricing leaves its given-back timeline's first breakpoint where it was
-        and, for a "share" plan, leaves the timeline between that breakpoint and the aligned
-        deadline alone: a fixed-start plan in the "fixed" or "share" branch reads nothing else.
+        is +inf whatever its plan. A running job's marginal is reused where the timeline `edit`
+        since the last pricing cannot have changed it (`marginal_holds`); else the certified
+        shortcut prices it (`price_certified`), and where that cannot decide, the planner.
         """
         if job.next_gpus - job.gpus > free or job.next_gpus == job.gpus:
             job.marginal = -math.inf
             return
         self.marginal_calls += 1
-        stamp = self.stamp
         if job.gpus == 0:
             job.marginal = math.inf
             job.offer = None
-            job.price_stamp = stamp
+            job.price_stamp = self.stamp
             job.price_break = job.price_fixed_end = None
             return
-        brk = job.price_break
         d_al = align(now, job.deadline, self.slot)
-        if edit is not None and job.price_stamp == stamp - 1 and brk is not None:
-            fixed_end = job.price_fixed_end
-            if (
-                fixed_end is not None
-                or not edit.touches(brk, d_al)
-                or (
-                    job.price_cert is not None
-                    and still_holds(job.price_cert, edit, self.sorted_now(), brk, d_al)
-                )
-            ):
-                listed = self.sorted_now()
-                lists = None if listed.keys is None else (listed.keys, listed.values)
-                applies, now_brk = first_break_given_back(
-                    self.timeline, job.alloc, job.end_time, lists
-                )
-                if applies and (
-                    now_brk == brk
-                    if fixed_end is None
-                    else (now_brk if now_brk is not None else d_al) >= fixed_end
-                ):
-                    job.offer = None
-                    job.price_stamp = stamp
-                    return
-        args = (job.curve, job.iter_left, job.deadline, now)
+        if edit is not None and self.marginal_holds(job, edit, d_al):
+            job.offer = None
+            job.price_stamp = self.stamp
+        elif not self.price_certified(job, now):
+            self.price_by_planner(job, now, d_al)
+
+    def marginal_holds(self, job: EfJob, edit: TimelineEdit, d_al: float) -> bool:
+        """Whether the marginal priced before `edit` (the previous stamp) still holds: the
+        edit leaves the given-back timeline's first breakpoint where it was and, for a "share"
+        plan, the timeline between that breakpoint and the aligned deadline `d_al` alone (or
+        within the price's certificate); a fixed-start plan in the "fixed" or "share" branch
+        reads nothing else. A "fixed" plan holds while no breakpoint precedes its end."""
+        brk = job.price_break
+        if job.price_stamp != self.stamp - 1 or brk is None:
+            return False
+        fixed_end = job.price_fixed_end
+        if not (
+            fixed_end is not None
+            or not edit.touches(brk, d_al)
+            or (
+                job.price_cert is not None
+                and still_holds(job.price_cert, edit, self.sorted_now(), brk, d_al)
+            )
+        ):
+            return False
+        listed = self.sorted_now()
+        lists = None if listed.keys is None else (listed.keys, listed.values)
+        applies, now_brk = first_break_given_back(self.timeline, job.alloc, job.end_time, lists)
+        if not applies:
+            return False
+        if fixed_end is None:
+            return now_brk == brk
+        return (now_brk if now_brk is not None else d_al) >= fixed_end
+
+    def price_certified(self, job: EfJob, now: float) -> bool:
+        """Price `job` with the one-pass shortcut (`price_given_back`); False where it cannot
+        decide and the planner must."""
         if job.checked_alloc is not job.alloc or job.checked_end != job.end_time:
             job.checked_alloc, job.checked_end = job.alloc, job.end_time
             job.whole_plan = plan_is_integral(job.alloc, job.end_time)
         fast = price_given_back(
-            *args, self.sorted_now(), job.alloc, job.end_time, self.n, self.slot,
-            job.next_gpus, job.whole_plan,
+            job.curve, job.iter_left, job.deadline, now, self.sorted_now(), job.alloc,
+            job.end_time, self.n, self.slot, job.next_gpus, job.whole_plan,
         )  # fmt: skip
-        if fast is not None:
-            branch, gpu_time, end, brk, job.price_cert = fast
-            job.offer = None
-            job.marginal = (gpu_time - job.own_gpu_time) / (job.next_gpus - job.gpus)
-            job.price_stamp = stamp
-            job.price_break = brk
-            job.price_fixed_end = end if branch == "fixed" and brk is not None else None
-            return
+        if fast is None:
+            return False
+        branch, gpu_time, end, brk, job.price_cert = fast
+        job.offer = None
+        job.marginal = (gpu_time - job.own_gpu_time) / (job.next_gpus - job.gpus)
+        job.price_stamp = self.stamp
+        job.price_break = brk
+        job.price_fixed_end = end if branch == "fixed" and brk is not None else None
+        return True
+
+    def price_by_planner(self, job: EfJob, now: float, d_al: float) -> None:
+        """Price `job` with the planner's own loops; its tentative plan is kept where the
+        pricing had to build one (a failure plan)."""
         job.price_cert = None
+        args = (job.curve, job.iter_left, job.deadline, now)
         # the pricing reads the given-back timeline only up to the aligned deadline
         given_back = timeline_without(self.timeline, job.alloc, job.end_time, self.n, d_al)
         priced = price_fixed_start(*args, given_back, self.n, self.slot, job.next_gpus)
@@ -307,7 +323,7 @@ class _EfSim(PolicyRun):
             job.offer = None
             branch, gpu_time, end = priced
         job.marginal = (gpu_time - job.own_gpu_time) / (job.next_gpus - job.gpus)
-        job.price_stamp = stamp
+        job.price_stamp = self.stamp
         job.price_break = job.price_fixed_end = None
         if branch in ("fixed", "share") and is_ascending(job.alloc):
             job.price_break = first_key_after(given_back, now)

@@ -242,6 +242,30 @@ def plan_is_integral(alloc: Mapping[float, int], end: float) -> bool:
     return all(float(k).is_integer() and abs(k) < _EXACT for k in alloc)
 
 
+class _Span(NamedTuple):
+    """What the level search and the finish read: the given-back timeline's keys (the aligned
+    deadline at index `pos`), the first breakpoint `nxt`, the deadline `d`, the work left
+    after the breakpoint, and the scale of the margins."""
+
+    keys: list[float]
+    pos: int
+    nxt: float
+    d: float
+    iters: float
+    scale: float
+
+
+class _Level(NamedTuple):
+    """The level the planner's loops settle on and where they split the job's plan."""
+
+    quota: int
+    rate: float
+    last_quota: int
+    """The level tried before (0 if `quota` is the first)."""
+    split: int
+    """Index of the key from which the job runs at `quota` (before it: `last_quota`)."""
+
+
 def _price_unconstrained(
     curve: ScalingCurve,
     keys: list[float],
@@ -256,9 +280,9 @@ def _price_unconstrained(
     num_gpus: int,
     slot: int,
 ) -> tuple[bool, tuple[float, float, Certificate] | None]:
-    """(True, (gpu_time, end)) of the "share" plan when nothing after the planning start caps
-    the job below the levels tried; (True, None) where the planner finds no level (or raises);
-    `_UNSURE` otherwise.
+    """(True, (gpu_time, end, certificate)) of the "share" plan when nothing after the
+    planning start caps the job below the levels tried; (True, None) where the planner finds
+    no level (or raises); `_UNSURE` otherwise.
 
     Then the planner's running sums telescope: latest interval first, the sum at key p is
     (d - p) x rate(level); walking forward from the split it is (x - split) x rate. The
@@ -268,17 +292,30 @@ def _price_unconstrained(
     seconds) are known without them. The GPU-seconds are whole numbers (integral keys), so
     their sum is exact in any order.
     """
-    rates = curve.rates
     lowest = min(vals[1:pos])
     if lowest < 0 or num_gpus > _MAX_GPUS:
         return _UNSURE
-    floor = fits[lowest]
-    scale = abs(d) + abs(nxt) + slot
+    span = _Span(keys, pos, nxt, d, iters, abs(d) + abs(nxt) + slot)
+    decided, level = _settled_level(curve, span, fits[lowest], num_gpus)
+    if level is None:
+        return decided, None
+    last = _last_interval(curve, span, level)
+    if last is None:
+        return _UNSURE
+    return True, _share_price(keys, pos, t0, nxt, gpus, level, last, slot)
+
+
+def _settled_level(
+    curve: ScalingCurve, span: _Span, floor: int, num_gpus: int
+) -> tuple[bool, _Level | None]:
+    """The planner's level search, lowest level first: (True, level) for the first level that
+    covers `iters` between a key and the deadline, (True, None) where no level does, `_UNSURE`
+    where a level exceeds what is free (`floor`) or a margin is too thin."""
+    keys, pos, nxt, d, iters, scale = span
+    rates = curve.rates
     quota = curve.next_level(0)
     max_gpu = curve.max_gpu
     last_quota = 0
-    split = -1
-    r = 0.0
     while quota <= num_gpus and quota <= max_gpu:
         r_q = rates.get(quota)
         if quota > floor or r_q is None or r_q <= 0:
@@ -292,25 +329,30 @@ def _price_unconstrained(
                 return _UNSURE
             if k + 1 < pos and (d - keys[k + 1]) * r_q >= iters - tol:
                 return _UNSURE
-            split = k
-            r = r_q
-            break
+            return True, _Level(quota, r_q, last_quota, k)
         if reach >= iters - tol:
             return _UNSURE
         last_quota = quota
         quota = curve.next_level(quota)
         if quota == last_quota:
             break
-    if split < 0:
-        return True, None
+    return True, None
+
+
+def _last_interval(curve: ScalingCurve, span: _Span, level: _Level) -> tuple[int, int] | None:
+    """(index of the key the job's last interval starts at, whole seconds it runs past that
+    key): the lower level up to the split, then `level` until the work is done; None where
+    a margin is too thin (or the job may finish before its split, where the planner raises)."""
+    keys, pos, nxt, d, iters, scale = span
+    split, r, last_quota = level.split, level.rate, level.last_quota
     at_split = keys[split]
     left = iters
     r_l = 0.0
     if last_quota and split > 1:
-        r_l = rates[last_quota]
+        r_l = curve.rates[last_quota]
         tol = _SLACK * (scale * r_l + abs(iters))
         if (at_split - nxt) * r_l >= iters - tol:
-            return _UNSURE  # may finish before its split point (the planner raises there)
+            return None
         left = iters - (at_split - nxt) * r_l
     tol = _SLACK * (scale * (r + r_l) + abs(iters))
     # the first interval from the split on whose end x has (x - split) x rate >= left
@@ -320,26 +362,46 @@ def _price_unconstrained(
     if j < pos:
         k_f = j - 1
         if (keys[j] - at_split) * r - left < tol:
-            return _UNSURE
+            return None
     else:
         k_f = last
         if d <= keys[last] or (d - at_split) * r - left < tol:
-            return _UNSURE
+            return None
     s = keys[k_f]
     if k_f > split and (s - at_split) * r - left > -tol:
-        return _UNSURE
+        return None
     seconds = (left - (s - at_split) * r) / r
     margin = tol / r + _SLACK * (abs(seconds) + 1)
     whole = math.ceil(seconds)
     if whole - seconds < margin or seconds - (whole - 1) < margin:
-        return _UNSURE
+        return None
+    return k_f, whole
+
+
+def _share_price(
+    keys: list[float],
+    pos: int,
+    t0: float,
+    nxt: float,
+    gpus: int,
+    level: _Level,
+    last: tuple[int, int],
+    slot: int,
+) -> tuple[float, float, Certificate] | None:
+    """(gpu_time, aligned end, certificate) of the plan: `gpus` until the first breakpoint,
+    the lower level until the split, `level` until the aligned end; None where the aligned
+    end overruns the interval the job finishes in (the planner finds no plan)."""
+    k_f, whole = last
+    quota, split = level.quota, level.split
+    s = keys[k_f]
     plan_end = s + align(0, whole, slot)
     t = keys[k_f + 1]
     if plan_end > t:
-        return True, None
+        return None
     upto = t if k_f + 1 < pos else plan_end
+    at_split = keys[split]
     total = 0.0 + gpus * (nxt - t0)
-    total += last_quota * (at_split - nxt)
+    total += level.last_quota * (at_split - nxt)
     total += quota * (s - at_split)
     cert = Certificate(quota, at_split, keys[split + 1], s, t)
-    return True, (total + quota * (upto - s), plan_end, cert)
+    return total + quota * (upto - s), plan_end, cert

@@ -335,76 +335,101 @@ def simulate(
     del profiles
     if not trace:
         raise ConfigError("the Pollux policy needs at least one job")
-    apps = load_applications(options.data_root, {job.model for job in trace})
-    rows = pollux_workload(trace)
-    jobs = [
-        PolluxJob(job, row, apps[row.application], FIXED_BATCH.get(row.application))
-        for job, row in zip(trace, rows, strict=True)
-    ]
-    num_nodes, capacity = cluster.num_nodes, cluster.gpus_per_node
-    total_gpus = num_nodes * capacity
-    share = 1.0 / total_gpus  # dominant share of one replica (one GPU)
-    fair_nodes = float(math.ceil(num_nodes * share))
-    plane_shape = (num_nodes + 1, min(MAX_REPLICAS_CAP, total_gpus) + 1)
-    rng = np.random.default_rng(options.seed)
-    counters = _Counters()
-    model = _Model(counters)
-    prev_front: IntState | None = None
-    prev_keys: list[str] = []
-    # Pollux keeps its own 60 s clock (docs/policies/pollux.md); the engine keeps the round
-    # samples, the progress and the outcome
-    engine = Engine(trace, cluster, options, label="pollux")
-    first = min(job.submit_time for job in trace)
-    # nothing happens before the first arrival: start one interval before the first round in
-    # which a job is present (rounds fall on multiples of the interval, as upstream's clock)
-    now = INTERVAL * math.ceil(first / INTERVAL) - INTERVAL
-    start = now
-    pending = sorted(jobs, key=lambda j: j.row.time)
-    next_arrival = 0
-    present: list[PolluxJob] = []
-    done = 0
+    run = _PolluxRun(trace, cluster, options)
     with single_threaded_blas():
-        while done < len(jobs):
-            for job in present:
-                model.advance(job, now, INTERVAL)
+        run.run(horizon)
+    return _result(run.jobs, run.engine, run.counters, options, cut_off=horizon is not None)
+
+
+class _PolluxRun:
+    """One run: the jobs, the cluster's shape, the search's carried-over front, and the rounds
+    (docs/policies/pollux.md). Pollux keeps its own 60 s clock; the engine keeps the round
+    samples, the progress and the outcome."""
+
+    def __init__(self, trace: list[TraceJob], cluster: ClusterSpec, options: SimOptions) -> None:
+        apps = load_applications(options.data_root, {job.model for job in trace})
+        rows = pollux_workload(trace)
+        self.jobs = [
+            PolluxJob(job, row, apps[row.application], FIXED_BATCH.get(row.application))
+            for job, row in zip(trace, rows, strict=True)
+        ]
+        num_nodes, self.capacity = cluster.num_nodes, cluster.gpus_per_node
+        self.total_gpus = num_nodes * self.capacity
+        share = 1.0 / self.total_gpus  # dominant share of one replica (one GPU)
+        self.fair_nodes = float(math.ceil(num_nodes * share))
+        self.plane_shape = (num_nodes + 1, min(MAX_REPLICAS_CAP, self.total_gpus) + 1)
+        self.rng = np.random.default_rng(options.seed)
+        self.counters = _Counters()
+        self.model = _Model(self.counters)
+        self.prev_front: IntState | None = None
+        self.prev_keys: list[str] = []
+        self.engine = Engine(trace, cluster, options, label="pollux")
+        self.first = min(job.submit_time for job in trace)
+        self.arriving = sorted(self.jobs, key=lambda j: j.row.time)
+        self.next_arrival = 0
+        self.present: list[PolluxJob] = []
+        self.done = 0
+
+    def run(self, horizon: int | None) -> None:
+        """Every round until all jobs completed (or the `horizon` passed): progress over the
+        last interval, completions, arrivals, then the search's re-allocation."""
+        # nothing happens before the first arrival: start one interval before the first round in
+        # which a job is present (rounds fall on multiples of the interval, as upstream's clock)
+        now = INTERVAL * math.ceil(self.first / INTERVAL) - INTERVAL
+        start = now
+        while self.done < len(self.jobs):
+            for job in self.present:
+                self.model.advance(job, now, INTERVAL)
             now += INTERVAL
             if now > MAX_SIM_TIME:
                 raise SimulationError("Pollux simulation does not terminate")
             if horizon is not None and now > start + horizon:
                 break
-            finished = [j for j in present if j.completion is not None]
-            if finished:
-                done += len(finished)
-                for _ in finished:
-                    engine.job_done()
-                present = [j for j in present if j.completion is None]
-            while next_arrival < len(pending) and pending[next_arrival].row.time <= now:
-                present.append(pending[next_arrival])
-                next_arrival += 1
-            # the search's job order: least attained service first, then submission, then trace
-            order = sorted(present, key=lambda j: (j.attained, j.row.time, j.trace.idx))
-            if order:
-                chosen = _search(
-                    order,
-                    prev_front,
-                    prev_keys,
-                    now,
-                    fair_nodes,
-                    plane_shape,
-                    capacity,
-                    total_gpus,
-                    rng,
-                    counters,
-                )
-                prev_front, chosen_row_of = chosen
-                prev_keys = [j.row.name for j in order]
-                for i, job in enumerate(order):
-                    row = chosen_row_of[:, i]
-                    if job.alloc is None or not np.array_equal(row, job.alloc):
-                        model.reallocate(job, row, now)
-                        counters.reallocations += 1
-            engine.add_round(_sample(now, present, total_gpus))
-    return _result(jobs, engine, counters, options, cut_off=horizon is not None)
+            self.retire()
+            self.arrive(now)
+            self.reallocate(now)
+            self.engine.add_round(_sample(now, self.present, self.total_gpus))
+
+    def retire(self) -> None:
+        """Jobs that completed in the last interval leave the cluster."""
+        finished = [j for j in self.present if j.completion is not None]
+        if finished:
+            self.done += len(finished)
+            for _ in finished:
+                self.engine.job_done()
+            self.present = [j for j in self.present if j.completion is None]
+
+    def arrive(self, now: int) -> None:
+        """Jobs submitted by `now` join, in submission order."""
+        arriving = self.arriving
+        while self.next_arrival < len(arriving) and arriving[self.next_arrival].row.time <= now:
+            self.present.append(arriving[self.next_arrival])
+            self.next_arrival += 1
+
+    def reallocate(self, now: int) -> None:
+        """The seeded search over the present jobs; each job whose row changed is re-allocated."""
+        # the search's job order: least attained service first, then submission, then trace
+        order = sorted(self.present, key=lambda j: (j.attained, j.row.time, j.trace.idx))
+        if not order:
+            return
+        self.prev_front, chosen_row_of = _search(
+            order,
+            self.prev_front,
+            self.prev_keys,
+            now,
+            self.fair_nodes,
+            self.plane_shape,
+            self.capacity,
+            self.total_gpus,
+            self.rng,
+            self.counters,
+        )
+        self.prev_keys = [j.row.name for j in order]
+        for i, job in enumerate(order):
+            row = chosen_row_of[:, i]
+            if job.alloc is None or not np.array_equal(row, job.alloc):
+                self.model.reallocate(job, row, now)
+                self.counters.reallocations += 1
 
 
 def _search(

@@ -3,7 +3,8 @@
 Run on demand, never in the test suite:
     .venv/bin/python benchmarks/bench_chronus.py [--repeat 1] [--modes greedy milp]
 Writes results/benchmarks/figure8a_chronus.csv and prints a Markdown table. Targets on a 2-core
-machine: greedy < 30 s, milp < 5 min. Upstream without Gurobi: ~3 min (spec 9.2).
+machine: greedy < 30 s, milp < 5 min. Upstream without Gurobi: ~3 min (its simulator, timed on its
+own).
 """
 
 from __future__ import annotations

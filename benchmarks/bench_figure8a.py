@@ -22,7 +22,7 @@ from reprise.sim.options import SimOptions
 REPO = Path(__file__).resolve().parents[1]
 ART = "ElasticFlow-artifact/ElasticFlow"
 POLICIES = ("edf", "gandiva", "dlas-gpu", "themis", "ef-accessctrl")
-# upstream wall times on Figure 8(a), from the simulator spec (section 9.2) and the issue
+# upstream wall times on Figure 8(a): its simulator, timed on its own
 UPSTREAM_S = {"edf": 10, "gandiva": 36, "dlas-gpu": 7, "themis": 2459, "ef-accessctrl": 41}
 
 

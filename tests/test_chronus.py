@@ -211,7 +211,7 @@ def test_mip_infeasible_model_reports_no_solution() -> None:
 # hand and confirmed by running upstream Chronus on the same input: job 0 is accepted (deadline
 # tightened to 960 = 4 leases), job 1 is rejected and runs opportunistically at once (0..403.0,
 # resumed once at 240 -> overhead 2 * 0.5 * 3); job 0 gets lease [480, 720) and finishes at
-# 641.5 because its pending lease is credited too (spec 4.4).
+# 641.5 because its pending lease is credited too (docs/policies/chronus.md#leases).
 TINY_CLUSTER = ClusterSpec("n1g4", 1, 1, 4)
 
 

@@ -1,4 +1,4 @@
-"""EDF and EDF + admission control (spec 3.3, 3.4).
+"""EDF and EDF + admission control (docs/policies/edf.md).
 
 `edf_plan` cases are derived by hand from upstream's `edf_sim_allocation`; the tiny-trace cases
 and the Figure 8(a) numbers were measured by running the upstream simulator on the same input.

@@ -1,4 +1,5 @@
-"""ElasticFlow (`ef-accessctrl`, spec 3.1) and ElasticFlow without admission control (`ef`, 3.2).
+"""ElasticFlow (`ef-accessctrl`) and ElasticFlow without admission control (`ef`)
+(docs/policies/elasticflow.md).
 
 The tiny-trace cases were run through the upstream simulator (HEAD, slot 60, T4) on the same
 input and agree with it; the one-job case is also derived by hand in its comment. The Figure 8(a)

@@ -1,4 +1,5 @@
-"""Event list and coalescing (spec 2.2); expected values derived by hand from upstream's loop."""
+"""Event list and coalescing (docs/engine.md#events); expected values derived by hand from
+upstream's loop."""
 
 from __future__ import annotations
 

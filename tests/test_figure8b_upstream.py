@@ -1,8 +1,9 @@
-"""Figure 8(b) spot checks against what the upstream simulator prints (spec 9.4).
+"""Figure 8(b) spot checks against what the upstream simulator prints
+(docs/experiments.md#figure-8b).
 
 The released ITP traces and Philly are deterministic, so each EF-code-base policy must land on the
-ratio the artifact's `scheduler.py` printed for the same trace and cluster. Spec 9.4 gives those
-ratios to three decimals, for the artifact's HEAD code (both version switches on) and, for
+ratio the artifact's `scheduler.py` printed for the same trace and cluster. The ratios below are
+those prints to three decimals, for the artifact's HEAD code (both version switches on) and, for
 ElasticFlow on cluster10, also for the code of the paper's time (switches off, our default).
 """
 
@@ -23,7 +24,7 @@ ARTIFACT = "ElasticFlow-artifact/ElasticFlow"
 ITP_TARBALL = "elasticflow-traces/data/elasticflow-traces.tar.gz"
 PHILLY = f"{ARTIFACT}/traces_for_ElasticFlow/philly_103959.csv"
 
-# (trace, cluster spec, policy, HEAD code?) -> ratio printed upstream, rounded as in spec 9.4
+# (trace, cluster spec, policy, HEAD code?) -> ratio printed upstream, to three decimals
 UPSTREAM = {
     ("cluster10", "n32g8", "edf", True): 0.777,
     ("cluster10", "n32g8", "edf", False): 0.777,

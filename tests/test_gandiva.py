@@ -1,4 +1,5 @@
-"""Gandiva: node-set placement with time-slicing (spec 2.7) and the policy loop (spec 3.5)."""
+"""Gandiva: node-set placement with time-slicing and the policy loop
+(docs/policies/gandiva.md#placement, docs/policies/gandiva.md#round)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The Minimum-Satisfactory-Share planner and its timeline helpers (spec 2.4, 3.1.2, 3.1.4).
+"""The Minimum-Satisfactory-Share planner and its timeline helpers (docs/engine.md#timeline,
+docs/policies/elasticflow.md#planner).
 
 Every expected value below was derived by hand, step by step, from upstream's
 `ef_sim_allocation` / `get_marginal` / `utils` code (a linear toy job: rate = GPUs it/s, levels

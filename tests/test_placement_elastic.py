@@ -1,4 +1,4 @@
-"""Elastic node-set placement (spec 2.6) on hand-made cases.
+"""Elastic node-set placement (docs/engine.md#placement) on hand-made cases.
 
 Expected values were derived by hand from the placement rules of upstream `cluster.py`
 (elastic_placement / release_job_res) and the round-log walk of `log.py` (scheduling_result).

@@ -1,4 +1,5 @@
-"""Themis (spec 3.7): conic data, event snapping, tiny traces and the Figure 8(a) golden run.
+"""Themis (docs/policies/themis.md): conic data, event snapping, tiny traces and the Figure 8(a)
+golden run.
 
 Expected values come from the upstream simulator (`scheduler.py --schedule=themis`, cvxpy 1.9.3 +
 ECOS 2.0.14) run on the same inputs, or from cvxpy's `get_problem_data(ECOS)` for the conic data.

@@ -1,4 +1,5 @@
-"""Slot alignment and the restart/rescale overhead model (spec 2.1 and 2.5)."""
+"""Slot alignment and the restart/rescale overhead model (docs/engine.md#slots,
+docs/engine.md#overheads)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tiresias (`dlas-gpu`, spec 3.6) against hand-checked cases and upstream runs."""
+"""Tiresias (`dlas-gpu`, docs/policies/tiresias.md) against hand-checked cases and upstream runs."""
 
 from __future__ import annotations
 

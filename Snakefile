@@ -44,6 +44,9 @@ localrules:
     figure12b,
     figure12b_table,
     figure12b_figure,
+    pollux_testbed,
+    pollux_testbed_trace,
+    pollux_testbed_table,
 
 
 rule all:
@@ -117,3 +120,9 @@ rule figure12b:
         "results/tables/figure12b.csv",
         "results/figures/figure12b.pdf",
         "results/figures/figure12b.png",
+
+
+# Pollux on a real testbed: AdaptDL jobs re-sized live by Pollux's policy on our controller
+rule pollux_testbed:
+    input:
+        "results/tables/pollux_testbed.csv",

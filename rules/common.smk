@@ -36,6 +36,7 @@ from reprise.data.profiles import load_profiles
 from reprise.data.traces import load_trace
 from reprise.data.validate import check_fits_clusters, check_gpu_counts
 from reprise.runlock import hold_run_lock
+from reprise.testbed.systems.adaptdl.trace import FIGURE6A_CLUSTER
 
 SCHEMA = f"{workflow.basedir}/config/schema/config.schema.yaml"
 check_schema(config, SCHEMA)
@@ -424,3 +425,42 @@ def get_figure12b_settings():
 
 def get_figure12b_cluster():
     return get_figure12b_settings().get("cluster", "local-docker")
+
+
+# ---- Pollux on a real testbed (rules/testbed.smk, issue 19) ----
+POLLUX_SCALES = ["laptop", "paper"]
+
+
+def get_pollux_testbed_settings():
+    return dict(testbed_settings().get("pollux_testbed", {}))
+
+
+def get_pollux_testbed_cluster():
+    return get_pollux_testbed_settings().get("cluster", "local-adaptdl")
+
+
+def get_pollux_testbed_inventory():
+    return f"config/clusters/{get_pollux_testbed_cluster()}.yaml"
+
+
+def get_pollux_testbed_image():
+    """The node image with AdaptDL where the nodes are Docker containers; hosts bring their own."""
+    from reprise.testbed.inventory import load_inventory
+
+    inventory = load_inventory(get_pollux_testbed_inventory())
+    return ["results/testbeds/images/adaptdl.json"] if inventory.provider == "docker" else []
+
+
+def get_pollux_testbed_profiles():
+    return profile_files(CATALOG, "A100")
+
+
+def get_pollux_data():
+    return policy_data_files(CATALOG, "pollux")
+
+
+def get_pollux_testbed_sim_cluster(wildcards):
+    """The paper's cluster for the paper's trace, else the testbed's shape."""
+    if wildcards.scale == "paper":
+        return FIGURE6A_CLUSTER
+    return get_pollux_testbed_settings().get("simulated_cluster", "n2g2")

@@ -466,3 +466,85 @@ rule adaptdl_node_image:
         tag="reprise-node-adaptdl:latest",
     script:
         "../scripts/adaptdl_image.py"
+
+
+# ---- Pollux on a real testbed (issue 19): `snakemake pollux_testbed` ----
+rule pollux_testbed_trace:
+    input:
+        profiles=get_pollux_testbed_profiles(),
+    output:
+        trace="results/traces/pollux_testbed/{scale}.csv",
+    log:
+        "results/logs/traces/pollux_testbed/{scale}.log",
+    wildcard_constraints:
+        scale="laptop|paper",
+    conda:
+        "../envs/simulate.yaml"
+    params:
+        reduced=get_pollux_testbed_settings().get("reduced", {}),
+        samples_per_s=get_pollux_testbed_settings().get("samples_per_s", {}),
+    script:
+        "../scripts/pollux_testbed_trace.py"
+
+
+rule pollux_testbed_run:
+    input:
+        trace="results/traces/pollux_testbed/laptop.csv",
+        inventory=get_pollux_testbed_inventory(),
+        image=get_pollux_testbed_image(),
+    output:
+        summary="results/runs/testbed/pollux_testbed/{inventory}/summary.json",
+        allocations="results/runs/testbed/pollux_testbed/{inventory}/allocations.csv",
+    log:
+        "results/logs/testbed/pollux_testbed/{inventory}.log",
+    benchmark:
+        "results/benchmarks/testbed/pollux_testbed/{inventory}.tsv"
+    conda:
+        "../envs/adaptdl.yaml"
+    # the replicas are the measurement: nothing else runs beside them
+    threads: workflow.cores
+    params:
+        seed=get_pollux_testbed_settings().get("seed", 0),
+        controller=get_pollux_testbed_settings().get("controller", {}),
+        state_dir="results/testbeds/{inventory}/pollux-state",
+    script:
+        "../scripts/pollux_testbed_run.py"
+
+
+rule pollux_testbed_sim:
+    input:
+        trace="results/traces/pollux_testbed/{scale}.csv",
+        data=get_pollux_data(),
+    output:
+        summary="results/runs/sim/pollux_testbed/{scale}/summary.json",
+    log:
+        "results/logs/sim/pollux_testbed/{scale}.log",
+    benchmark:
+        "results/benchmarks/sim/pollux_testbed/{scale}.tsv"
+    wildcard_constraints:
+        scale="laptop|paper",
+    conda:
+        "../envs/simulate.yaml"
+    params:
+        seed=get_pollux_testbed_settings().get("seed", 0),
+        applications=get_pollux_testbed_settings().get("applications", {}),
+        cluster=get_pollux_testbed_sim_cluster,
+    script:
+        "../scripts/pollux_testbed_sim.py"
+
+
+rule pollux_testbed_table:
+    input:
+        testbed=f"results/runs/testbed/pollux_testbed/{get_pollux_testbed_cluster()}/summary.json",
+        sims=expand("results/runs/sim/pollux_testbed/{scale}/summary.json", scale=POLLUX_SCALES),
+        paper="config/paper/pollux_testbed.yaml",
+    output:
+        table="results/tables/pollux_testbed.csv",
+    log:
+        "results/logs/tables/pollux_testbed.log",
+    conda:
+        "../envs/simulate.yaml"
+    params:
+        scales=POLLUX_SCALES,
+    script:
+        "../scripts/pollux_testbed_table.py"

@@ -153,3 +153,26 @@ def write_reduced_trace(
         writer.writerows(rows)
     tmp.replace(dest)
     return len(rows)
+
+
+SCALES = ("laptop", "paper")
+
+
+def write_scale_trace(
+    scale: str,
+    profiles: ThroughputProfiles,
+    reduced: Mapping[str, float | int],
+    samples_per_s: Mapping[str, float],
+    dest: Path,
+) -> int:
+    """The trace of one scale of `snakemake pollux_testbed`: `paper` is the 25-job Figure 6(a)
+    trace, `laptop` the reduced trace made with the config's `reduced` settings and CPU rates."""
+    if scale == "paper":
+        return write_figure6a_trace(profiles, dest)
+    if scale != "laptop":
+        raise ConfigError(f"pollux_testbed scale {scale!r}: one of {', '.join(SCALES)}")
+    try:
+        settings = ReducedSettings(**reduced)  # type: ignore[arg-type]
+    except TypeError as exc:
+        raise ConfigError(f"pollux_testbed.reduced: {exc}") from None
+    return write_reduced_trace(settings, profiles, samples_per_s, dest)

@@ -1,0 +1,20 @@
+"""Write the trace of one scale of `snakemake pollux_testbed` (laptop: reduced; paper: Figure 6(a))."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir)))
+from _log import redirect_stderr
+from reprise.data.profiles import load_profiles
+from reprise.testbed.systems.adaptdl.trace import write_scale_trace
+
+redirect_stderr(snakemake)
+settings = snakemake.params.settings
+count = write_scale_trace(
+    snakemake.wildcards.scale,
+    load_profiles(Path(snakemake.input.profiles[0]).parent),
+    settings.get("reduced", {}),
+    settings.get("samples_per_s", {}),
+    Path(snakemake.output.trace),
+)
+print(f"{count} jobs written to {snakemake.output.trace}", file=sys.stderr)

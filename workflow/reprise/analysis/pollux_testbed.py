@@ -1,0 +1,89 @@
+"""Pollux on a real testbed, as a table: per scale, the testbed deadline ratio (Pollux's policy on
+our controller with AdaptDL jobs) beside the simulated Pollux on the same trace and cluster, and
+the published Figure 6(a) bar where the configuration is the paper's."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from reprise.errors import DataError
+from reprise.records.reader import read_summary
+
+COLUMNS = (
+    "scale", "jobs", "testbed_cluster", "testbed_ratio", "testbed_met", "resized_up",
+    "resized_down", "fault_restarts", "incarnations", "testbed_wall_s", "simulated_cluster",
+    "simulated_ratio", "published_ratio", "note",
+)  # fmt: skip
+
+
+def read_paper(path: Path) -> dict[str, Any]:
+    """config/paper/pollux_testbed.yaml: the published ratio, its trace and cluster, its source."""
+    try:
+        doc: dict[str, Any] = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise DataError(f"{path}: unreadable paper file ({exc})") from None
+    for key in ("published", "cluster", "jobs", "source"):
+        if not isinstance(doc, dict) or key not in doc:
+            raise DataError(f"{path}: missing key {key!r}")
+    return doc
+
+
+def _testbed(summary: Mapping[str, Any]) -> dict[str, Any]:
+    monitor = summary.get("monitor", {})
+    resized = summary.get("reallocations", {})
+    return {
+        "testbed_cluster": summary["run"]["cluster"],
+        "testbed_ratio": summary["deadline_ratio"],
+        "testbed_met": f"{monitor.get('met', 0)}/{monitor.get('jobs', 0)}",
+        "resized_up": resized.get("up", 0),
+        "resized_down": resized.get("down", 0),
+        "fault_restarts": summary.get("fault_restarts", 0),
+        "incarnations": summary.get("incarnations", 0),
+        "testbed_wall_s": summary.get("wall_s"),
+    }
+
+
+def _simulated(summary: Mapping[str, Any]) -> tuple[float, str]:
+    if summary.get("not_simulated"):
+        return math.nan, f"not simulated: {summary['not_simulated']}"
+    return float(summary["metrics"]["ratio_published_rule"]), ""
+
+
+def pollux_table(
+    testbed: Mapping[str, Path], simulated: Mapping[str, Path], paper: Path
+) -> pd.DataFrame:
+    """One row per scale in `simulated` (run folders by scale); `testbed` holds the scales run on
+    nodes here; the paper's value goes on the row of the scale named `paper`."""
+    published = read_paper(paper)
+    rows = []
+    for scale, rundir in simulated.items():
+        sim = read_summary(rundir)
+        ratio, note = _simulated(sim)
+        row: dict[str, Any] = {
+            "scale": scale,
+            "jobs": sim.get("jobs", sim["metrics"].get("slo_jobs")),
+            "simulated_cluster": sim["run"]["cluster"],
+            "simulated_ratio": ratio,
+            "published_ratio": published["published"] if scale == "paper" else math.nan,
+        }
+        if scale in testbed:
+            row.update(_testbed(read_summary(testbed[scale])))
+        elif scale == "paper":
+            note = "; ".join(
+                n
+                for n in (
+                    note,
+                    f"testbed: {published['cluster']} GPUs on Kubernetes (AdaptDLJob manifests "
+                    "are produced and validated offline; not run on this machine)",
+                )
+                if n
+            )
+        row["note"] = note
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(COLUMNS))

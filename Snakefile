@@ -44,6 +44,15 @@ localrules:
     figure12b,
     figure12b_table,
     figure12b_figure,
+    functionality,
+    figure6a,
+    figure6b,
+    figure7,
+    schedule_trace,
+    schedule_table,
+    figure12a,
+    figure12a_table,
+    figure12a_figure,
     pollux_testbed,
     pollux_testbed_trace,
     pollux_testbed_table,
@@ -120,6 +129,33 @@ rule figure12b:
         "results/tables/figure12b.csv",
         "results/figures/figure12b.pdf",
         "results/figures/figure12b.png",
+
+
+rule functionality:
+    input:
+        "results/tables/functionality.csv",
+
+
+rule figure6a:
+    input:
+        "results/tables/figure6a.csv",
+
+
+rule figure6b:
+    input:
+        "results/tables/figure6b.csv",
+
+
+rule figure7:
+    input:
+        "results/tables/figure7.csv",
+
+
+rule figure12a:
+    input:
+        "results/tables/figure12a.csv",
+        "results/figures/figure12a.pdf",
+        "results/figures/figure12a.png",
 
 
 # Pollux on a real testbed: AdaptDL jobs re-sized live by Pollux's policy on our controller

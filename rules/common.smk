@@ -24,6 +24,7 @@ from reprise.config import (
     policy_data_files,
     profile_files,
     runs_of,
+    instance_name,
     split_instance,
     trace_clusters,
     trace_entry,
@@ -425,6 +426,68 @@ def get_figure12b_settings():
 
 def get_figure12b_cluster():
     return get_figure12b_settings().get("cluster", "local-docker")
+
+
+# ---- ElasticFlow's scheduler on the testbed (rules/testbed.smk, issue 18) ----
+SCHEDULED = ("functionality", "figure6a", "figure6a_cpu", "figure6b")
+"""testbed.<name> blocks run by schedule_run (functionality, Figures 6 and 7)."""
+
+
+def get_scheduled(name):
+    block = testbed_settings().get(name)
+    if block is None:
+        raise WorkflowError(f"no testbed.{name} block in the config (config/config.yaml)")
+    return dict(block)
+
+
+def get_schedule_settings(wildcards):
+    return get_scheduled(wildcards.schedule)
+
+
+def get_schedule_cluster(name):
+    return get_scheduled(name)["cluster"]
+
+
+def get_schedule_spec(wildcards):
+    return get_cluster_spec_of(get_scheduled(wildcards.schedule)["cluster_spec"])
+
+
+def get_schedule_profiles(wildcards):
+    return profile_files(CATALOG, get_scheduled(wildcards.schedule).get("gpu_type", "A100"))
+
+
+def get_schedule_trace(wildcards):
+    """A one-model trace generated for this experiment, or a generated trace of `traces:`
+    (its first deadline seed, prepared by the traces stage)."""
+    trace = get_scheduled(wildcards.schedule)["trace"]
+    if isinstance(trace, dict):
+        return f"results/{wildcards.schedule}/trace.csv"
+    seeds = config["traces"][trace].get("deadline_seeds", [None])
+    return f"results/traces/{instance_name(trace, seeds[0])}.csv"
+
+
+def get_schedule_nodes(wildcards):
+    """Slurm nodes the run asks for: as many as its cluster spec has (one elsewhere)."""
+    from reprise.testbed.inventory import load_inventory
+
+    inventory = load_inventory(get_inventory(wildcards))
+    if inventory.provider != "slurm":
+        return 1
+    return cluster_from_name(get_scheduled(wildcards.schedule)["cluster_spec"]).num_nodes
+
+
+def get_schedule_gres(wildcards):
+    """GPUs per node of a Slurm inventory with GPUs (`gpu:8`); none elsewhere."""
+    from reprise.testbed.inventory import load_inventory
+
+    inventory = load_inventory(get_inventory(wildcards))
+    gpus = inventory.slurm.gpus_per_node if inventory.slurm is not None else 0
+    return f"gpu:{gpus}" if inventory.provider == "slurm" and gpus else ""
+
+
+def get_schedule_record(wildcards):
+    name = wildcards.schedule
+    return f"results/runs/testbed/{name}/{get_schedule_cluster(name)}/summary.json"
 
 
 # ---- Pollux on a real testbed (rules/testbed.smk, issue 19) ----

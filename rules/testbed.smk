@@ -468,6 +468,124 @@ rule adaptdl_node_image:
         "../scripts/adaptdl_image.py"
 
 
+# ---- ElasticFlow's scheduler on the testbed (issue 18): `snakemake functionality`, `figure6a`,
+# `figure6b`, `figure7`; {schedule} is a testbed.<name> block (rules/common.smk: SCHEDULED) ----
+rule schedule_trace:
+    input:
+        profiles=get_schedule_profiles,
+        spec=get_schedule_spec,
+    output:
+        trace="results/{schedule}/trace.csv",
+    log:
+        "results/logs/{schedule}/trace.log",
+    wildcard_constraints:
+        schedule="|".join(SCHEDULED),
+    conda:
+        "../envs/testbed.yaml"
+    params:
+        settings=get_schedule_settings,
+    script:
+        "../scripts/functionality_trace.py"
+
+
+rule schedule_run:
+    input:
+        inventory=get_inventory,
+        image=get_node_image_record,
+        # a cluster is used after it was shown to come up (and one job at a time uses it)
+        nodes="results/testbeds/{inventory}/nodes.json",
+        proto="workflow/testbed/runtime/elastic_runtime.proto",
+        trace=get_schedule_trace,
+        spec=get_schedule_spec,
+        profiles=get_schedule_profiles,
+    output:
+        summary="results/runs/testbed/{schedule}/{inventory}/summary.json",
+    log:
+        "results/logs/testbed/{schedule}/{inventory}.log",
+    benchmark:
+        "results/benchmarks/testbed/{schedule}/{inventory}.tsv"
+    wildcard_constraints:
+        schedule="|".join(SCHEDULED),
+    conda:
+        "../envs/testbed.yaml"
+    # restart times are measured and charged: nothing else runs beside it
+    threads: workflow.cores
+    resources:
+        nodes=get_schedule_nodes,
+        gres=get_schedule_gres,
+    params:
+        settings=get_schedule_settings,
+    script:
+        "../scripts/functionality_run.py"
+
+
+rule schedule_table:
+    input:
+        summary=get_schedule_record,
+        trace=get_schedule_trace,
+        spec=get_schedule_spec,
+        profiles=get_schedule_profiles,
+        paper="config/paper/{schedule}.yaml",
+    output:
+        table="results/tables/{schedule}.csv",
+        # <overheads: measured|modelled>/<policy>/: the same trace simulated beside the testbed
+        sims=directory("results/runs/sim/{schedule}"),
+    log:
+        "results/logs/tables/{schedule}.log",
+    wildcard_constraints:
+        schedule="|".join(SCHEDULED),
+    conda:
+        "../envs/testbed.yaml"
+    params:
+        settings=get_schedule_settings,
+    script:
+        "../scripts/functionality_table.py"
+
+
+# Figure 7 reads Figure 6(b)'s testbed runs
+rule figure7_table:
+    input:
+        summary=f"results/runs/testbed/figure6b/{get_schedule_cluster('figure6b')}/summary.json",
+    output:
+        table="results/tables/figure7.csv",
+    log:
+        "results/logs/tables/figure7.log",
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/figure7_table.py"
+
+
+# ---- Figure 12(a), profiling time per model (issue 18): `snakemake figure12a` ----
+rule figure12a_table:
+    input:
+        summary=f"results/runs/testbed/throughput_profile/{get_profile_cluster()}/summary.json",
+        measurements=f"results/runs/testbed/throughput_profile/{get_profile_cluster()}/measurements.csv",
+        paper="config/paper/figure12a.yaml",
+    output:
+        table="results/tables/figure12a.csv",
+    log:
+        "results/logs/tables/figure12a.log",
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/figure12a_table.py"
+
+
+rule figure12a_figure:
+    input:
+        table="results/tables/figure12a.csv",
+    output:
+        pdf=report("results/figures/figure12a.pdf", category="Testbed"),
+        png=report("results/figures/figure12a.png", category="Testbed"),
+    log:
+        "results/logs/figures/figure12a.log",
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/figure12a_plot.py"
+
+
 # ---- Pollux on a real testbed (issue 19): `snakemake pollux_testbed` ----
 rule pollux_testbed_trace:
     input:

@@ -103,6 +103,12 @@ def write_trace(
     return params.num_jobs
 
 
+def trace_name(path: Path) -> str:
+    """A trace's name in run records: its file's stem; a one-model trace generated for an
+    experiment (results/<experiment>/trace.csv) is named after the experiment."""
+    return path.parent.name if path.stem == "trace" else path.stem
+
+
 # ---- settings -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FunctionalitySettings:
@@ -137,7 +143,8 @@ def settings_from_config(entry: Mapping[str, Any]) -> FunctionalitySettings:
 
 
 def trace_params(entry: Mapping[str, Any]) -> TraceParams:
-    spec = dict(entry.get("trace", {}))
+    """The one-model trace of a `testbed.<name>` block whose `trace` is a mapping."""
+    spec = dict(entry["trace"])
     unknown = set(spec) - set(TraceParams.__dataclass_fields__)
     if unknown:
         raise ConfigError(
@@ -161,6 +168,7 @@ def run_functionality(
     settings: FunctionalitySettings,
     image_record: Path | None = None,
     progress: Callable[[str], None] = say,
+    experiment: str = EXPERIMENT,
 ) -> dict[str, Any]:
     """Provision, run every policy on one runtime (its agents and slot trainers started once),
     tear down, write one testbed record per policy below `outdir` and a summary.json."""
@@ -187,7 +195,7 @@ def run_functionality(
                 f"{len(result.steps)} steps in {result.wall_s:.0f} s"
             )
             meta = {
-                "trace": trace_path.stem,
+                "trace": trace_name(trace_path),
                 "inputs": {
                     "trace": {trace_path.name: sha256_of(trace_path)},
                     "cluster_spec": {cluster_spec.name: sha256_of(cluster_spec)},
@@ -200,14 +208,14 @@ def run_functionality(
             summary = write_testbed_record(
                 result,
                 outdir / policy,
-                experiment=EXPERIMENT,
-                trace_name=trace_path.stem,
+                experiment=experiment,
+                trace_name=trace_name(trace_path),
                 cluster=cluster,
                 meta=meta,
             )
             per_policy[policy] = {**summary["metrics"], **summary["testbed"]}
     summary = {
-        **frame.meta(EXPERIMENT),
+        **frame.meta(experiment),
         "settings": {
             "policies": list(settings.policies),
             "slot": settings.slot,
@@ -274,6 +282,7 @@ def simulate_beside(
     profile_dir: Path,
     settings: FunctionalitySettings,
     sim_dir: Path,
+    experiment: str = EXPERIMENT,
 ) -> dict[str, dict[str, Any]]:
     """For each policy: its run simulated with the testbed's measured restarts (replayed) and
     with upstream's modelled overhead; both written as sim run records below `sim_dir`."""
@@ -293,8 +302,8 @@ def simulate_beside(
         for mode, outcome in (("measured", measured), ("modelled", modelled)):
             record = RunResult(
                 kind="sim",
-                experiment=EXPERIMENT,
-                trace=trace_path.stem,
+                experiment=experiment,
+                trace=trace_name(trace_path),
                 trace_seed=None,
                 cluster=cluster.name,
                 policy=policy,

@@ -275,8 +275,11 @@ def test_a_run_that_fails_midway_leaves_nothing_behind(tmp_path: Path) -> None:
     settings["automatic"] = {**settings["automatic"], "threshold_pct": 500, "timeout_s": 8}
     run = tmp_path / "failrun"
     started = time.monotonic()
-    with pytest.raises(TestbedError, match="the Decider made no decision within 8s"):
+    with pytest.raises(TestbedError, match="the Decider made no decision within 8s") as failed:
         run_offload_study(settings, data, binary, run)
+    # the error says what the Decider saw (cpu.csv does not survive a failed Snakemake job)
+    assert "threshold 500% of a node's limit" in str(failed.value)
+    assert "load average" in str(failed.value)
     assert time.monotonic() - started < 300
     assert [r["status"] for r in _offloads(run)] == ["offloaded"]
     assert leftovers(run) == []

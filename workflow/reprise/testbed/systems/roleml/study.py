@@ -259,11 +259,7 @@ def run_offload_study(
             events.append({"event": "stress-start", "node": stress.node, "time": stress.started})
             decider.armed.set()
             if not decider.decided.wait(float(auto["timeout_s"])):
-                raise TestbedError(
-                    f"the Decider made no decision within {auto['timeout_s']}s of the stress on "
-                    f"node {stress.node} (mean over {auto['window']} samples above "
-                    f"{auto['threshold_pct']}% of the node's limit); see cpu.csv"
-                )
+                raise _no_decision(decider.samples, stress.node, stress.started, auto)
             if decider.error is not None:
                 raise decider.error
             rounds.wait(rounds.count() + gap, limit)
@@ -311,6 +307,40 @@ def run_offload_study(
     }
     (outdir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def _no_decision(
+    samples: list[dict[str, Any]], stressed: str, since: float, auto: Mapping[str, Any]
+) -> TestbedError:
+    """The Decider never saw the stressed node hot: say what it saw (cpu.csv, an output of the
+    failed job, does not survive it) and what usually causes it."""
+    window = int(auto["window"])
+    readings: dict[str, list[float]] = {}
+    for sample in samples:
+        if float(sample["time"]) >= since:
+            readings.setdefault(str(sample["node"]), []).append(float(sample["cpu_pct"]))
+    # the highest mean over `window` consecutive samples, as the Decider judges a node
+    best = {
+        node: max(sum(v[i : i + window]) / window for i in range(len(v) - window + 1))
+        for node, v in readings.items()
+        if len(v) >= window
+    }
+    others = [pct for node, pct in best.items() if node != stressed]
+    seen = (
+        f"the stressed node's highest {window}-sample mean was {best[stressed]:.0f}%"
+        if stressed in best
+        else f"fewer than {window} samples of the stressed node were taken"
+    )
+    if others:
+        seen += f", the other nodes' highest {max(others):.0f}%"
+    load = os.getloadavg()[0]
+    return TestbedError(
+        f"the Decider made no decision within {auto['timeout_s']}s of the stress on node "
+        f"{stressed}: {seen} (threshold {auto['threshold_pct']}% of a node's limit). The host's "
+        f"load average is {load:.1f} on {os.cpu_count()} cores: other work on the host takes the "
+        "stressed node's share. Run on a quieter host, or lower "
+        "testbed.roleml.automatic.threshold_pct below the stressed node's reading."
+    )
 
 
 def _start_conductor(

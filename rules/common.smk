@@ -31,7 +31,7 @@ from reprise.config import (
     trace_source,
 )
 from reprise.data.clusters import cluster_from_name, load_cluster_spec
-from reprise.policies.registry import runtime_minutes, switches_of
+from reprise.policies.registry import RUNTIME_MINUTES, runtime_minutes, switches_of
 from reprise.data.fetch import load_catalog, mirror_dirs, verify_installed
 from reprise.data.profiles import load_profiles
 from reprise.data.traces import load_trace
@@ -169,6 +169,19 @@ def get_mem_mb(wildcards, attempt):
 def get_runtime(wildcards):
     """Minutes a simulation job may run: the policy's registry entry says its runtime class."""
     return runtime_minutes(split_instance(wildcards.policy)[0])
+
+
+def get_priority(wildcards):
+    """Simulations of the long runtime class start first: the longest jobs of a run then
+    overlap the many short ones instead of setting its end."""
+    return runtime_minutes(split_instance(wildcards.policy)[0])
+
+
+def get_long_sim(wildcards):
+    """1 for a simulation of the long runtime class (Pollux's seeds), else 0; the default
+    profile allows one at a time, so they never take every core of a small machine."""
+    minutes = runtime_minutes(split_instance(wildcards.policy)[0])
+    return int(minutes >= RUNTIME_MINUTES["long"])
 
 
 def get_slot(wildcards):

@@ -16,11 +16,13 @@ rule simulate:
         "results/logs/sim/{experiment}/{trace}/{cluster}/{policy}.log",
     benchmark:
         "results/benchmarks/sim/{experiment}/{trace}/{cluster}/{policy}.tsv"
+    priority: get_priority
     conda:
         "../envs/simulate.yaml"
     resources:
         mem_mb=get_mem_mb,
         runtime=get_runtime,
+        long_sim=get_long_sim,
     params:
         slot=get_slot,
         gpu_type=get_trace_gpu_type,

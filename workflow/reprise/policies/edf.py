@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import ClassVar
@@ -34,6 +34,8 @@ class EdfJob:
     columns: tuple[int, ...]
     rates: dict[int, float]
     iter_left: float
+    max_rate: float = 0.0
+    """Its fastest throughput at any GPU count: bounds how soon a starved job can end."""
     gpus: int = 0
     end_time: float = 0
     """Planned end (plus pushed-back overheads for EDF+AC); upstream's `end_time`."""
@@ -320,7 +322,10 @@ class _EdfSim(PolicyRun):
             columns = row.columns()
             rates = {g: profiles.tput(t.model, t.batch_size, g) for g, text in row.cells if text}
             base = min(max_gpu_from_profile(profiles, t.model, t.batch_size), self.n)
-            self.jobs[t.idx] = EdfJob(t, base, columns, rates, t.iterations)
+            max_rate = max(rates.values(), default=0.0)
+            self.jobs[t.idx] = EdfJob(t, base, columns, rates, t.iterations, max_rate)
+        self.submits = sorted(t.submit_time for t in trace)
+        """Every submit time, ascending: where the next arrival can lie (the lazy tail)."""
         self.events = self.engine.events
         self.runnable: list[EdfJob] = []
         self.running: list[EdfJob] = []
@@ -333,10 +338,12 @@ class _EdfSim(PolicyRun):
     def estimate(self, jobs: list[EdfJob], now: float, skip_idle_tail: bool = False) -> bool:
         """Plan `jobs` (sorted in place by deadline, stably) from an empty timeline.
 
-        With `skip_idle_tail` (plain EDF, which ignores the verdict), pending jobs after the
-        last running one are not planned once nothing is free at `now`: they would get 0 GPUs
-        and their plan is never read (it is recomputed before they can start). They keep
-        plan_gpus = 0 and a stale plan_end; the returned verdict then covers the planned jobs.
+        With `skip_idle_tail` (plain EDF, which ignores the verdict), once nothing is free at
+        `now` the rest of the list is planned only up to the last job whose plan can be read
+        before the next round (docs/policies/edf.md#the-lazy-tail): every later job would get
+        0 GPUs. Pending ones keep plan_gpus = 0 and a stale plan_end (recomputed before they
+        can start); running ones keep their planned end and completion event, which lie
+        beyond the next round. The returned verdict then covers the planned jobs only.
         """
         jobs.sort(key=_deadline)
         n, slot = self.n, self.slot
@@ -349,11 +356,19 @@ class _EdfSim(PolicyRun):
                     stop = i + 1
         self.planner_calls += len(jobs)
         all_ok = True
+        first_end = math.inf
+        tail_checked = not skip_idle_tail
         for i, job in enumerate(jobs):
-            if i >= stop and timeline.vals[0] == 0:
-                for rest in jobs[i:]:
-                    rest.plan_gpus = 0
-                break
+            if timeline.vals[0] == 0:
+                if not tail_checked and timeline.times[0] == now:
+                    tail_checked = True
+                    stop = min(stop, self.needed_until(jobs, i, stop, now, first_end))
+                if i >= stop:
+                    for rest in jobs[i:]:
+                        rest.plan_gpus = 0
+                        if rest.running:
+                            rest.plan_end = rest.end_time
+                    break
             if timeline.times[0] != now:
                 # a key before the planning time (only with work <= 0): the literal planner
                 gpus, end, ok, committed = edf_plan(job, now, timeline.as_dict(), n, slot)
@@ -362,8 +377,40 @@ class _EdfSim(PolicyRun):
                 gpus, end, ok = edf_plan_inplace(job, timeline, n, slot)
             job.plan_gpus = gpus
             job.plan_end = end
+            if gpus > 0 and now < end < first_end:
+                first_end = end
             all_ok = all_ok and ok
         return all_ok
+
+    def needed_until(
+        self, jobs: list[EdfJob], first: int, stop: int, now: float, first_end: float
+    ) -> int:
+        """One past the last job in `jobs[first:stop]` whose plan can be read before the next
+        round, when every job from `first` on gets 0 GPUs now (docs/policies/edf.md#the-lazy-tail).
+
+        The next round comes no later than `now + slot` or the earliest event that will still
+        be filed then: the next arrival's (at most a slot after its submit time) or the
+        completion of a job planned to hold GPUs (`first_end`). A running job starved now
+        ends no sooner than `now + iter_left / max_rate`; if that and its filed end both lie
+        past that horizon, neither its event nor its plan is read before it is planned again.
+        """
+        slot = self.slot
+        nxt = bisect_right(self.submits, now)
+        arrival = self.submits[nxt] + slot if nxt < len(self.submits) else math.inf
+        horizon = max(now + slot, min(arrival, first_end)) + 1
+        if horizon == math.inf:
+            return stop
+        for i in range(stop - 1, first - 1, -1):
+            job = jobs[i]
+            if job.iter_left <= 0 or job.max_rate <= 0:
+                return i + 1
+            if not job.running:
+                continue
+            # 2 s below the real-number bound: float rounding in the walk is far smaller
+            earliest = now + job.iter_left / job.max_rate - 2
+            if job.end_time <= horizon or earliest <= horizon:
+                return i + 1
+        return first
 
     def start(self, job: EdfJob, now: float) -> None:
         """Pending -> running (upstream `remove_from_pending`)."""
@@ -463,6 +510,9 @@ class _Edf(_EdfSim):
 
     name = "edf"
     charges = False
+    skip_unread: ClassVar[bool] = True
+    """Leave unplanned the jobs whose plans cannot be read before the next round (the
+    verdict is ignored); False plans every job every round (the plain computation)."""
 
     def decide(self, event: Event, now: float) -> None:
         sim, jobs, events = self, self.jobs, self.events
@@ -472,12 +522,13 @@ class _Edf(_EdfSim):
             sim.placement.release(idx)
             sim.complete(job)
         arrivals = [jobs[i] for i in event.arrivals]
+        skip = self.skip_unread
         if arrivals:
-            sim.estimate(sim.runnable + arrivals, event_time, skip_idle_tail=True)
+            sim.estimate(sim.runnable + arrivals, event_time, skip_idle_tail=skip)
             for job in arrivals:
                 sim.admit(job)
         else:
-            sim.estimate(sim.runnable, event_time, skip_idle_tail=True)
+            sim.estimate(sim.runnable, event_time, skip_idle_tail=skip)
         for job in sim.running:
             if job.gpus > 0:
                 sim.placement.release(job.idx)

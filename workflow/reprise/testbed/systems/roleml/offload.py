@@ -4,7 +4,6 @@ process) and the Decider (per-node CPU over a threshold picks a role and a desti
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -14,11 +13,11 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from reprise.errors import TestbedError
 from reprise.testbed.systems.roleml import criu
-from reprise.testbed.systems.roleml.nodes import CgroupNodes, CpuWatch
+from reprise.testbed.systems.roleml.nodes import CgroupNodes
 from reprise.testbed.systems.roleml.runtime import ActorRuntime
 
 EPOCH_MARK = "local epoch "
@@ -34,8 +33,47 @@ def last_epoch(log: Path) -> int:
     return epochs[-1] if epochs else 0
 
 
-def _dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+class OffloadNodes(Protocol):
+    """Nodes as the Offloading Manager sees them: cgroups of this host, or whole hosts."""
+
+    names: tuple[str, ...]
+
+    def cgroups(self, node: str) -> list[Path]:
+        """The node's cgroups (none for a whole host); names the node when unknown."""
+        ...
+
+    def alive(self, node: str) -> bool: ...
+
+
+class ControlFiles(Protocol):
+    """The coordinator's `pause`/`paused` files, wherever its control folder is."""
+
+    def write(self, name: str, text: str) -> None: ...
+
+    def read(self, name: str) -> str | None:
+        """The file's text; None when it does not exist."""
+        ...
+
+    def remove(self, name: str) -> None: ...
+
+
+@dataclass
+class LocalControl:
+    """The control folder on this machine (the coordinator runs here or has it mounted)."""
+
+    folder: Path
+
+    def write(self, name: str, text: str) -> None:
+        (self.folder / name).write_text(text)
+
+    def read(self, name: str) -> str | None:
+        try:
+            return (self.folder / name).read_text()
+        except FileNotFoundError:
+            return None
+
+    def remove(self, name: str) -> None:
+        (self.folder / name).unlink(missing_ok=True)
 
 
 @dataclass
@@ -43,9 +81,9 @@ class Offloader:
     """Moves a running actor (container or process) between nodes; one row per offload."""
 
     runtime: ActorRuntime
-    nodes: CgroupNodes
+    nodes: OffloadNodes
     run_dir: Path
-    control: Path  # the coordinator's pause/paused files
+    control: Path | ControlFiles  # the coordinator's pause/paused files
     roles: dict[str, set[str]]  # actor -> its roles
     placement: dict[str, str]  # actor -> node it runs on now
     timeout: float = 180.0
@@ -53,6 +91,10 @@ class Offloader:
     before_restore: Callable[[str, str, Path], None] | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def files(self) -> ControlFiles:
+        return LocalControl(self.control) if isinstance(self.control, Path) else self.control
 
     def check(self, actor: str, role: str, destination: str) -> str:
         if not self.runtime.has(actor):
@@ -97,38 +139,40 @@ class Offloader:
                 "destination": destination,
                 "started": time.time(),
             }
-            pause = self.control / "pause"
-            pause.write_text(f"offload {actor} {role} {destination}\n")
+            self.files.write("pause", f"offload {actor} {role} {destination}\n")
             try:
                 self._move(row, actor, source, destination)
             finally:
-                pause.unlink(missing_ok=True)
+                self.files.remove("pause")
             epochs = row["epoch_before"]
-            log = self.runtime.log(actor)
             row["resume_s"] = self._wait(
-                lambda: last_epoch(log) > epochs, f"{actor}'s next epoch after resume"
+                lambda: last_epoch(self.runtime.log(actor)) > epochs,
+                f"{actor}'s next epoch after resume",
             )
-            row["epoch_after"] = last_epoch(log)
+            row["epoch_after"] = last_epoch(self.runtime.log(actor))
             row["finished"] = time.time()
             row["total_s"] = row["finished"] - row["started"]
             self.records.append(row)
             return row
 
     def _move(self, row: dict[str, Any], actor: str, source: str, destination: str) -> None:
-        paused = self.control / "paused"
-        row["pause_s"] = self._wait(paused.exists, "the coordinator's pause between rounds")
-        row["round_at_pause"] = int(paused.read_text().strip() or -1)
+        row["pause_s"] = self._wait(
+            lambda: self.files.read("paused") is not None, "the coordinator's pause between rounds"
+        )
+        row["round_at_pause"] = int((self.files.read("paused") or "").strip() or -1)
         row["epoch_before"] = last_epoch(self.runtime.log(actor))
         name = f"{row['offload']:02d}-{actor}"
         images = self.run_dir / "nodes" / source / "images" / name
         row["checkpoint_s"] = self.runtime.checkpoint(actor, images)
-        row["checkpoint_mb"] = _dir_bytes(images) / 1e6
+        row["checkpoint_mb"] = self.runtime.image_bytes(images, source) / 1e6
         shipped = self.run_dir / "nodes" / destination / "images" / name
         try:
             started = time.monotonic()
             if not self.nodes.alive(destination):
                 raise TestbedError(f"destination node {destination} is gone")
-            shutil.copytree(images, shipped)
+            row["transfer_mb"] = (
+                self.runtime.ship(actor, images, shipped, source, destination) / 1e6
+            )
             row["transfer_s"] = time.monotonic() - started
             if self.before_restore is not None:
                 self.before_restore(source, destination, shipped)
@@ -145,9 +189,11 @@ class Offloader:
             row["restore_s"] = self.runtime.restore(actor, images, source)
             row["status"], row["node_after"], row["reason"] = "offload-failed", source, str(exc)
         finally:
-            shutil.rmtree(images, ignore_errors=True)
-            shutil.rmtree(shipped, ignore_errors=True)
+            self.runtime.discard(images, source)
+            self.runtime.discard(shipped, destination)
         self.placement[actor] = row["node_after"]
+        # still paused: the peers know the new address before the next round calls the actor
+        row["contacts_s"] = self.runtime.announce(actor)
 
 
 @dataclass
@@ -196,6 +242,7 @@ class Decider:
     interval: float
     threshold: float
     window: int
+    sample: Callable[[], dict[str, float]]  # node -> CPU % since the previous call
     samples: list[dict[str, Any]] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)
     armed: threading.Event = field(default_factory=threading.Event)
@@ -204,10 +251,9 @@ class Decider:
     error: BaseException | None = None
 
     def run(self) -> None:
-        watch = CpuWatch(self.offloader.nodes)
         recent: dict[str, deque[float]] = {}
         while not self.stopping.wait(self.interval):
-            now, usage = time.time(), watch.sample()
+            now, usage = time.time(), self.sample()
             self.samples.extend({"time": now, "node": n, "cpu_pct": u} for n, u in usage.items())
             means: dict[str, float] = {}
             for node, pct in usage.items():

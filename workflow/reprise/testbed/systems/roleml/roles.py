@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import threading
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from roleml.core.context import RoleInstanceID
+from roleml.core.context import ActorProfile, RoleInstanceID
 from roleml.core.role.base import Role
 from roleml.core.role.channels import Event, Service, Task
 from roleml.shared.interfaces import Runnable
@@ -181,3 +182,44 @@ class RunDriver(Role, Runnable):
 
     def stop(self) -> None:
         self.finished.set()
+
+
+class ContactsRelay(Role, Runnable):
+    """The conductor's part when actors move between hosts: an actor's new address, written by
+    the run into `contacts.json` of the control folder, goes to this actor and to every other
+    one (RoleML's native `update-contacts`; the actors list this role as their `manager`), and
+    `contacts-ack.json` answers with what could not be told."""
+
+    def __init__(self, control_dir: str = "") -> None:
+        super().__init__()
+        self.control = Path(control_dir)
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        seen = 0
+        while not self.stopping.wait(0.02):
+            try:
+                update = json.loads((self.control / "contacts.json").read_text())
+            except (FileNotFoundError, ValueError):
+                continue
+            if int(update["seq"]) <= seen:
+                continue
+            seen = int(update["seq"])
+            actor, address = str(update["actor"]), str(update["address"])
+            self.ctx.contacts.add_contact(ActorProfile(actor, address))
+            failed: list[str] = []
+            for name in self.ctx.contacts.all_actor_names():
+                if name == actor:
+                    continue
+                try:
+                    target = RoleInstanceID(name, "actor")
+                    self.call(target, "update-contacts", {"contacts": {actor: address}})
+                except Exception as exc:  # named in the answer; the run decides
+                    failed.append(f"{name}: {exc}")
+            self.logger.info(f"contacts: {actor} is at {address} (told all but {failed})")
+            answer = self.control / "contacts-ack.json.tmp"
+            answer.write_text(json.dumps({"seq": seen, "failed": failed}))
+            answer.replace(self.control / "contacts-ack.json")
+
+    def stop(self) -> None:
+        self.stopping.set()

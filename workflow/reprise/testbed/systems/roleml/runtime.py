@@ -51,7 +51,38 @@ class ActorRuntime(Protocol):
         """Restore the actor from `images` in `node`; seconds."""
         ...
 
+    def image_bytes(self, images: Path, node: str) -> int:
+        """Size of the dump in `images` (kept on `node`)."""
+        ...
+
+    def ship(self, actor: str, images: Path, shipped: Path, source: str, destination: str) -> int:
+        """Copy the dump from `source`'s `images` to `destination`'s `shipped`; bytes sent."""
+        ...
+
+    def discard(self, images: Path, node: str) -> None: ...
+
+    def announce(self, actor: str) -> float:
+        """Tell the other actors where a restored actor is now; seconds (0: its address stays)."""
+        ...
+
     def stop_all(self) -> None: ...
+
+
+class OneHostImages:
+    """Checkpoint images of runtimes on one host: folders of this machine, addresses that stay."""
+
+    def image_bytes(self, images: Path, node: str) -> int:
+        return sum(p.stat().st_size for p in images.rglob("*") if p.is_file())
+
+    def ship(self, actor: str, images: Path, shipped: Path, source: str, destination: str) -> int:
+        shutil.copytree(images, shipped)
+        return self.image_bytes(shipped, destination)
+
+    def discard(self, images: Path, node: str) -> None:
+        shutil.rmtree(images, ignore_errors=True)
+
+    def announce(self, actor: str) -> float:
+        return 0.0  # the same address on the destination (a fixed container IP, or 127.0.0.1)
 
 
 def _spec_file(run_dir: Path, actor: str, spec: Mapping[str, Any]) -> Path:
@@ -62,7 +93,7 @@ def _spec_file(run_dir: Path, actor: str, spec: Mapping[str, Any]) -> Path:
 
 
 @dataclass
-class ProcessRuntime:
+class ProcessRuntime(OneHostImages):
     """Actors as host processes, each the init of its own PID namespace (CRIU restores it as a
     new namespace, so its PIDs never clash with the host's)."""
 
@@ -117,7 +148,7 @@ class ProcessRuntime:
 
 
 @dataclass
-class DockerRuntime:
+class DockerRuntime(OneHostImages):
     """Actors as containers of the run's experimental dockerd, each under its node's cgroup
     (`--cgroup-parent`) with a fixed address on the run's network; an offload checkpoints the
     container and restores the checkpoint into a new container, under the destination's cgroup,

@@ -22,15 +22,27 @@ from typing import Any
 from reprise.errors import ConfigError, TestbedError
 from reprise.testbed.systems.roleml import criu
 from reprise.testbed.systems.roleml.dockerd import ExperimentalDockerd
-from reprise.testbed.systems.roleml.nodes import CgroupNodes
-from reprise.testbed.systems.roleml.offload import Decider, Offloader, Stress
+from reprise.testbed.systems.roleml.hosts import (
+    HostNodes,
+    HostsRuntime,
+    HostStress,
+    open_hosts_runtime,
+)
+from reprise.testbed.systems.roleml.nodes import CgroupNodes, CpuWatch
+from reprise.testbed.systems.roleml.offload import ControlFiles, Decider, Offloader, Stress
 from reprise.testbed.systems.roleml.runtime import ActorRuntime, DockerRuntime, ProcessRuntime
-from reprise.testbed.systems.roleml.topology import CONDUCTOR, actor_specs, parse_topology
+from reprise.testbed.systems.roleml.topology import (
+    CONDUCTOR,
+    ROLES,
+    actor_specs,
+    parse_topology,
+)
 
 OFFLOAD_FIELDS = (
     "offload", "trigger", "actor", "role", "source", "destination", "status", "node_after",
     "reason", "round_at_pause", "epoch_before", "epoch_after", "pause_s", "checkpoint_s",
-    "checkpoint_mb", "transfer_s", "restore_s", "resume_s", "total_s", "started", "finished",
+    "checkpoint_mb", "transfer_s", "transfer_mb", "restore_s", "contacts_s", "resume_s", "total_s",
+    "started", "finished",
 )  # fmt: skip
 DECISION_FIELDS = ("node", "cpu_pct", "decision_started", "planned", "decision_ms", "plan")
 CPU_FIELDS = ("time", "node", "cpu_pct")
@@ -147,7 +159,9 @@ def _runtime(
     if kind == "process":
         return ProcessRuntime(sys.executable, criu_binary, nodes, outdir), None
     if kind != "docker":
-        raise ConfigError(f"config.yaml: testbed.roleml.runtime is {kind!r}; use docker or process")
+        raise ConfigError(
+            f"config.yaml: testbed.roleml.runtime is {kind!r}; use docker, process or hosts"
+        )
     if image is None:
         raise ConfigError("the docker runtime needs the role image (rule roleml_image)")
     dockerd = ExperimentalDockerd(run_id, image.docker_root, Path(criu_binary))
@@ -164,8 +178,10 @@ def run_offload_study(
     image: RoleImage | None = None,
 ) -> dict[str, Any]:
     """Run the study; every container, process, stress, node cgroup and the experimental
-    dockerd it starts are gone when it returns, also when it fails."""
-    found = criu.require_criu(criu_binary)
+    dockerd it starts are gone when it returns, also when it fails. With runtime `hosts` the
+    actors run on the hosts of `testbed.roleml.hosts.inventory`, and CRIU is checked there."""
+    kind = str(settings.get("runtime", "docker"))
+    found = criu.require_criu(criu_binary) if kind != "hosts" else ()
     topo = parse_topology(
         settings["topology"], settings["topologies"][settings["topology"]], "config.yaml"
     )
@@ -181,22 +197,26 @@ def run_offload_study(
     rounds_csv.unlink(missing_ok=True)
     run_id = uuid.uuid4().hex[:8]
     # written first: names what this run starts (its cgroups, dockerd state), also if it dies
-    started_record = {"run_id": run_id, "runtime": str(settings.get("runtime", "docker"))}
+    started_record = {"run_id": run_id, "runtime": kind}
     (outdir / "run.json").write_text(json.dumps(started_record) + "\n")
-    nodes = CgroupNodes(
-        f"{outdir.name}-{run_id}", tuple(settings["nodes"]), float(settings["cpu_limit"])
-    )
-    runtime, dockerd = _runtime(
-        str(settings.get("runtime", "docker")),
-        nodes,
-        criu_binary,
-        outdir,
-        data_dir,
-        control,
-        image,
-        run_id,
-    )
-    stress: Stress | None = None
+    nodes: CgroupNodes | HostNodes
+    hosts_info: dict[str, Any] = {}
+    runtime: ActorRuntime
+    dockerd: ExperimentalDockerd | None = None
+    if kind == "hosts":
+        # every host reachable and checked (CRIU, root, the Python env) before anything starts
+        runtime, nodes, hosts_info = open_hosts_runtime(
+            settings, CONDUCTOR, outdir, run_id, placement
+        )
+        found = tuple(int(p) for p in hosts_info["criu"].split(",")[0].split("."))
+    else:
+        nodes = CgroupNodes(
+            f"{outdir.name}-{run_id}", tuple(settings["nodes"]), float(settings["cpu_limit"])
+        )
+        runtime, dockerd = _runtime(
+            kind, nodes, criu_binary, outdir, data_dir, control, image, run_id
+        )
+    stress: Stress | HostStress | None = None
     conductor: subprocess.Popen[bytes] | None = None
     events: list[dict[str, Any]] = []
     offloader: Offloader | None = None
@@ -207,6 +227,8 @@ def run_offload_study(
     try:
         with _term_as_interrupt():
             nodes.create()
+            if isinstance(runtime, HostsRuntime):
+                runtime.prepare(data_dir)
             if dockerd is not None and image is not None:
                 dockerd.start()
                 image_load_s = dockerd.load_image(image.image_id, image.tag)
@@ -222,11 +244,15 @@ def run_offload_study(
                 "num_rounds": int(settings["num_rounds"]),
                 "rounds_csv": str(rounds_csv),
             }
+            files: Path | ControlFiles = control
+            if isinstance(runtime, HostsRuntime):
+                _relay_contacts(specs, topo.clients, control)
+                files = runtime.control(topo.root)
             offloader = Offloader(
                 runtime,
                 nodes,
                 outdir,
-                control,
+                files,
                 {a: set(specs[a]["roles"]) for a in actors},
                 dict(placement),
                 before_restore=before_restore,
@@ -239,12 +265,15 @@ def run_offload_study(
                 float(auto["interval_s"]),
                 float(auto["threshold_pct"]),
                 int(auto["window"]),
+                CpuWatch(nodes).sample if isinstance(nodes, CgroupNodes) else nodes.sample,
             )
             watcher = threading.Thread(target=decider.run, name="decider", daemon=True)
             for actor in topo.clients:
                 runtime.start(actor, specs[actor], placement[actor], 180)
             conductor = _start_conductor(
-                specs[CONDUCTOR], outdir, nodes.cgroups(placement[CONDUCTOR])
+                specs[CONDUCTOR],
+                outdir,
+                nodes.cgroups(placement[CONDUCTOR]) if isinstance(nodes, CgroupNodes) else [],
             )
             watcher.start()
             rounds = Rounds(rounds_csv, conductor)
@@ -254,7 +283,15 @@ def run_offload_study(
                 offloader.offload(step["actor"], step["role"], step["destination"], "commanded")
                 rounds.wait(rounds.count() + gap, limit)
             stressed_actor = str(auto["stress_actor"])
-            stress = Stress(nodes, offloader.placement[stressed_actor], int(auto["stress_workers"]))
+            stressed = offloader.placement[stressed_actor]
+            stress = (
+                HostStress(runtime, stressed, int(auto["stress_workers"]))
+                if isinstance(runtime, HostsRuntime)
+                else Stress(nodes, stressed, int(auto["stress_workers"]))
+                if isinstance(nodes, CgroupNodes)
+                else None
+            )
+            assert stress is not None
             stress.start()
             events.append({"event": "stress-start", "node": stress.node, "time": stress.started})
             decider.armed.set()
@@ -273,24 +310,24 @@ def run_offload_study(
             decider.stopping.set()
         if watcher is not None and watcher.is_alive():
             watcher.join(30)
-        if stress is not None:
-            stress.stop()
-        if conductor is not None and conductor.poll() is None:
-            with suppress(ProcessLookupError):
-                os.killpg(conductor.pid, signal.SIGKILL)
-            conductor.wait()
-        runtime.stop_all()
-        if dockerd is not None:
-            dockerd.stop()
-        nodes.remove_all()
-        shutil.rmtree(outdir / "nodes", ignore_errors=True)
-        (control / "pause").unlink(missing_ok=True)
-        (control / "paused").unlink(missing_ok=True)
-        # what was measured is kept, also when the run fails
-        _write_csv(outdir / "offloads.csv", offloader.records if offloader else [], OFFLOAD_FIELDS)
-        _write_csv(outdir / "decisions.csv", decider.decisions if decider else [], DECISION_FIELDS)
-        _write_csv(outdir / "cpu.csv", decider.samples if decider else [], CPU_FIELDS)
-        _write_csv(outdir / "events.csv", events, ("event", "node", "time"))
+        try:
+            if stress is not None:
+                stress.stop()
+        finally:
+            if conductor is not None and conductor.poll() is None:
+                with suppress(ProcessLookupError):
+                    os.killpg(conductor.pid, signal.SIGKILL)
+                conductor.wait()
+            try:
+                runtime.stop_all()
+            finally:
+                if dockerd is not None:
+                    dockerd.stop()
+                nodes.remove_all()
+                shutil.rmtree(outdir / "nodes", ignore_errors=True)
+                for name in ("pause", "paused", "contacts.json", "contacts-ack.json"):
+                    (control / name).unlink(missing_ok=True)
+                _write_records(outdir, offloader, decider, events)
     assert offloader is not None
     summary = {
         "topology": topo.name,
@@ -302,6 +339,7 @@ def run_offload_study(
         "offloads": len(offloader.records),
         "failed_offloads": sum(r["status"] != "offloaded" for r in offloader.records),
         "image_load_s": round(image_load_s, 1),
+        **hosts_info,
         "started": started,
         "wall_seconds": round(time.time() - started, 1),
     }
@@ -341,6 +379,33 @@ def _no_decision(
         "stressed node's share. Run on a quieter host, or lower "
         "testbed.roleml.automatic.threshold_pct below the stressed node's reading."
     )
+
+
+def _write_records(
+    outdir: Path,
+    offloader: Offloader | None,
+    decider: Decider | None,
+    events: list[dict[str, Any]],
+) -> None:
+    """What was measured is kept, also when the run fails."""
+    _write_csv(outdir / "offloads.csv", offloader.records if offloader else [], OFFLOAD_FIELDS)
+    _write_csv(outdir / "decisions.csv", decider.decisions if decider else [], DECISION_FIELDS)
+    _write_csv(outdir / "cpu.csv", decider.samples if decider else [], CPU_FIELDS)
+    _write_csv(outdir / "events.csv", events, ("event", "node", "time"))
+
+
+def _relay_contacts(
+    specs: dict[str, dict[str, Any]], clients: tuple[str, ...], control: Path
+) -> None:
+    """Actors on hosts change address when they move: the conductor gets a relay role that
+    passes a new address to every actor (RoleML's native `update-contacts`, which only a role in
+    the actor's `manager` relationship may call)."""
+    for client in clients:
+        specs[client]["relationships"]["manager"] = [f"{CONDUCTOR}/contacts"]
+    specs[CONDUCTOR]["roles"]["contacts"] = {
+        "class": f"{ROLES}.ContactsRelay",
+        "options": {"control_dir": str(control)},
+    }
 
 
 def _start_conductor(

@@ -136,9 +136,10 @@ def resimulate(rundir: Path, root: Path, outdir: Path) -> dict[str, Any]:
     )
 
 
-def verify(before_root: Path, out: Path, follow: bool) -> None:
-    """Re-simulate every run record of checkout `before_root` with this library, compare, and
-    append one JSON line per run to `out`; with `follow`, wait for records still to come."""
+def verify(before_root: Path, out: Path, follow: bool, policies: list[str] | None = None) -> None:
+    """Re-simulate every run record of checkout `before_root` (of `policies` only, if given)
+    with this library, compare, and append one JSON line per run to `out`; with `follow`, wait
+    for records still to come."""
     import tempfile
     import time
 
@@ -151,6 +152,7 @@ def verify(before_root: Path, out: Path, follow: bool) -> None:
             s.parent
             for s in sorted(sim_root.rglob("summary.json"))
             if str(s.parent.relative_to(sim_root)) not in done
+            and (not policies or s.parent.name in policies)
         ]
         for rundir in todo:
             run = str(rundir.relative_to(sim_root))
@@ -241,6 +243,7 @@ def main() -> None:
     ver.add_argument("before_root", type=Path, help="checkout whose results/runs/sim is checked")
     ver.add_argument("--out", type=Path, required=True, help="JSON lines, one per run (resumed)")
     ver.add_argument("--follow", action="store_true", help="keep waiting for new records")
+    ver.add_argument("--policy", action="append", help="only the runs of these (repeatable)")
     ver_sum = sub.add_parser("verified", help="digests over the runs a verify log covers")
     ver_sum.add_argument("before_root", type=Path)
     ver_sum.add_argument("log", type=Path)
@@ -255,7 +258,7 @@ def main() -> None:
     elif args.command == "verified":
         print(json.dumps(verified(args.before_root.resolve(), args.log), indent=1))
     elif args.command == "verify":
-        verify(args.before_root.resolve(), args.out, args.follow)
+        verify(args.before_root.resolve(), args.out, args.follow, args.policy)
     elif args.command == "hash":
         _write(fingerprint(args.sim_root), args.out)
     else:

@@ -56,6 +56,7 @@ localrules:
     pollux_testbed,
     pollux_testbed_trace,
     pollux_testbed_table,
+    pollux_testbed_manifests,
 
 
 rule all:
@@ -162,3 +163,4 @@ rule figure12a:
 rule pollux_testbed:
     input:
         "results/tables/pollux_testbed.csv",
+        "results/pollux_testbed/kubernetes/manifests.yaml",

@@ -454,6 +454,8 @@ rule adaptdl_node_image:
         node="results/testbeds/images/node.json",
         dockerfile="workflow/testbed/adaptdl/Dockerfile",
         lock="requirements.lock",
+        # the replicas run this code (Reprise's wheel is the last layer): a change rebuilds it
+        sources=get_node_sources(),
     output:
         record="results/testbeds/images/adaptdl.json",
     log:
@@ -666,3 +668,17 @@ rule pollux_testbed_table:
         scales=POLLUX_SCALES,
     script:
         "../scripts/pollux_testbed_table.py"
+
+
+# the paper's configuration as AdaptDLJobs for a Kubernetes cluster with GPUs (not run here)
+rule pollux_testbed_manifests:
+    input:
+        trace="results/traces/pollux_testbed/paper.csv",
+    output:
+        manifests="results/pollux_testbed/kubernetes/manifests.yaml",
+    log:
+        "results/logs/pollux_testbed/manifests.log",
+    conda:
+        "../envs/testbed.yaml"
+    script:
+        "../scripts/pollux_testbed_manifests.py"

@@ -9,12 +9,11 @@ from reprise.data.profiles import load_profiles
 from reprise.testbed.systems.adaptdl.trace import write_scale_trace
 
 redirect_stderr(snakemake)
-settings = snakemake.params.settings
 count = write_scale_trace(
     snakemake.wildcards.scale,
     load_profiles(Path(snakemake.input.profiles[0]).parent),
-    settings.get("reduced", {}),
-    settings.get("samples_per_s", {}),
+    snakemake.params.reduced,
+    snakemake.params.samples_per_s,
     Path(snakemake.output.trace),
 )
 print(f"{count} jobs written to {snakemake.output.trace}", file=sys.stderr)

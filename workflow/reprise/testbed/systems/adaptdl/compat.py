@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import time
 from importlib import metadata
 from typing import Any
 
@@ -66,3 +67,39 @@ def allow_checkpoint_globals() -> None:
     import torch
 
     torch.serialization.add_safe_globals(checkpoint_globals())
+
+
+HINTS_EVERY_S = 30.0
+"""How often AdaptDL's rank 0 reports its hints on its own (adaptdl.torch._metrics)."""
+
+
+def hint_reporter(every_s: float) -> Any:
+    """A callable for rank 0 to call after each step that fits and reports AdaptDL's hints when
+    `every_s` passed since the last report, or None where AdaptDL's own 30 s cadence is wanted.
+
+    AdaptDL 0.2.11 reports every 30 s from inside its step profiler and has no setting for it;
+    a run on a compressed clock (minutes for hours) calls the same two functions AdaptDL calls
+    (`_fit_perf_params`, `_report_sched_hints`) more often.
+    """
+    if every_s >= HINTS_EVERY_S:
+        return None
+    metrics = importlib.import_module("adaptdl.torch._metrics")
+    for name in ("_fit_perf_params", "_report_sched_hints"):
+        if not callable(getattr(metrics, name, None)):
+            raise ConfigError(
+                f"adaptdl {_version('adaptdl')} has no adaptdl.torch._metrics.{name}: "
+                f"--hints-every-s needs adaptdl=={ADAPTDL_VERSION}"
+            )
+    last = [time.monotonic()]
+
+    def report() -> None:
+        if time.monotonic() - last[0] < every_s:
+            return
+        try:
+            metrics._fit_perf_params()
+        except (ValueError, AssertionError):
+            return  # no optimizer step profiled yet: nothing to fit
+        metrics._report_sched_hints()
+        last[0] = time.monotonic()
+
+    return report

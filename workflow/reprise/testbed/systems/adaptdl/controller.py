@@ -82,12 +82,16 @@ class ControllerSettings:
     """How long a SIGTERMed replica may take to write AdaptDL's checkpoint."""
     time_limit_s: float = 1500.0
     """The whole run must end by then (a TestbedError stops everything)."""
+    hints_every_s: float = 30.0
+    """Seconds between a job's hints (AdaptDL's own: 30; less on a compressed clock)."""
 
     def check(self) -> None:
         if self.model_size not in SIZES:
             raise ConfigError(f"controller.model_size {self.model_size!r}: one of {SIZES}")
-        if self.interval_s <= 0 or self.stop_grace_s <= 0 or self.time_limit_s <= 0:
-            raise ConfigError("controller: interval_s, stop_grace_s, time_limit_s must be > 0")
+        if min(self.interval_s, self.stop_grace_s, self.time_limit_s, self.hints_every_s) <= 0:
+            raise ConfigError(
+                "controller: interval_s, stop_grace_s, time_limit_s, hints_every_s must be > 0"
+            )
         if min(self.max_batch_factor, self.local_bsz_min, self.dataset_size, self.threads) < 1:
             raise ConfigError("controller: batch factor, local batch, data set, threads >= 1")
 
@@ -159,7 +163,7 @@ class Controller:
         trace: Sequence[TraceJob],
         settings: ControllerSettings,
         out_dir: Path,
-        kill_after: Mapping[str, float] | None = None,
+        kill: Mapping[str, tuple[int, float]] | None = None,
         progress: Callable[[str], None] = print,
     ) -> None:
         settings.check()
@@ -177,7 +181,7 @@ class Controller:
         self.supervisor = supervisor
         self.settings = settings
         self.out_dir = out_dir
-        self.kill_after = dict(kill_after or {})
+        self.kill = dict(kill or {})
         self.progress = progress
         self.nodes: list[Node] = list(run.nodes)
         self.allocator = PolluxAllocator([n.slots for n in self.nodes], settings.seed)
@@ -296,6 +300,7 @@ class Controller:
             f"--target-samples={tj.iterations * tj.batch_size}",
             f"--dataset-size={max(s.dataset_size, max_batch)}",
             f"--status={status}", f"--seed={tj.idx}", f"--threads={s.threads}",
+            f"--hints-every-s={s.hints_every_s}",
         ]  # fmt: skip
 
     def _start(self, job: JobRun, reason: str) -> None:
@@ -442,13 +447,16 @@ class Controller:
                 self._start(job, "fault")
 
     def _inject_faults(self) -> None:
-        """SIGKILL rank 0's process group of the jobs named in `kill_after` once (tests)."""
+        """Fault injection (tests): `kill[job] = (incarnation, seconds)` SIGKILLs rank 0's process
+        group of that incarnation of the job once it has run that long."""
         for job in self.jobs:
-            after = self.kill_after.get(job.name)
             inc = job.live
-            if after is None or inc is None or self.now() < job.policy.submitted + after:
+            if job.name not in self.kill or inc is None:
                 continue
-            del self.kill_after[job.name]
+            index, after = self.kill[job.name]
+            if inc.index != index or self.now() < inc.started + after:
+                continue
+            del self.kill[job.name]
             proc = inc.procs[0]
             self.ssh.run(self._node(proc.node), f"kill -KILL -- -{proc.pgid}", "killing a replica")
 
@@ -556,7 +564,7 @@ def run_pollux_nodes(
     state_dir: Path,
     *,
     trace_name: str,
-    kill_after: Mapping[str, float] | None = None,
+    kill: Mapping[str, tuple[int, float]] | None = None,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Provision the inventory's nodes, run the trace under Pollux's policy on our controller,
@@ -575,7 +583,7 @@ def run_pollux_nodes(
         progress(f"{len(run.nodes)} node(s) up in {time.monotonic() - started:.0f} s")
         address = controller_address(run.nodes[0].peer_address)
         with Supervisor("0.0.0.0", advertise=address) as supervisor:
-            controller = Controller(run, supervisor, trace, settings, out_dir, kill_after, progress)
+            controller = Controller(run, supervisor, trace, settings, out_dir, kill, progress)
             try:
                 controller.run_all()
             finally:

@@ -17,7 +17,7 @@ from typing import Any
 
 from reprise.atomic import write_text_atomic
 from reprise.errors import ProvisionError
-from reprise.testbed.image import run_step, stream_build
+from reprise.testbed.image import project_wheel, run_step, stream_build
 from reprise.testbed.systems.adaptdl.compat import ADAPTDL_VERSION, SETUPTOOLS_PIN
 
 # The `adaptdl` extra of pyproject.toml (async-timeout: redis on the nodes' Python 3.11.2)
@@ -125,6 +125,8 @@ def build_adaptdl_image(node_record: Path, lock: Path, record: Path, tag: str) -
             else:
                 kept.append(wheel.name)
         (context / "wheels" / "requirements.txt").write_text("\n".join(wanted) + "\n")
+        (context / "project").mkdir()
+        project_wheel(context / "project", log)
         stream_build(
             client, context, tag, {"NODE": node["image_id"]}, {"reprise.system": "adaptdl"}, log
         )

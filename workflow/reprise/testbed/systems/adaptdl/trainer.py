@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=_positive, default=1)
     p.add_argument("--backend", default="gloo", choices=("gloo", "nccl"))
+    p.add_argument(
+        "--hints-every-s",
+        type=float,
+        default=30.0,
+        help="seconds between rank 0's scheduling hints (AdaptDL's own: 30)",
+    )
     return p
 
 
@@ -177,6 +183,7 @@ def train(args: argparse.Namespace, env: ReplicaEnv) -> dict[str, Any]:
 
     from reprise.testbed.systems.adaptdl.compat import (
         allow_checkpoint_globals,
+        hint_reporter,
         load_adaptdl_torch,
     )
     from reprise.testbed.trainers.netif import bind_collectives
@@ -224,6 +231,7 @@ def train(args: argparse.Namespace, env: ReplicaEnv) -> dict[str, Any]:
             "pid": os.getpid(),
         },
     )
+    report_hints = hint_reporter(args.hints_every_s) if env.rank == 0 else None
     if env.rank == 0:
         status.write(force=True)
     started = time.time()
@@ -239,6 +247,8 @@ def train(args: argparse.Namespace, env: ReplicaEnv) -> dict[str, Any]:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), work.clip_grad_norm)
             optimizer.step()
             samples += len(batch) * env.num_replicas
+            if report_hints is not None:
+                report_hints()
             if env.rank == 0:
                 status.write(
                     epoch=epoch,

@@ -242,28 +242,16 @@ def plan_is_integral(alloc: Mapping[float, int], end: float) -> bool:
     return all(float(k).is_integer() and abs(k) < _EXACT for k in alloc)
 
 
-class _Span(NamedTuple):
-    """What the level search and the finish read: the given-back timeline's keys (the aligned
-    deadline at index `pos`), the first breakpoint `nxt`, the deadline `d`, the work left
-    after the breakpoint, and the scale of the margins."""
+# Plain tuples, not NamedTuples: one of each is made per priced job, and a NamedTuple's
+# constructor costs ~2 % of an ElasticFlow run here.
+_Span = tuple[list[float], int, float, float, float, float]
+"""What the level search and the finish read: (keys, pos, nxt, d, iters, scale): the given-back
+timeline's keys (the aligned deadline at index `pos`), the first breakpoint, the deadline, the
+work left after the breakpoint, and the scale of the margins."""
 
-    keys: list[float]
-    pos: int
-    nxt: float
-    d: float
-    iters: float
-    scale: float
-
-
-class _Level(NamedTuple):
-    """The level the planner's loops settle on and where they split the job's plan."""
-
-    quota: int
-    rate: float
-    last_quota: int
-    """The level tried before (0 if `quota` is the first)."""
-    split: int
-    """Index of the key from which the job runs at `quota` (before it: `last_quota`)."""
+_Level = tuple[int, float, int, int]
+"""The level the planner's loops settle on and where they split the job's plan: (quota, rate,
+last quota, split): the level tried before (0 if none) runs up to the key at index `split`."""
 
 
 def _price_unconstrained(
@@ -295,7 +283,7 @@ def _price_unconstrained(
     lowest = min(vals[1:pos])
     if lowest < 0 or num_gpus > _MAX_GPUS:
         return _UNSURE
-    span = _Span(keys, pos, nxt, d, iters, abs(d) + abs(nxt) + slot)
+    span = (keys, pos, nxt, d, iters, abs(d) + abs(nxt) + slot)
     decided, level = _settled_level(curve, span, fits[lowest], num_gpus)
     if level is None:
         return decided, None
@@ -329,7 +317,7 @@ def _settled_level(
                 return _UNSURE
             if k + 1 < pos and (d - keys[k + 1]) * r_q >= iters - tol:
                 return _UNSURE
-            return True, _Level(quota, r_q, last_quota, k)
+            return True, (quota, r_q, last_quota, k)
         if reach >= iters - tol:
             return _UNSURE
         last_quota = quota
@@ -344,7 +332,7 @@ def _last_interval(curve: ScalingCurve, span: _Span, level: _Level) -> tuple[int
     key): the lower level up to the split, then `level` until the work is done; None where
     a margin is too thin (or the job may finish before its split, where the planner raises)."""
     keys, pos, nxt, d, iters, scale = span
-    split, r, last_quota = level.split, level.rate, level.last_quota
+    _, r, last_quota, split = level
     at_split = keys[split]
     left = iters
     r_l = 0.0
@@ -392,7 +380,7 @@ def _share_price(
     the lower level until the split, `level` until the aligned end; None where the aligned
     end overruns the interval the job finishes in (the planner finds no plan)."""
     k_f, whole = last
-    quota, split = level.quota, level.split
+    quota, _, last_quota, split = level
     s = keys[k_f]
     plan_end = s + align(0, whole, slot)
     t = keys[k_f + 1]
@@ -401,7 +389,7 @@ def _share_price(
     upto = t if k_f + 1 < pos else plan_end
     at_split = keys[split]
     total = 0.0 + gpus * (nxt - t0)
-    total += level.last_quota * (at_split - nxt)
+    total += last_quota * (at_split - nxt)
     total += quota * (s - at_split)
     cert = Certificate(quota, at_split, keys[split + 1], s, t)
     return total + quota * (upto - s), plan_end, cert

@@ -11,7 +11,7 @@ redirect_stderr(snakemake)
 inputs = snakemake.input
 table = pollux_table(
     {"laptop": Path(inputs.testbed).parent},
-    {scale: Path(p).parent for scale, p in zip(snakemake.params.scales, inputs.sims)},
+    {scale: Path(p).parent for scale, p in zip(snakemake.params.scales, inputs.sims, strict=True)},
     Path(inputs.paper),
 )
 table.to_csv(snakemake.output.table, index=False)

@@ -1,4 +1,4 @@
-"""Write the trace of one scale of `snakemake pollux_testbed` (laptop: reduced; paper: Figure 6(a))."""
+"""Write one scale's trace of `snakemake pollux_testbed` (laptop: reduced; paper: Figure 6(a))."""
 
 import sys
 from pathlib import Path

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from reprise.errors import ConfigError
-from reprise.policies.pollux.goodput import FloatArray, IntArray, best_goodput, best_goodput_one
+from reprise.policies.pollux.goodput import IntArray, best_goodput_one
+
+# the core's speed-up source of one search round; its inputs are filled from hints here
+from reprise.policies.pollux.policy import _RoundSpeedups
 from reprise.policies.pollux.search import (
     RESTART_DELAY,
     AllocationProblem,
@@ -69,63 +72,29 @@ def max_replicas(hints: JobHints | None) -> int:
     return cap
 
 
-@dataclass
-class _HintSpeedups:
-    """Speed-up of (job, nodes, replicas): the job's modelled goodput over its goodput at the fair
-    share, as the core's search defines it; linear in replicas for a job without hints."""
+class _HintSpeedups(_RoundSpeedups):
+    """Speed-up of (job, nodes, replicas) as the core's search defines it (its `__call__`): the
+    job's modelled goodput over its goodput at the fair share, linear in replicas for a job
+    without hints; the model's inputs come from the hints instead of the simulated job."""
 
-    jobs: Sequence[PolicyJob]
-    fair_nodes: float
-    fair_replicas: float
-    modelled: np.ndarray = field(init=False)
-    params: FloatArray = field(init=False)
-    grad: FloatArray = field(init=False)
-    init: FloatArray = field(init=False)
-    max_batch: FloatArray = field(init=False)
-    min_atomic: FloatArray = field(init=False)
-    max_atomic: FloatArray = field(init=False)
-    base: FloatArray = field(init=False)
-
-    def __post_init__(self) -> None:
-        hints = [j.hints for j in self.jobs]
+    def __init__(self, jobs: Sequence[PolicyJob], fair_nodes: float, fair_replicas: float) -> None:
+        hints = [j.hints for j in jobs]
+        bounds = [_bounds(j) for j in jobs]
+        self.fair_replicas = fair_replicas
         self.modelled = np.array([h is not None for h in hints])
         self.params = np.array([h.perf if h else (1.0,) * 7 for h in hints], dtype=np.float64)
         self.grad = np.array([_grad(h) for h in hints], dtype=np.float64)
         self.init = np.array([h.init_batch_size if h else 1 for h in hints], dtype=np.float64)
         self.max_batch = np.array([_max_batch(h) for h in hints], dtype=np.float64)
-        bounds = [_bounds(j) for j in self.jobs]
         self.min_atomic = np.array([b[0] for b in bounds], dtype=np.float64)
         self.max_atomic = np.array([b[1] for b in bounds], dtype=np.float64)
         self.base = np.ones(len(hints), dtype=np.float64)
         for i, h in enumerate(hints):
             if h is not None:
                 self.base[i], _, _ = best_goodput_one(
-                    h.perf,
-                    _grad(h),
-                    h.init_batch_size,
-                    _max_batch(h),
-                    _bounds(self.jobs[i]),
-                    self.fair_nodes,
-                    self.fair_replicas,
-                )
-
-    def __call__(self, jobs: IntArray, nodes: IntArray, replicas: IntArray) -> FloatArray:
-        out = replicas / self.fair_replicas
-        model = self.modelled[jobs] & (replicas > 0)
-        if model.any():
-            k = jobs[model]
-            good, _, _ = best_goodput(
-                self.params[k],
-                self.grad[k],
-                self.init[k],
-                self.max_batch[k],
-                (self.min_atomic[k], self.max_atomic[k]),
-                nodes[model],
-                replicas[model],
-            )
-            with np.errstate(divide="ignore", invalid="ignore"):
-                out[model] = good / self.base[k]
-        return np.asarray(out, dtype=np.float64)
+                    h.perf, _grad(h), h.init_batch_size, _max_batch(h), bounds[i],
+                    fair_nodes, fair_replicas,
+                )  # fmt: skip
 
 
 def _grad(hints: JobHints | None) -> tuple[float, float]:

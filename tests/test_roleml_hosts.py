@@ -59,7 +59,8 @@ def test_hosts_on_one_kernel_are_read_by_cgroup_or_refused() -> None:
     vm = [{"boot_id": f"vm-{i}", "pidns": "pid:[1]"} for i in range(2)]
     assert cpu_source("auto", {"a": here, "b": here})[0] == "cgroup"
     assert cpu_source("auto", {"a": vm[0], "b": vm[1]})[0] == "host"
-    assert cpu_source("host", {"a": here, "b": here})[0] == "host"
+    source, why = cpu_source("host", {"a": here, "b": here})
+    assert source == "host" and "hosts [['a', 'b']] share one kernel" in why
     with pytest.raises(ConfigError, match=r"share one kernel .* not this machine's"):
         cpu_source("auto", {"a": vm[0], "b": vm[0]})
     with pytest.raises(ConfigError, match=r"hosts \['b'\] do not run on this machine's kernel"):

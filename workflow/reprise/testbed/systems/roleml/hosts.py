@@ -305,7 +305,10 @@ def cpu_source(wanted: str, found: Mapping[str, Mapping[str, Any]]) -> tuple[str
             "host-wide CPU readings would be one reading; give each node its own machine, or run "
             "the controller on that machine with testbed.roleml.hosts.cpu: cgroup"
         )
-    return "host", "each host's own /proc/stat (host-wide, as RoleML's probes read it)"
+    why = "each host's own /proc/stat (host-wide, as RoleML's probes read it)"
+    if shared:  # asked for: say that these nodes' readings are one machine's
+        why += f"; hosts {shared} share one kernel, so their readings are that machine's"
+    return "host", why
 
 
 @dataclass

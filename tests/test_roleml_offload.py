@@ -237,6 +237,40 @@ def test_restore_made_to_fail_restores_at_the_source_and_the_job_goes_on(tmp_pat
 
 
 @pytest.mark.slow
+def test_checkpoint_that_fails_leaves_the_role_running_at_its_source(tmp_path: Path) -> None:
+    """CRIU's first dump fails (a wrapper hands it an option it refuses, as a dump refused by the
+    kernel would fail): the role runs on where it was, the run records offload-failed with the
+    reason, and the later offloads and every round go on."""
+    real = _criu_or_skip()
+    data = _data(tmp_path)
+    marker = tmp_path / "dump-failed-once"
+    wrapper = tmp_path / "criu"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = dump ] && [ ! -e {marker} ]; then\n'
+        f'  touch {marker}; shift; exec {real} dump --no-such-option "$@"\n'
+        "fi\n"
+        f'exec {real} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    settings = small_settings("process")
+    settings["commanded"] = settings["commanded"] * 2
+    run = tmp_path / "ckptrun"
+    summary = run_offload_study(settings, data, str(wrapper), run)
+    failed, moved, automatic = _offloads(run)
+    assert marker.exists()
+    assert failed["status"] == "offload-failed" and failed["node_after"] == "node3"
+    assert failed["reason"].startswith("checkpoint failed: criu dump failed")
+    assert "no-such-option" in failed["reason"]  # CRIU's own words, from its stderr
+    # it was never stopped: its epochs went on, and the same move then succeeded
+    assert int(failed["epoch_after"]) > int(failed["epoch_before"])
+    assert moved["status"] == "offloaded" and moved["node_after"] == "node4"
+    assert automatic["trigger"] == "automatic" and automatic["status"] == "offloaded"
+    assert summary["rounds"] == 16
+    assert leftovers(run) == []
+
+
+@pytest.mark.slow
 def test_destination_gone_before_restore_restores_at_the_source(tmp_path: Path) -> None:
     """The destination node vanishes after the copy: the role comes back on its source node, the
     run records offload-failed naming the node, training finishes, nothing is left."""

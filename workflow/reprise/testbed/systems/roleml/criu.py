@@ -137,7 +137,9 @@ def _criu(
             if (images / log_name).exists()
             else []
         )
-        raise TestbedError(f"criu {what} failed ({done.returncode}): {' | '.join(tail)}")
+        # CRIU writes to its log once it runs; a refused command line only reaches stderr
+        said = tail or done.stderr.strip().splitlines()[:3]
+        raise TestbedError(f"criu {what} failed ({done.returncode}): {' | '.join(said)}")
     return time.monotonic() - started
 
 

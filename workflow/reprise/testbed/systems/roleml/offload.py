@@ -163,7 +163,16 @@ class Offloader:
         row["epoch_before"] = last_epoch(self.runtime.log(actor))
         name = f"{row['offload']:02d}-{actor}"
         images = self.run_dir / "nodes" / source / "images" / name
-        row["checkpoint_s"] = self.runtime.checkpoint(actor, images)
+        try:
+            row["checkpoint_s"] = self.runtime.checkpoint(actor, images)
+        except (TestbedError, OSError) as exc:
+            # CRIU resumes a tree it could not dump (and Docker thaws a container it could not
+            # freeze): the role runs on at its source, and the job goes on
+            self.runtime.discard(images, source)
+            row["status"], row["node_after"] = "offload-failed", source
+            row["reason"] = f"checkpoint failed: {exc}"
+            row["contacts_s"] = 0.0
+            return
         row["checkpoint_mb"] = self.runtime.image_bytes(images, source) / 1e6
         shipped = self.run_dir / "nodes" / destination / "images" / name
         try:

@@ -1,7 +1,8 @@
 """RoleML offloading on the hosts of an inventory (runtime `hosts`): settings and kernel-sharing
 checks named, hosts without a usable CRIU refused before anything starts, each host's own CPU
 reading, and on sshd netns nodes a three-client tree whose trainer moves across hosts (a restore
-made to fail first, then a commanded and an automatic offload) with nothing left on any host."""
+made to fail first, then a commanded and an automatic offload) with nothing left on any host, and
+`snakemake roleml_offload` with runtime hosts."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from reprise.testbed.systems.roleml.hosts import (
 )
 from reprise.testbed.systems.roleml.nodes import CGROUP_ROOT
 from reprise.testbed.systems.roleml.study import run_offload_study
+from tests.infra.workflow import copy_workflow, run_snakemake
 from tests.test_roleml_offload import _criu_or_skip, _data, small_settings
 
 
@@ -212,3 +214,47 @@ def test_trainer_moves_across_hosts_keeps_its_state_and_nothing_is_left(
     assert list(CGROUP_ROOT.glob(f"*/reprise-roleml/{run.name}-*")) == []
     hosts = [netns_cluster.nodes[n] for n in names]
     assert _foreign_processes(hosts) == []
+
+
+@pytest.mark.slow
+def test_snakemake_roleml_offload_on_hosts(
+    netns_cluster: NetnsCluster,
+    throwaway_node: Callable[[str], NetnsNode],
+    tmp_path: Path,
+) -> None:
+    """`snakemake roleml_offload` with runtime hosts: three commanded offloads of a trainer
+    between two hosts and the automatic one, each keeping its state, then the table and the
+    figures; nothing left on the hosts."""
+    binary = str(Path(_criu_or_skip()).resolve())
+    third, fourth = throwaway_node("h"), throwaway_node("h")
+    names = ("n1", "n2", third.name, fourth.name)
+    inventory = _inventory(netns_cluster, tmp_path)
+    settings = _host_settings(inventory, binary, names, num_rounds=24)
+    settings["repetitions"] = 1
+    settings["commanded"] = [
+        {"actor": "client3", "role": "trainer", "destination": d}
+        for d in (fourth.name, third.name, fourth.name)
+    ]
+    settings["automatic"] = {
+        **settings["automatic"], "threshold_pct": 20, "window": 4, "timeout_s": 180,
+    }  # fmt: skip
+    work = copy_workflow(tmp_path / "wf")
+    config = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    config["testbed"]["roleml"] = settings
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    done = run_snakemake(
+        work, "roleml_offload", "-c2", env={"REPRISE_CRIU_PREBUILT": binary}, timeout=1200
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    with (work / "results" / "tables" / "roleml_offload.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    offloads = [r for r in rows if r["row"] == "offload"]
+    assert [r["trigger"] for r in offloads] == ["commanded"] * 3 + ["automatic"]
+    assert all(r["state_kept"] == "True" for r in offloads)
+    for name in ("roleml_offload", "roleml_offload_phases"):
+        assert (work / "results" / "figures" / f"{name}.png").stat().st_size > 0
+    run = work / "results" / "runs" / "testbed" / "roleml_offload" / "small" / "rep0"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["runtime"] == "hosts" and summary["rounds"] == 24
+    assert not Path(json.loads((run / "hosts.json").read_text())["base"]).exists()
+    assert _foreign_processes([netns_cluster.nodes[n] for n in names]) == []

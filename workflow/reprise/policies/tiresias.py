@@ -50,6 +50,8 @@ class _LasJob:
     end_time: int = 0
     """Predicted end from the latest round that filed this job's completion."""
     preempt: int = 0
+    speedup: float | None = None
+    """tput(num_gpu) / tput(1), looked up at the job's first round sample (`_first_speedup`)."""
 
     @property
     def num_gpu(self) -> int:
@@ -236,14 +238,13 @@ class Tiresias(PolicyRun):
         """The round sample; `ce` counts only running, placed jobs."""
         placement, runnable = self.placement, self.runnable
         layout = placement.layout()
-        ce = (
-            sum(
-                speedup(self.speedups, self.profiles, las.job)
-                for las in runnable
-                if las.state is _State.RUNNING and placement.is_placed(las.job.idx)
-            )
-            / self.n
-        )
+        running, is_placed = _State.RUNNING, placement.is_placed
+        held = [
+            las.speedup if las.speedup is not None else self._first_speedup(las)
+            for las in runnable
+            if las.state is running and is_placed(las.job.idx)
+        ]
+        ce = sum(held) / self.n
         self.engine.add_round(
             RoundSample(
                 time=now,
@@ -254,6 +255,12 @@ class Tiresias(PolicyRun):
                 gpu_map=layout.gpu_map if self.options.record_gpu_map else None,
             )
         )
+
+    def _first_speedup(self, las: _LasJob) -> float:
+        """Looked up lazily, as upstream's round log does (a size without a profile column
+        fails here), then kept on the job."""
+        las.speedup = value = speedup(self.speedups, self.profiles, las.job)
+        return value
 
     def postpone(self, now: int) -> None:
         """Nothing happens sooner than one slot from now."""

@@ -37,8 +37,8 @@ class SlicedJob:
     """Among the first `capacity` jobs of its set at the last bookkeeping pass (holds GPUs)."""
     waited: bool = False
     """Found no node set on arrival (upstream's "runnable" list holds it from then on)."""
-    speedup: float = 0.0
-    """tput(num_gpu) / tput(1), set when the job starts (the round samples' efficiency)."""
+    speedup: float | None = None
+    """tput(num_gpu) / tput(1), looked up at the job's first round sample in its slot."""
 
     @property
     def num_gpu(self) -> int:

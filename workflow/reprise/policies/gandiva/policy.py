@@ -82,7 +82,6 @@ class Gandiva(PolicyRun):
 
     def start(self, sliced: SlicedJob, now: int) -> None:
         sliced.start_time = now
-        sliced.speedup = speedup(self.speedups, self.profiles, sliced.job)
         self.running.append(sliced)
         if not sliced.job.best_effort:
             self.accepted += 1
@@ -113,7 +112,13 @@ class Gandiva(PolicyRun):
         """`ce` counts the jobs in their time slice only."""
         placement, running = self.placement, self.running
         gpus_in_use = placement.mark_slots()
-        ce = sum([s.speedup for s in running if s.in_slot])
+        ce = sum(
+            [
+                s.speedup if s.speedup is not None else self._first_speedup(s)
+                for s in running
+                if s.in_slot
+            ]
+        )
         self.engine.add_round(
             RoundSample(
                 time=now,
@@ -124,6 +129,12 @@ class Gandiva(PolicyRun):
                 gpu_map=placement.gpu_map() if self.options.record_gpu_map else None,
             )
         )
+
+    def _first_speedup(self, sliced: SlicedJob) -> float:
+        """Looked up lazily, as upstream's round log does (a size without a profile column
+        fails here), then kept on the job."""
+        sliced.speedup = value = speedup(self.speedups, self.profiles, sliced.job)
+        return value
 
     def charge(self, now: int) -> None:
         """Every running job is relaunched each round, never warm (docs/policies/gandiva.md);

@@ -351,9 +351,11 @@ class _EdfSim(PolicyRun):
         stop = len(jobs)
         if skip_idle_tail:
             stop = 0
-            for i, job in enumerate(jobs):
-                if job.running:
+            for i in range(len(jobs) - 1, -1, -1):
+                if jobs[i].running:
                     stop = i + 1
+                    break
+        last_running = stop
         self.planner_calls += len(jobs)
         all_ok = True
         first_end = math.inf
@@ -364,9 +366,10 @@ class _EdfSim(PolicyRun):
                     tail_checked = True
                     stop = min(stop, self.needed_until(jobs, i, stop, now, first_end))
                 if i >= stop:
-                    for rest in jobs[i:]:
-                        rest.plan_gpus = 0
+                    # a pending job's plan_gpus is 0 already (it would have started)
+                    for rest in jobs[i:last_running]:
                         if rest.running:
+                            rest.plan_gpus = 0
                             rest.plan_end = rest.end_time
                     break
             if timeline.times[0] != now:
@@ -534,6 +537,8 @@ class _Edf(_EdfSim):
                 sim.placement.release(job.idx)
         to_place: list[EdfJob] = []
         for job in list(sim.runnable):
+            if job.plan_gpus == 0 and not job.running:
+                continue  # stays pending with 0 GPUs; its planned end is read once it starts
             job.gpus = job.plan_gpus
             old_end = job.end_time
             job.end_time = job.plan_end

@@ -442,7 +442,10 @@ class HostsRuntime:
             "run_id": self.run_id,
             "base": self.base,
             "hosts": {n: f"{h.user}@{h.address}" for n, h in self.hosts.nodes.items()},
-            "actors": {a: {"node": p.node, "pid": p.pid} for a, p in self.where.items()},
+            "actors": {
+                a: {"node": p.node, "pid": p.pid, "address": self.address(a)}
+                for a, p in self.where.items()
+            },
             "stress": self.stresses,
         }
         (self.run_dir / "hosts.json").write_text(json.dumps(record, indent=1) + "\n")

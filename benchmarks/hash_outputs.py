@@ -136,10 +136,16 @@ def resimulate(rundir: Path, root: Path, outdir: Path) -> dict[str, Any]:
     )
 
 
-def verify(before_root: Path, out: Path, follow: bool, policies: list[str] | None = None) -> None:
-    """Re-simulate every run record of checkout `before_root` (of `policies` only, if given)
-    with this library, compare, and append one JSON line per run to `out`; with `follow`, wait
-    for records still to come."""
+def verify(
+    before_root: Path,
+    out: Path,
+    follow: bool,
+    policies: list[str] | None = None,
+    under: list[str] | None = None,
+) -> None:
+    """Re-simulate every run record of checkout `before_root` (of `policies`, below the run
+    directories `under`, where given) with this library, compare, and append one JSON line per
+    run to `out`; with `follow`, wait for records still to come."""
     import tempfile
     import time
 
@@ -153,6 +159,7 @@ def verify(before_root: Path, out: Path, follow: bool, policies: list[str] | Non
             for s in sorted(sim_root.rglob("summary.json"))
             if str(s.parent.relative_to(sim_root)) not in done
             and (not policies or s.parent.name in policies)
+            and (not under or str(s.parent.relative_to(sim_root)).startswith(tuple(under)))
         ]
         for rundir in todo:
             run = str(rundir.relative_to(sim_root))
@@ -244,6 +251,9 @@ def main() -> None:
     ver.add_argument("--out", type=Path, required=True, help="JSON lines, one per run (resumed)")
     ver.add_argument("--follow", action="store_true", help="keep waiting for new records")
     ver.add_argument("--policy", action="append", help="only the runs of these (repeatable)")
+    ver.add_argument(
+        "--under", action="append", help="only runs below this path, e.g. figure10/ (repeatable)"
+    )
     ver_sum = sub.add_parser("verified", help="digests over the runs a verify log covers")
     ver_sum.add_argument("before_root", type=Path)
     ver_sum.add_argument("log", type=Path)
@@ -258,7 +268,7 @@ def main() -> None:
     elif args.command == "verified":
         print(json.dumps(verified(args.before_root.resolve(), args.log), indent=1))
     elif args.command == "verify":
-        verify(args.before_root.resolve(), args.out, args.follow, args.policy)
+        verify(args.before_root.resolve(), args.out, args.follow, args.policy, args.under)
     elif args.command == "hash":
         _write(fingerprint(args.sim_root), args.out)
     else:

@@ -86,4 +86,6 @@ def pollux_table(
             )
         row["note"] = note
         rows.append(row)
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    counts = ["jobs", "resized_up", "resized_down", "fault_restarts", "incarnations"]
+    return table.astype({c: "Int64" for c in counts})

@@ -516,8 +516,7 @@ class ElasticRuntime:
             )
         killed = {n: list(r.killed) for n, r in replies.items() if r.killed}
         if killed:
-            after = self.settings.stop_timeout_s
-            self._warn(f"job {name}: ranks killed after {after:g} s of waiting: {killed}")
+            self._warn(f"job {name}: ranks killed after {wait:g} s of waiting: {killed}")
         with self.cond:
             job.placement = None
             job.stopping = False

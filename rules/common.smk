@@ -425,6 +425,21 @@ def get_roleml_run_settings(wildcards):
     return settings
 
 
+def get_roleml_criu(wildcards):
+    """The pipeline's CRIU, except for actors on inventory hosts (CRIU is checked there)."""
+    if get_roleml_settings().get("runtime", "docker") == "hosts":
+        return []
+    return ["results/roleml/criu/bin/criu"]
+
+
+def get_roleml_inventory(wildcards):
+    """Actors on inventory hosts: the inventory file, so that editing it reruns the runs."""
+    settings = get_roleml_settings()
+    if settings.get("runtime", "docker") != "hosts":
+        return []
+    return [str((settings.get("hosts") or {}).get("inventory", ""))]
+
+
 def get_roleml_image(wildcards):
     """Actors in containers need the role image; actors as host processes do not."""
     if get_roleml_settings().get("runtime", "docker") == "docker":

@@ -314,9 +314,10 @@ rule roleml_image:
 
 rule roleml_offload_run:
     input:
-        criu="results/roleml/criu/bin/criu",
+        criu=get_roleml_criu,
         data="results/roleml/data/summary.json",
         image=get_roleml_image,
+        inventory=get_roleml_inventory,
     output:
         summary="results/runs/testbed/roleml_offload/{topology}/rep{rep}/summary.json",
         offloads="results/runs/testbed/roleml_offload/{topology}/rep{rep}/offloads.csv",

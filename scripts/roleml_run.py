@@ -21,10 +21,13 @@ if snakemake.input.image:  # the docker runtime's role image record
     image = RoleImage(
         record["image_id"], record["tag"], Path(snakemake.params.docker_root).resolve()
     )
+# the runtimes on this host take the pipeline's CRIU; `hosts` checks CRIU on each host instead
+criu = snakemake.input.criu
+criu = criu if isinstance(criu, str) else (criu[0] if criu else "")
 summary = run_offload_study(
     settings,
     data_dir.resolve(),
-    str(Path(snakemake.input.criu).resolve()),
+    str(Path(criu).resolve()) if criu else "",
     Path(snakemake.output.summary).parent.resolve(),
     image=image,
 )

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,22 @@ def _criu_or_skip() -> str:
     return usable_criu()
 
 
+def _wait_for(done: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, f"{what} did not come within {seconds:.0f}s"
+        time.sleep(0.05)
+
+
+def _tails(*logs: Path) -> str:
+    """The last lines of each actor's log, for a failure message."""
+    parts = []
+    for log in logs:
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else ["(no log)"]
+        parts.append(f"--- {log.name}\n" + "\n".join(lines[-15:]))
+    return "\n".join(parts)
+
+
 @pytest.mark.slow
 def test_trainer_process_is_checkpointed_and_restored_mid_run(tmp_path: Path) -> None:
     """A trainer actor is dumped while the tree trains and restored; its epoch counter goes on."""
@@ -123,9 +140,10 @@ def test_trainer_process_is_checkpointed_and_restored_mid_run(tmp_path: Path) ->
     }
     topo = parse_topology("t", spec, "test")
     addresses = {a: f"127.0.0.1:{free_port()}" for a in (*topo.clients, CONDUCTOR)}
-    specs = actor_specs(
-        topo, addresses, data, {"lr": 0.05, "batch_size": 32, "seed": 0, "local_steps": 2}
-    )
+    control = tmp_path / "control"
+    control.mkdir()
+    options = {"lr": 0.05, "batch_size": 32, "seed": 0, "local_steps": 2}
+    specs = actor_specs(topo, addresses, data, {**options, "control_dir": str(control)})
     rounds_csv = tmp_path / "rounds.csv"
     specs[CONDUCTOR]["roles"]["driver"]["options"] = {
         "num_rounds": 40,
@@ -146,11 +164,21 @@ def test_trainer_process_is_checkpointed_and_restored_mid_run(tmp_path: Path) ->
             actors.start(CONDUCTOR, specs[CONDUCTOR])
             while not rounds_csv.exists() or len(rounds_csv.read_text().splitlines()) < 4:
                 time.sleep(0.2)
+            # as the offload manager does: hold the coordinator between rounds, so no request to
+            # or from the trainer is in flight when it is dumped (CI once caught one mid-call,
+            # and its restored sockets, closed, lost it)
+            (control / "pause").write_text("test\n")
+            _wait_for(lambda: (control / "paused").exists(), 120, "the pause between rounds")
             criu.checkpoint(binary, proc, tmp_path / "images")
             assert not proc.alive()
             epochs_before = log.read_text().count("local epoch")
             restored, _ = criu.restore(binary, tmp_path / "images")
-            assert actors.procs[CONDUCTOR].wait(240) == 0
+            (control / "pause").unlink()
+            try:
+                code = actors.procs[CONDUCTOR].wait(240)
+            except subprocess.TimeoutExpired:
+                code = None
+            assert code == 0, _tails(log, *actors.logs.values())
     finally:
         proc.kill()
         if restored is not None:

@@ -2,13 +2,14 @@
 
 The seam: ElasticFlow driven through the engine with executors that report given overheads,
 as a testbed executor reports measured ones; upstream's testbed mode charges what it measured,
-capped at a configured maximum (docs/engine.md#overheads).
+capped at a configured maximum, to every policy, plain EDF and Themis included, which pay nothing
+in simulation (docs/engine.md#overheads).
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from reprise.data.clusters import ClusterSpec
 from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob, load_trace
+from reprise.policies import edf, themis
 from reprise.policies.elasticflow.policy import simulate_with_admission, simulate_without_admission
 from reprise.records.outcome import RunOutcome
 from reprise.sim.engine import AllocationChange, SimulatedExecutor
@@ -26,13 +28,16 @@ HEADER = "job_id,submit_time,iteration,model_name,ddl,batch_size,num_gpu,duratio
 # ncf runs on 1 GPU at 46.914 it/s on a T4: 5600 iterations take 120 s, the deadline is 120 s
 ONE_JOB = "0,0,5600,ncf,120,32768,1,120\n"
 N1G2 = ClusterSpec("n1g2", 1, 1, 2)
+N1G1 = ClusterSpec("n1g1", 1, 1, 1)
 
 
 class ReportingExecutor:
-    """Reports `seconds` of overhead for every job it is handed, and keeps what it was handed."""
+    """Reports `seconds` of overhead for every job it is handed, and keeps what it was handed;
+    `measured` says whether they stand for a testbed's measured seconds or a model's."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, measured: bool = True) -> None:
         self.seconds = seconds
+        self.measured = measured
         self.rounds: list[tuple[float, list[AllocationChange], bool]] = []
 
     def apply(
@@ -111,6 +116,36 @@ def test_measured_overheads_change_later_decisions(
     assert _ends(free) != _ends(capped)
     # every round handed over exactly the jobs that hold GPUs
     assert all(all(c.gpus > 0 for c in changes) for _, changes, _ in slow.rounds)
+
+
+@pytest.mark.parametrize(
+    ("simulate", "end_when_paid"),
+    # Themis' lease loses the 4 s; the job's work then runs out in its third lease, which
+    # upstream ends at the lease's end (180), not at the second it ran out
+    [(edf.simulate, 124), (themis.simulate, 180)],
+    ids=["edf", "themis"],
+)
+def test_on_a_testbed_edf_and_themis_pay_the_measured_overhead(
+    simulate: Callable[..., RunOutcome],
+    end_when_paid: float,
+    tmp_path: Path,
+    t4_profiles: ThroughputProfiles,
+) -> None:
+    # upstream's testbed mode (pkusys/ElasticFlow@04a0109a ElasticFlow/scheduler/scheduler.py,
+    # one_queue_edf_sim_jobs L1375, themis_sim_jobs L2491-2524) charges every re-placed job
+    # the seconds it took to be stable; its simulator charges these two policies nothing
+    trace = _trace(tmp_path, ONE_JOB, t4_profiles)
+    options = SimOptions(slot=60, gpu_type="T4")
+    testbed = ReportingExecutor(4)
+    paid = simulate(trace, N1G1, t4_profiles, options, testbed)
+    model = ReportingExecutor(4, measured=False)
+    free = simulate(trace, N1G1, t4_profiles, options, model)
+    assert free.jobs[0].end_time == 120 and free.jobs[0].met_deadline_published
+    assert (free.accepted, free.declined) == (1, 0) and model.rounds == []
+    assert paid.jobs[0].end_time == end_when_paid and not paid.jobs[0].met_deadline_published
+    assert paid.declined == 1
+    # asked once: when the job was placed (nothing changes in later rounds)
+    assert testbed.rounds == [(0, [AllocationChange(job=0, gpus=1, cached=False)], False)]
 
 
 # ---- import rules -----------------------------------------------------------------------------

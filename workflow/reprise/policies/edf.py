@@ -311,8 +311,6 @@ class _EdfSim(PolicyRun):
     """State shared by both EDF variants: job lists in upstream's orders, events, placement."""
 
     name: ClassVar[str]
-    charges: ClassVar[bool]
-    """EDF + admission control charges overheads (and needs the warm-range flags); EDF not."""
 
     def prepare(self, trace: list[TraceJob]) -> None:
         profiles = self.profiles
@@ -488,14 +486,14 @@ class _EdfSim(PolicyRun):
                 job.overhead = 0
             event = events.first
             self.decide(event, now)
-            self.log_round(event.time, flags_needed=self.charges)
+            self.log_round(event.time, flags_needed=self.pays_modelled_overhead)
             events.remove(event)
             if not events:
                 # upstream steps without moving `now` (never reached: running jobs have events)
-                time_diff = 10 if self.charges else self.slot
+                time_diff = 10 if self.pays_modelled_overhead else self.slot
                 continue
-            # plain EDF pays no overhead (upstream comments the estimate out), yet counts rounds
-            self.engine.charge(self.running if self.charges else [], now)
+            # plain EDF pays nothing in simulation, yet counts rounds (the engine decides)
+            self.engine.charge(self.running, now)
             now, time_diff = self.engine.next_round(now)
 
     @abstractmethod
@@ -509,10 +507,11 @@ _gpus = attrgetter("gpus")
 
 
 class _Edf(_EdfSim):
-    """EDF without admission control (`--schedule=edf`): no overheads, every arrival admitted."""
+    """EDF without admission control (`--schedule=edf`): every arrival admitted; no modelled
+    overhead (upstream comments the estimate out), the measured one on a testbed."""
 
     name = "edf"
-    charges = False
+    pays_modelled_overhead = False
     skip_unread: ClassVar[bool] = True
     """Leave unplanned the jobs whose plans cannot be read before the next round (the
     verdict is ignored); False plans every job every round (the plain computation)."""
@@ -559,7 +558,6 @@ class _EdfWithAdmission(_EdfSim):
     """EDF + admission control (`--schedule=edf-accessctrl`): arrivals tested one by one."""
 
     name = "edf-accessctrl"
-    charges = True
 
     def decide(self, event: Event, now: float) -> None:
         sim, jobs, events, n = self, self.jobs, self.events, self.n

@@ -6,6 +6,7 @@ Each round solves the min-max finish-time-fairness program with ECOS directly
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import _ecos
@@ -16,7 +17,7 @@ from reprise.data.clusters import ClusterSpec
 from reprise.data.traces import TraceJob, submission_order
 from reprise.errors import SimulationError
 from reprise.records.outcome import JobOutcome, RoundSample, RunOutcome
-from reprise.sim.engine import PolicyRun
+from reprise.sim.engine import AllocationChange, PolicyRun
 from reprise.sim.placement import ElasticPlacement
 
 FloatArray = npt.NDArray[np.float64]
@@ -369,9 +370,12 @@ class _Placer:
 class Themis(PolicyRun):
     """One run: Themis' own event list (one round per slot, docs/policies/themis.md); the
     engine keeps the round samples, the progress and the outcome. Each method is one phase.
-    Themis pays no overhead, so the executor is never asked (docs/engine.md#overheads)."""
+    In simulation Themis pays no overhead and the executor is never asked; on a testbed its
+    jobs pay the measured restarts of every round that changed the running set
+    (docs/engine.md#overheads)."""
 
     label = "themis"
+    pays_modelled_overhead = False
 
     def prepare(self, trace: list[TraceJob]) -> None:
         num_gpus, profiles, options = self.n, self.profiles, self.options
@@ -401,6 +405,8 @@ class Themis(PolicyRun):
         self.trace = trace
         self.accepted = self.declined = 0
         self.t_event = self.events[0].time
+        self.last_chosen: frozenset[int] = frozenset()
+        """The jobs that ran the previous lease (upstream's `old_running_jobs`)."""
 
     def run(self) -> None:
         now = self.events[0].time
@@ -481,12 +487,15 @@ class Themis(PolicyRun):
         """The chosen jobs run the whole lease; those that end within it complete at its end."""
         slot = self.slot
         lease_end = now + slot
+        paid = self.overheads(now, chosen)
         finishing: list[_Job] = []
         for job in chosen:
-            # overhead is always 0 (docs/engine.md#overheads: never computed for Themis)
-            end = now + job.time_left
-            job.time_left = job.time_left - slot if job.time_left > slot else 0
-            job.iters_left -= slot * job.tput
+            # no work while relaunching: the overhead comes off the lease and pushes the end
+            spent = paid.get(job.spec.idx, 0)
+            run = slot - spent if spent else slot
+            end = now + spent + job.time_left if spent else now + job.time_left
+            job.time_left = job.time_left - run if job.time_left > run else 0
+            job.iters_left -= run * job.tput
             if job.iters_left <= 0:
                 job.time_left = 0
                 end = lease_end
@@ -499,6 +508,21 @@ class Themis(PolicyRun):
         elif finishing:
             events.append(_Event(lease_end, completions=finishing))
             events.sort(key=lambda e: e.time)
+
+    def overheads(self, now: int, chosen: list[_Job]) -> dict[int, int]:
+        """What each chosen job pays at the start of this lease, in whole seconds. Nothing in
+        simulation (upstream never computes it for Themis); where the overheads are measured,
+        the executor's seconds for a round whose running set changed (upstream's
+        `reschedule_flag`; only such a round re-places jobs and counts towards a restart)."""
+        chosen_ids = frozenset(job.spec.idx for job in chosen)
+        changed = chosen_ids != self.last_chosen
+        self.last_chosen = chosen_ids
+        engine = self.engine
+        if not engine.pays or not changed:
+            return {}
+        restart = engine.restart_round()
+        changes = [AllocationChange(j.spec.idx, j.spec.num_gpu, False) for j in chosen]
+        return {job: math.floor(s) for job, s in engine.overheads(now, changes, restart).items()}
 
     def outcome(self) -> RunOutcome:
         """Every job is admitted and eventually completes."""

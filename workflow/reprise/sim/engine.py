@@ -39,6 +39,12 @@ class AllocationChange(NamedTuple):
 class Executor(Protocol):
     """Carries out a round's allocations and reports the overhead each job paid."""
 
+    @property
+    def measured(self) -> bool:
+        """The overheads are measured on real trainers (a testbed, or a replay of one): then
+        every policy pays them, whatever it pays in simulation (docs/engine.md#overheads)."""
+        ...
+
     def apply(
         self, now: float, changes: Sequence[AllocationChange], restart: bool
     ) -> Mapping[int, float]:
@@ -57,6 +63,8 @@ class RoundObserver(Protocol):
 
 class SimulatedExecutor:
     """The modelled overhead of upstream's simulator (docs/engine.md#overheads)."""
+
+    measured = False
 
     def __init__(self, cluster_gpus: int) -> None:
         self.cluster_gpus = cluster_gpus
@@ -99,11 +107,16 @@ class Engine:
         executor: Executor | None = None,
         merge_completions: bool = True,
         label: str | None = None,
+        pays_modelled_overhead: bool = True,
     ) -> None:
         self.n = cluster.num_gpus
         self.slot = options.slot
         self.options = options
         self.executor: Executor = executor or SimulatedExecutor(self.n)
+        self.pays = self.executor.measured or pays_modelled_overhead
+        """Whether the policy's jobs pay overheads in this run: always when they are measured
+        (upstream's testbed mode), else as the policy declares
+        (`PolicyRun.pays_modelled_overhead`)."""
         observer = getattr(self.executor, "observe_round", None)
         self.observe: Callable[[RoundSample], None] | None = observer
         """The executor's round hook, if it has one (a testbed executor does)."""
@@ -181,8 +194,11 @@ class Engine:
 
     def charge(self, jobs: Sequence[ProgressingJob], now: float) -> None:
         """Hand this round's allocations of `jobs` to the executor and push the overhead each
-        job paid onto its planned end (docs/engine.md#overheads)."""
+        job paid onto its planned end (docs/engine.md#overheads). The round is counted either
+        way; where the run does not pay (`pays`), nobody is charged."""
         restart = self.restart_round()
+        if not self.pays:
+            return
         changes = [AllocationChange(j.idx, j.gpus, j.cached) for j in jobs if j.gpus > 0]
         paid = self.overheads(now, changes, restart)
         for job in jobs:
@@ -270,6 +286,11 @@ class PolicyRun(ABC):
 
     label: ClassVar[str | None] = None
     merge_completions: ClassVar[bool] = True
+    pays_modelled_overhead: ClassVar[bool] = True
+    """Whether upstream's simulator charges the policy the modelled overhead (its own rule
+    says which jobs); plain EDF and Themis: no. With a measuring executor every policy pays
+    what was measured, as upstream's testbed mode charges every policy
+    (docs/engine.md#overheads)."""
 
     def __init__(
         self,
@@ -279,7 +300,15 @@ class PolicyRun(ABC):
         options: SimOptions,
         executor: Executor | None = None,
     ) -> None:
-        self.engine = Engine(trace, cluster, options, executor, self.merge_completions, self.label)
+        self.engine = Engine(
+            trace,
+            cluster,
+            options,
+            executor,
+            self.merge_completions,
+            self.label,
+            self.pays_modelled_overhead,
+        )
         self.cluster = cluster
         self.profiles = profiles
         self.options = options

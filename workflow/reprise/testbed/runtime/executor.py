@@ -96,6 +96,8 @@ class TestbedExecutor:
     """Applies the engine's allocations to real trainers; `spec_of` says what job i trains."""
 
     __test__ = False  # not a pytest test class, despite the name
+    measured = True
+    """Every policy pays what this executor measured (docs/engine.md#overheads)."""
 
     def __init__(
         self,

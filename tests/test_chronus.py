@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,8 @@ from reprise.policies.chronus.solver import (
     solve_lease_mip,
     take_latest,
 )
+from reprise.records.outcome import RoundSample
+from reprise.sim.engine import AllocationChange
 from reprise.sim.options import SimOptions
 
 FIG10_LOG = (
@@ -231,6 +234,47 @@ def test_tiny_trace_admission_and_leases(a100_profiles: ThroughputProfiles) -> N
     ]
     speedup = a100_profiles.tput("resnet50", 256, 4) / a100_profiles.tput("resnet50", 256, 1)
     assert res.rounds[0].ce == speedup / 4
+
+
+class _MeasuringExecutor:
+    """A testbed stand-in: every job it is asked about took `seconds` to be stable."""
+
+    measured = True
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.asked: list[tuple[float, list[int]]] = []
+        self.maps: list[tuple[int | None, ...] | None] = []
+
+    def apply(
+        self, now: float, changes: Sequence[AllocationChange], restart: bool
+    ) -> dict[int, float]:
+        self.asked.append((now, [c.job for c in changes]))
+        return {c.job: self.seconds for c in changes}
+
+    def observe_round(self, sample: RoundSample) -> None:
+        self.maps.append(sample.gpu_map)
+
+
+def test_on_a_testbed_the_last_measured_restart_is_the_resume_cost(
+    a100_profiles: ThroughputProfiles,
+) -> None:
+    # upstream's testbed mode (time_aware_with_lease.py L209, L503-506): resumes x (whole
+    # seconds to stable / 60) x (1 + log2 g) instead of resumes x 0.5 x (1 + log2 g)
+    trace = [_job(0, 4, 400, 1000), _job(1, 4, 400, 1000)]
+    testbed = _MeasuringExecutor(12)
+    options = SimOptions(slot=240, record_gpu_map=True)
+    res = chronus.simulate_greedy(trace, TINY_CLUSTER, a100_profiles, options, testbed)
+    a, b = res.jobs
+    # b counts two resumes, a one, as in simulation; a 12 s restart costs 12 / 60 = 0.2 each
+    assert (b.start_time, b.end_time) == (0, 400 + 2 * 0.2 * 3)
+    assert (a.start_time, a.end_time) == (480, 640 + 1 * 0.2 * 3)
+    # asked only when the running jobs changed; the map lays the running job's GPUs out
+    assert testbed.asked == [(0, [1]), (480, [0])]
+    assert testbed.maps == [(1, 1, 1, 1), (1, 1, 1, 1), (0, 0, 0, 0), (None,) * 4]
+    # the simulated executor is never asked and the modelled cost stays
+    sim = chronus.simulate_greedy(trace, TINY_CLUSTER, a100_profiles, SimOptions(slot=240))
+    assert [j.end_time for j in sim.jobs] == [641.5, 403.0]
 
 
 def test_milp_mode_on_the_tiny_trace(a100_profiles: ThroughputProfiles) -> None:

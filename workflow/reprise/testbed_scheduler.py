@@ -34,10 +34,6 @@ from reprise.testbed.runtime.executor import Step, TestbedExecutor
 from reprise.testbed.runtime.figure12b import csv_text
 
 SIMULATION_ONLY = {
-    "chronus": "Chronus runs its own lease loop with its own resume-cost model instead of the "
-    "engine's executor seam, so no measured restart can be charged to it",
-    "chronus-greedy": "Chronus runs its own lease loop with its own resume-cost model instead of "
-    "the engine's executor seam, so no measured restart can be charged to it",
     "pollux": "Pollux simulates its own cluster (goodput model, re-scale delay, its own ground "
     "truth instead of the throughput table); upstream ran it on Kubernetes with AdaptDL, which "
     "is `snakemake adaptdl`'s testbed, not this runtime",

@@ -4,6 +4,8 @@ See docs/policies/chronus.md.
 
 `simulate_greedy` is upstream's no-Gurobi path (every lease takes the latest-first packing);
 `simulate_milp` solves each lease's MIP with HiGHS and falls back to the greedy on failure.
+Both take an executor: on a testbed the resume cost is the measured one
+(docs/policies/chronus.md#on-a-testbed).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from reprise.policies.chronus.solver import (
     solve_lease_mip,
 )
 from reprise.records.outcome import JobOutcome, RoundSample, RunOutcome
-from reprise.sim.engine import Engine
+from reprise.sim.engine import AllocationChange, Engine, Executor
 from reprise.sim.options import SimOptions
 
 # Notes (docs/policies/chronus.md; upstream `alg/scheduler/time_aware_with_lease.py`, as run by
@@ -134,6 +136,9 @@ class _Job:
     last_check: float = 0.0
     urgency: float = NEVER
     resumes: int = 0
+    measured_cost: float = 0.0
+    """On a testbed: the job's last measured restart in upstream's unit (whole seconds / 60),
+    0 once a re-placing round left it where it was (upstream's `job['overhead']`)."""
     preempts: int = 0
     start: float | None = None
     end: float | None = None
@@ -216,6 +221,9 @@ class _Chronus:
         self.lease_index = 0
         self.unaccepted_seen = 0
         self.stats = _Stats()
+        self.gpu_map = engine.options.record_gpu_map
+        self.last_running: dict[int, int] = {}
+        """Job -> GPUs of the previous step (a changed step re-places jobs on a testbed)."""
 
     # ---- helpers -------------------------------------------------------------------------
     def used_gpus(self) -> int:
@@ -267,7 +275,9 @@ class _Chronus:
         done: list[_Job] = []
         for job in self.running:
             elapsed = int(now - job.last_check)
-            overhead = job.resumes * RESTART_COST * (1 + math.log2(job.gpus))
+            # upstream's testbed mode multiplies the last measured cost instead of the constant
+            cost = job.measured_cost if self.engine.executor.measured else RESTART_COST
+            overhead = job.resumes * cost * (1 + math.log2(job.gpus))
             if elapsed + job.progress >= job.duration + overhead:
                 job.end = job.last_check + job.duration - job.progress + overhead
                 job.credit(job.end)
@@ -547,8 +557,33 @@ class _Chronus:
                 ce=ce,
                 running=len(self.running),
                 pending=len(self.pending),
+                gpu_map=self.layout() if self.gpu_map else None,
             )
         )
+        if self.engine.executor.measured:
+            self.measure(now)
+
+    def layout(self) -> tuple[int | None, ...]:
+        """The step's GPU map for an executor: placement is not modelled (module notes), so
+        the running jobs' GPUs are laid out in turn; a testbed executor picks the slots."""
+        gpus: list[int | None] = []
+        for job in self.running:
+            gpus.extend([job.idx] * job.gpus)
+        return tuple(gpus + [None] * (self.capacity - len(gpus)))
+
+    def measure(self, now: int) -> None:
+        """A step whose running jobs changed re-places them: each running job's cost becomes
+        its measured seconds / 60, 0 where it stayed (upstream's testbed callback, in minutes)."""
+        running = {job.idx: job.gpus for job in self.running}
+        if running == self.last_running:
+            return
+        self.last_running = running
+        engine = self.engine
+        restart = engine.restart_round()
+        changes = [AllocationChange(job.idx, job.gpus, False) for job in self.running]
+        paid = engine.overheads(now, changes, restart)
+        for job in self.running:
+            job.measured_cost = math.floor(paid[job.idx]) / 60
 
     # ---- main loop ------------------------------------------------------------------------
     def run(self) -> None:
@@ -620,9 +655,12 @@ def simulate_chronus(
     profiles: ThroughputProfiles,
     options: SimOptions,
     mode: SolverMode,
+    executor: Executor | None = None,
 ) -> RunOutcome:
-    """Run Chronus; its check interval is the figure's scheduling slot (`options.slot`)."""
-    engine = Engine(trace, cluster, options, label=f"chronus-{mode}")
+    """Run Chronus; its check interval is the figure's scheduling slot (`options.slot`).
+    `executor` carries out each step's allocations (a testbed's; nothing is asked of the
+    simulated one, Chronus models its own resume cost)."""
+    engine = Engine(trace, cluster, options, executor, label=f"chronus-{mode}")
     sim = _Chronus(trace, cluster, profiles, options.slot, mode, engine)
     sim.run()
     return sim.result()
@@ -633,9 +671,10 @@ def simulate_greedy(
     cluster: ClusterSpec,
     profiles: ThroughputProfiles,
     options: SimOptions,
+    executor: Executor | None = None,
 ) -> RunOutcome:
     """Upstream as run without Gurobi: every lease takes the latest-first greedy packing."""
-    return simulate_chronus(trace, cluster, profiles, options, "greedy")
+    return simulate_chronus(trace, cluster, profiles, options, "greedy", executor)
 
 
 def simulate_milp(
@@ -643,6 +682,7 @@ def simulate_milp(
     cluster: ClusterSpec,
     profiles: ThroughputProfiles,
     options: SimOptions,
+    executor: Executor | None = None,
 ) -> RunOutcome:
     """Upstream's intended path: the lease MIP (HiGHS here, Gurobi upstream), 5 s limit."""
-    return simulate_chronus(trace, cluster, profiles, options, "milp")
+    return simulate_chronus(trace, cluster, profiles, options, "milp", executor)

@@ -150,6 +150,8 @@ rule figure6b:
 rule figure7:
     input:
         "results/tables/figure7.csv",
+        "results/figures/figure7.pdf",
+        "results/figures/figure7.png",
 
 
 rule figure12a:

@@ -559,6 +559,21 @@ rule figure7_table:
         "../scripts/figure7_table.py"
 
 
+rule figure7_figure:
+    input:
+        table="results/tables/figure7.csv",
+        spec=get_cluster_spec_of(get_scheduled("figure6b")["cluster_spec"]),
+    output:
+        pdf=report("results/figures/figure7.pdf", category="Testbed"),
+        png=report("results/figures/figure7.png", category="Testbed"),
+    log:
+        "results/logs/figures/figure7.log",
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/figure7_plot.py"
+
+
 # ---- Figure 12(a), profiling time per model (issue 18): `snakemake figure12a` ----
 rule figure12a_table:
     input:

@@ -27,6 +27,9 @@ from reprise.functionality import (
     trace_params,
     write_trace,
 )
+from reprise.plots.figure7 import figure7_series, plot_figure7
+from reprise.records.result import RunResult
+from reprise.records.writer import write_run_record
 from reprise.sim.options import SimOptions
 from reprise.testbed_scheduler import STEP_COLUMNS, policy_runner
 
@@ -148,7 +151,7 @@ def test_figure7_counts_submissions_acceptances_and_gpus_per_hour(tmp_path: Path
     (run / "ef-accessctrl" / "events.csv").write_text(
         "time,gpus_in_use,ce,running,pending\n0,4,0.5,1,0\n3700,8,0.9,2,0\n"
     )
-    table = over_time(run)
+    table = over_time(run, step_min=60)
     assert table.to_dict("list") == {
         "policy": ["ef-accessctrl", "ef-accessctrl"],
         "minute": [0.0, 60.0],
@@ -156,3 +159,30 @@ def test_figure7_counts_submissions_acceptances_and_gpus_per_hour(tmp_path: Path
         "submitted": [2, 1],
         "accepted": [1, 1],
     }
+
+
+def test_figure7_is_drawn_from_a_recorded_run(configured, tmp_path: Path, mirror: Path) -> None:  # type: ignore[no-untyped-def]
+    # a run of two policies recorded as the testbed writes it (simulated outcomes stand in)
+    trace, cluster, profiles, settings = configured
+    run = tmp_path / "figure6b"
+    options = SimOptions(slot=settings.slot, gpu_type="A100")
+    policies = ["ef-accessctrl", "edf"]
+    for policy in policies:
+        outcome = policy_runner(policy)(trace, cluster, profiles, options, None)
+        record = RunResult("testbed", "figure6b", "t", None, cluster.name, policy, None, outcome)
+        write_run_record(record, run / policy, {})
+    (run / "summary.json").write_text(json.dumps({"policies": {p: {} for p in policies}}))
+    table = over_time(run)
+    table.to_csv(tmp_path / "figure7.csv", index=False)
+    series = figure7_series(table)
+    # (a): each policy's GPUs at 5-minute steps, never above the server's 8
+    assert list(series.gpus) == policies
+    for hours, gpus in series.gpus.values():
+        assert hours[:3] == [0, 5 / 60, 10 / 60] and 0 < max(gpus) <= cluster.num_gpus
+    # (b): per 10 minutes, all 10 submissions and ElasticFlow's 6 acceptances
+    assert series.hours_b[:2] == [0, 10 / 60]
+    assert sum(series.submitted) == 10 and sum(series.accepted) == 6
+    spec = mirror / SCHED / "cluster_specs" / "n1g8.csv"
+    pdf, png = tmp_path / "figure7.pdf", tmp_path / "figure7.png"
+    plot_figure7(tmp_path / "figure7.csv", pdf, png, spec)
+    assert pdf.read_bytes().startswith(b"%PDF") and png.read_bytes().startswith(b"\x89PNG")

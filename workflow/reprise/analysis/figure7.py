@@ -1,5 +1,6 @@
 """Figure 7: Figure 6(b)'s testbed runs over time: GPUs each policy allocated (7a) and, per time
-step, jobs submitted and jobs accepted (7b), from the runs' records."""
+step, jobs submitted and jobs accepted (7b), from the runs' records. The default step is 7(a)'s
+5 minutes (upstream's plot_fig7a.py); 7(b) adds steps up to its 10 minutes when it is drawn."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ import pandas as pd
 COLUMNS = ("policy", "minute", "gpus_in_use", "submitted", "accepted")
 
 
-def over_time(testbed_dir: Path, step_min: float = 60.0) -> pd.DataFrame:
+STEP_MIN = 5.0
+"""Upstream's Figure 7(a) step (`step = 5 # step minutes`)."""
+
+
+def over_time(testbed_dir: Path, step_min: float = STEP_MIN) -> pd.DataFrame:
     """One row per policy and time step (minutes since the first submission, `step_min` wide):
     the GPUs held at the step's last round, jobs submitted and jobs admitted in the step."""
     summary = json.loads((testbed_dir / "summary.json").read_text())

@@ -295,11 +295,24 @@ def get_node_image_record(wildcards):
 
 
 def get_testbed_nodes(wildcards):
-    """Slurm nodes a testbed job asks for (`resources: nodes`); one elsewhere."""
+    """Slurm nodes a testbed job asks for (`resources: nodes`): the inventory's `slurm.nodes`
+    (or its listed hosts, if more); one elsewhere."""
     from reprise.testbed.inventory import load_inventory
 
     inventory = load_inventory(get_inventory(wildcards))
-    return max(1, len(inventory.hosts)) if inventory.provider == "slurm" else 1
+    if inventory.provider != "slurm" or inventory.slurm is None:
+        return 1
+    return max(inventory.slurm.nodes, len(inventory.hosts))
+
+
+def get_testbed_gres(wildcards):
+    """GPUs per node a testbed job asks Slurm for (`gpu:8`) where the inventory has GPUs;
+    none elsewhere."""
+    from reprise.testbed.inventory import load_inventory
+
+    inventory = load_inventory(get_inventory(wildcards))
+    gpus = inventory.slurm.gpus_per_node if inventory.slurm is not None else 0
+    return f"gpu:{gpus}" if inventory.provider == "slurm" and gpus else ""
 
 
 def get_node_sources():
@@ -502,15 +515,6 @@ def get_schedule_nodes(wildcards):
     if inventory.provider != "slurm":
         return 1
     return cluster_from_name(get_scheduled(wildcards.schedule)["cluster_spec"]).num_nodes
-
-
-def get_schedule_gres(wildcards):
-    """GPUs per node of a Slurm inventory with GPUs (`gpu:8`); none elsewhere."""
-    from reprise.testbed.inventory import load_inventory
-
-    inventory = load_inventory(get_inventory(wildcards))
-    gpus = inventory.slurm.gpus_per_node if inventory.slurm is not None else 0
-    return f"gpu:{gpus}" if inventory.provider == "slurm" and gpus else ""
 
 
 def get_schedule_record(wildcards):

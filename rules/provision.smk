@@ -39,5 +39,6 @@ rule provision:
         "../envs/testbed.yaml"
     resources:
         nodes=get_testbed_nodes,
+        gres=get_testbed_gres,
     script:
         "../scripts/provision.py"

@@ -24,6 +24,7 @@ rule throughput_profile_run:
         "../envs/testbed.yaml"
     resources:
         nodes=get_testbed_nodes,
+        gres=get_testbed_gres,
     params:
         settings=get_throughput_settings,
     script:
@@ -401,6 +402,7 @@ rule figure12b_run:
     threads: workflow.cores
     resources:
         nodes=get_testbed_nodes,
+        gres=get_testbed_gres,
     params:
         settings=get_figure12b_settings(),
     script:
@@ -515,7 +517,7 @@ rule schedule_run:
     threads: workflow.cores
     resources:
         nodes=get_schedule_nodes,
-        gres=get_schedule_gres,
+        gres=get_testbed_gres,
     params:
         settings=get_schedule_settings,
     script:

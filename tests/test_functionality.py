@@ -12,6 +12,8 @@ import yaml
 
 pytest.importorskip("grpc")
 
+from infra.workflow import copy_workflow, job_blocks, run_snakemake
+
 from reprise.analysis.figure7 import over_time
 from reprise.analysis.figure12a import profiling_table
 from reprise.data.clusters import load_cluster_spec
@@ -186,3 +188,20 @@ def test_figure7_is_drawn_from_a_recorded_run(configured, tmp_path: Path, mirror
     pdf, png = tmp_path / "figure7.pdf", tmp_path / "figure7.png"
     plot_figure7(tmp_path / "figure7.csv", pdf, png, spec)
     assert pdf.read_bytes().startswith(b"%PDF") and png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_slurm_profile_asks_for_the_gpu_inventories_nodes_and_gpus(tmp_path: Path) -> None:
+    # provisioning and the run are each one Slurm job holding every node of the inventory
+    root = copy_workflow(tmp_path / "wf")
+    profile = str(root / "workflow" / "profiles" / "slurm")
+    result = run_snakemake(root, "figure6a", "figure6b", "-n", "--profile", profile, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    for rule in ("provision", "schedule_run"):
+        asked = sorted(
+            next(f for f in job["resources"].split(", ") if f.startswith("nodes="))
+            + " "
+            + next(f for f in job["resources"].split(", ") if f.startswith("gres="))
+            for job in job_blocks(output, rule)
+        )
+        assert asked == ["nodes=16 gres=gpu:8", "nodes=4 gres=gpu:8"], (rule, asked)

@@ -64,6 +64,8 @@ class DockerSettings:
 
 @dataclass(frozen=True)
 class SlurmSettings:
+    nodes: int = 1
+    """Nodes a Slurm job of this inventory asks for (sbatch --nodes; rules/common.smk)."""
     gpus_per_node: int = 0
     slots_per_node: int = 1
     group: str = "default"
@@ -231,6 +233,7 @@ def parse_inventory(data: object, path: Path) -> Inventory:
     if "slurm" in doc or doc["provider"] == "slurm":
         s = doc.get("slurm", {})
         slurm = SlurmSettings(
+            nodes=int(s.get("nodes", 1)),
             gpus_per_node=int(s.get("gpus_per_node", 0)),
             slots_per_node=int(s.get("slots_per_node", 1)),
             group=s.get("group", "default"),

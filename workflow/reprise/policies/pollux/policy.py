@@ -247,7 +247,7 @@ class _Model:
             job.atomic_bsz = 0
 
 
-class _RoundSpeedups:
+class RoundSpeedups:
     """Speed-up source of one search: Pollux's model goodput over the fair-share goodput."""
 
     def __init__(self, jobs: list[PolluxJob], fair_replicas: float) -> None:
@@ -466,7 +466,7 @@ def _search(
     # fair share as the artifact computes it (through the dominant share, in floating point)
     fair_replicas = float(math.ceil(1.0 / (1.0 / total_gpus) / len(order)))
     planes = _prepare_speedups(order, fair_nodes, fair_replicas, plane_shape)
-    table = SpeedupTable(planes, _RoundSpeedups(order, fair_replicas))
+    table = SpeedupTable(planes, RoundSpeedups(order, fair_replicas))
     ages = np.array([now - j.row.time for j in order], dtype=np.float64)
     restarts = np.array([j.restarts or 0 for j in order], dtype=np.float64)
     factor = np.maximum(ages - restarts * RESTART_DELAY, 0.0) / (ages + RESTART_DELAY)

@@ -23,7 +23,7 @@ from reprise.errors import ConfigError
 from reprise.policies.pollux.goodput import IntArray, best_goodput_one
 
 # the core's speed-up source of one search round; its inputs are filled from hints here
-from reprise.policies.pollux.policy import _RoundSpeedups
+from reprise.policies.pollux.policy import RoundSpeedups
 from reprise.policies.pollux.search import (
     RESTART_DELAY,
     AllocationProblem,
@@ -72,7 +72,7 @@ def max_replicas(hints: JobHints | None) -> int:
     return cap
 
 
-class _HintSpeedups(_RoundSpeedups):
+class _HintSpeedups(RoundSpeedups):
     """Speed-up of (job, nodes, replicas) as the core's search defines it (its `__call__`): the
     job's modelled goodput over its goodput at the fair share, linear in replicas for a job
     without hints; the model's inputs come from the hints instead of the simulated job."""

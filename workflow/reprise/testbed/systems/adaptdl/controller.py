@@ -261,8 +261,12 @@ class Controller:
     def _apply(self, job: JobRun, alloc: np.ndarray, reason: str) -> None:
         before = job.policy.replicas
         live = job.live
-        if live is not None:
-            self._stop(job, live, checkpoint=True)
+        if live is not None and self._stop(job, live, checkpoint=True):
+            self.progress(
+                f"[{self.now():6.1f} s] {job.name}: finished before its re-allocation to "
+                f"{int(alloc.sum())} replica(s) took effect"
+            )
+            return
         job.policy.alloc = alloc.astype(np.int8)
         after = job.policy.replicas
         if reason == "initial" and after == 0:
@@ -336,12 +340,27 @@ class Controller:
             job.first_start = inc.started
         job.policy.restarts = index
 
-    def _stop(self, job: JobRun, inc: Incarnation, checkpoint: bool) -> None:
+    def _stop(self, job: JobRun, inc: Incarnation, checkpoint: bool) -> bool:
         """Stop every replica at once (AdaptDL's checkpoint needs them all at the next step),
-        then carry the checkpoint rank 0 wrote, if any, to the controller."""
+        then carry the checkpoint rank 0 wrote, if any, to the controller.
+
+        Returns True when the incarnation had finished its training instead (every replica
+        exited 0, or rank 0 recorded its last epoch done): in the moments between the last watch
+        and the stop, or with SIGTERM arriving after its last step, where AdaptDL writes no
+        checkpoint (it saves only at a next step). The job is then done, as AdaptDL's controller
+        counts a job whose pods all succeeded before it looks at a new allocation; restarting
+        it would train it again from its last checkpoint, or from scratch.
+        """
         grace = self.settings.stop_grace_s if checkpoint else 5.0
         with ThreadPoolExecutor(max_workers=len(inc.procs)) as pool:
             list(pool.map(lambda p: self.ssh.stop(p, grace), inc.procs))
+        if inc.end == "":
+            codes = [self.ssh.poll(p) for p in inc.procs]
+            self._read_status(job)
+            trained = job.status.get("restarts") == inc.index and job.status.get("done") is True
+            if all(c == 0 for c in codes) or trained:
+                self._finish(job, inc, codes)
+                return True
         for proc in inc.procs:
             self.run.stop(proc)  # gone already: marks it stopped in the run's record
         self._attribute_time(job, inc)
@@ -349,6 +368,22 @@ class Controller:
         saved = checkpoint and self._fetch_checkpoint(job, inc)
         if inc.end == "":
             inc.end = "stopped" if saved else "stopped-without-checkpoint"
+        return False
+
+    def _finish(self, job: JobRun, inc: Incarnation, codes: Sequence[int | None]) -> None:
+        """`inc` trained the job to its end: the job is done (`codes`: the replicas' exits)."""
+        self._read_status(job)
+        # records the exits as they are; a replica the stop ended after its last step (its
+        # wrapper killed before it wrote the exit status) is recorded as stopped
+        self.run.wait_all(30, [p for p, c in zip(inc.procs, codes, strict=True) if c == 0])
+        for proc, code in zip(inc.procs, codes, strict=True):
+            if code != 0:
+                self.run.stop(proc)
+        self._attribute_time(job, inc)
+        inc.ended, inc.end = self.now(), "done"
+        job.completed = inc.ended
+        job.policy.alloc = self.allocator.empty()
+        self.progress(f"[{self.now():6.1f} s] {job.name}: done")
 
     def _attribute_time(self, job: JobRun, inc: Incarnation) -> None:
         job.policy.attained += len(inc.procs) * (self.now() - inc.started)
@@ -418,13 +453,7 @@ class Controller:
                 continue
             codes = [self.ssh.poll(p) for p in inc.procs]
             if all(c == 0 for c in codes):
-                self._read_status(job)
-                self.run.wait_all(30, inc.procs)  # records the exits as they are
-                self._attribute_time(job, inc)
-                inc.ended, inc.end = self.now(), "done"
-                job.completed = inc.ended
-                job.policy.alloc = self.allocator.empty()
-                self.progress(f"[{self.now():6.1f} s] {job.name}: done")
+                self._finish(job, inc, codes)
                 continue
             failed = [(p, c) for p, c in zip(inc.procs, codes, strict=True) if c not in (None, 0)]
             if failed:

@@ -52,6 +52,7 @@ from reprise.testbed.systems.adaptdl.monitor import (
     read_monitor_log,
 )
 from reprise.testbed.systems.adaptdl.supervisor import Supervisor
+from reprise.testbed.systems.adaptdl.trace import jct_over_duration
 from reprise.testbed.systems.adaptdl.trainer import replica_env
 from reprise.testbed.trainers.names import MODELS, SIZES
 from reprise.testbed.trainers.netif import NODE_ADDRESS_ENV
@@ -532,6 +533,18 @@ class Controller:
             "started": sum(c["replicas_before"] == 0 < c["replicas_after"] for c in pollux),
         }
 
+    def paces(self) -> dict[str, float | None]:
+        """Each finished job's replica-seconds of work at the rate its trace duration assumes
+        (duration x replicas asked) over the replica-seconds its incarnations held, start-ups
+        and stops included: 1 where the replicas trained at that rate and restarts cost
+        nothing; None for a job that did not finish."""
+        return {
+            job.trace.job_id: round(job.trace.duration * job.trace.num_gpu / job.policy.attained, 3)
+            if job.completed is not None and job.policy.attained > 0
+            else None
+            for job in self.jobs
+        }
+
     def write_tables(self) -> None:
         _write_csv(self.out_dir / "allocations.csv", self.changes)
         rows = [
@@ -631,6 +644,8 @@ def run_pollux_nodes(
         outcome=outcome(controller, report),
     )
     meta = {
+        "jct_over_duration": jct_over_duration(result.outcome.jobs, trace),
+        "pace": controller.paces(),
         "system": LABEL,
         "adaptdl": ADAPTDL_VERSION,
         "deadline_ratio": report.ratio,

@@ -35,6 +35,7 @@ from reprise.records.outcome import RunOutcome
 from reprise.records.result import RunResult
 from reprise.records.writer import write_run_record
 from reprise.sim.options import SimOptions
+from reprise.testbed.systems.adaptdl.trace import jct_over_duration
 
 APPLICATIONS: dict[str, str] = {
     "resnet50": "cifar10",
@@ -157,6 +158,7 @@ def write_simulated_run(
         write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
     _write_trace(mapped, out_dir / "trace.csv")
+    meta["jct_over_duration"] = jct_over_duration(outcome.jobs, mapped)
     return write_run_record(replace(identity, outcome=outcome), out_dir, meta)
 
 

@@ -23,6 +23,7 @@ from reprise.data.generate import HEADER, GeneratorParams, generate_rows, write_
 from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob
 from reprise.errors import ConfigError
+from reprise.records.outcome import JobOutcome
 
 FIGURE6A = GeneratorParams(num_jobs=25, lam=900, seed=0, deadline_seed=0)
 FIGURE6A_CLUSTER = "n4g8"
@@ -176,3 +177,18 @@ def write_scale_trace(
     except TypeError as exc:
         raise ConfigError(f"pollux_testbed.reduced: {exc}") from None
     return write_reduced_trace(settings, profiles, samples_per_s, dest)
+
+
+def jct_over_duration(
+    jobs: Sequence[JobOutcome], trace: Sequence[TraceJob]
+) -> dict[str, float | None]:
+    """Each job's completion time over its trace duration (its time alone on the GPUs it asks
+    for, on the run's own clock), by job id; None for a job that did not finish. A job meets
+    its deadline when this is at most its deadline factor (relative deadline over duration)."""
+    durations = {j.job_id: j.duration for j in trace}
+    return {
+        job.job_id: None
+        if job.end_time is None
+        else round((job.end_time - job.submit_time) / max(durations[job.job_id], 1), 3)
+        for job in jobs
+    }

@@ -118,6 +118,21 @@ class _CheckedEfNoAdmission(_Checked, _NoAdmission):
     pass
 
 
+class _IndexedEf(_Checked, _ElasticFlow):
+    index_from = 0  # every pass through the PriceIndex, however few jobs grow
+
+
+class _IndexedEfNoAdmission(_Checked, _NoAdmission):
+    index_from = 0
+
+
+CHECKED = (_CheckedEf, _IndexedEf, _CheckedEfNoAdmission, _IndexedEfNoAdmission)
+
+
+class _AlwaysIndexedEf(_ElasticFlow):
+    index_from = 0
+
+
 class _PlainEf(_ElasticFlow):
     def distribute_leftover(self, now: float) -> None:
         plain_leftover(self, now)
@@ -154,12 +169,12 @@ def _compare(res: RunOutcome, plain: RunOutcome) -> None:
     assert res.extra == plain.extra
 
 
-@pytest.mark.parametrize("seed", range(16))
+@pytest.mark.parametrize("seed", range(20))
 def test_every_pass_equals_the_plain_pass(
     tmp_path: Path, a100_profiles: ThroughputProfiles, seed: int
 ) -> None:
     trace, cluster, options = _case(tmp_path, a100_profiles, seed)
-    checked = _CheckedEfNoAdmission if seed % 4 == 3 else _CheckedEf
+    checked = CHECKED[seed % 4]
     before = _Checked.passes
     checked.simulate(trace, cluster, a100_profiles, options)
     assert _Checked.passes >= before
@@ -171,7 +186,8 @@ def test_whole_runs_equal_the_plain_pass(
 ) -> None:
     trace, cluster, options = _case(tmp_path, a100_profiles, seed)
     plain = _PlainEf.simulate(trace, cluster, a100_profiles, options)
-    _compare(_ElasticFlow.simulate(trace, cluster, a100_profiles, options), plain)
+    incremental = _AlwaysIndexedEf if seed % 2 else _ElasticFlow
+    _compare(incremental.simulate(trace, cluster, a100_profiles, options), plain)
 
 
 def test_the_incremental_pass_keeps_prices(
@@ -203,7 +219,7 @@ def test_the_incremental_pass_keeps_prices(
     monkeypatch.setattr(_EfSim, "price", counting_price)
     for seed in range(4):
         trace, cluster, options = _case(tmp_path, a100_profiles, seed)
-        _ElasticFlow.simulate(trace, cluster, a100_profiles, options)
+        _AlwaysIndexedEf.simulate(trace, cluster, a100_profiles, options)
     assert kept[FIXED] > 0
     assert kept[CERT] > 0
     assert priced

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
+import numpy.typing as npt
 
 from reprise.data.traces import TraceJob
 from reprise.errors import SimulationError
@@ -125,6 +126,9 @@ class _EfSim(PolicyRun):
 
     admission: ClassVar[bool]
     name: ClassVar[str]
+    index_from: ClassVar[int] = 64
+    """Growing jobs at the start of a leftover pass from which it re-prices through the
+    `PriceIndex` (array checks cost more than they save on fewer)."""
 
     def prepare(self, trace: list[TraceJob]) -> None:
         options, profiles = self.options, self.profiles
@@ -371,49 +375,110 @@ class _EfSim(PolicyRun):
         if free == 0:
             return
         self.stamp += 2  # nothing priced in an earlier round is reused
-        pass_start = self.stamp
         index = PriceIndex(jobs)
-        first_key = next(iter(self.timeline))
-        for k, job in enumerate(jobs):
+        for job in jobs:
             self.price(job, free, now)
-            index.refresh(k, job, first_key, now, align(now, job.deadline, self.slot))
+        growers = [k for k, job in enumerate(jobs) if job.gpus and 0 < index.need[k] <= free]
+        waiting = [k for k, job in enumerate(jobs) if not job.gpus and 0 < index.need[k] <= free]
+        indexed = len(growers) >= self.index_from
+        if indexed:
+            first_key = next(iter(self.timeline))
+            for k, job in enumerate(jobs):
+                index.refresh(k, job, first_key, now, align(now, job.deadline, self.slot))
         order = GrantOrder([job.marginal for job in jobs])
+        pass_start = self.stamp
         while free > 0:
             picked = order.first(index.need, free)
             if picked is None:
                 break  # the plain pass's last re-pricing finds nothing that fits: no change
             granted = jobs[picked]
+            if not granted.gpus:
+                waiting.remove(picked)
+                growers.append(picked)
             could = index.eligible(free)
             edit, free = self.grant(granted, now, free)
             index.invalidate(picked, granted)
             # quirk: re-priced (with the new free count) even once nothing is left to give
             self.stamp += 1
-            eligible = index.eligible(free)
-            need = index.need
-            changes: list[tuple[int, float]] = []
-            # jobs whose next level no longer fits price at -inf (no marginal computed)
-            for k in np.flatnonzero(could & (need > free)).tolist():
-                if jobs[k].marginal != -math.inf:
-                    jobs[k].marginal = -math.inf
-                    changes.append((k, -math.inf))
-            stale = np.flatnonzero(
-                eligible & ~index.kept(edit, self.sorted_now()) & (index.kind != PENDING)
-            ).tolist()
-            # every job priced by the plain pass counts, also those kept here unpriced
-            self.marginal_calls += int(np.count_nonzero(eligible)) - len(stale)
-            first_key = next(iter(self.timeline))
-            for k in stale:
-                job = jobs[k]
-                before = job.marginal
-                if k != picked and job.price_stamp >= pass_start:
-                    job.price_stamp = self.stamp - 1  # kept (unchanged) since last priced
-                self.price(job, free, now, edit)
-                index.refresh(k, job, first_key, now, align(now, job.deadline, self.slot))
-                if job.marginal != before:
-                    changes.append((k, job.marginal))
+            if indexed:
+                changes = self.reprice_indexed(index, could, picked, pass_start, free, now, edit)
+            else:
+                changes = self.reprice_growers(growers, waiting, free, now, edit)
             if changes:
                 order.move(changes)
         self.runnable[:] = [jobs[i] for i in order.order()]
+
+    def reprice_growers(
+        self, growers: list[int], waiting: list[int], free: int, now: float, edit: TimelineEdit
+    ) -> list[tuple[int, float]]:
+        """The plain re-pricing of the jobs that can grow, without touching the others:
+        running jobs (`growers`) are priced as the plain pass prices them, pending ones
+        (`waiting`) keep +inf while their first level fits. Returns the changed prices."""
+        jobs = self.runnable
+        changes: list[tuple[int, float]] = []
+        still = []
+        for k in waiting:
+            job = jobs[k]
+            if job.next_gpus - job.gpus > free:
+                job.marginal = -math.inf
+                changes.append((k, -math.inf))
+            else:
+                still.append(k)
+        waiting[:] = still
+        self.marginal_calls += len(still)  # each is priced (at +inf) by the plain pass
+        still = []
+        for k in growers:
+            job = jobs[k]
+            need = job.next_gpus - job.gpus
+            if need == 0:
+                continue  # grown to its last level: not priced again (its price stays)
+            before = job.marginal
+            self.price(job, free, now, edit)
+            if job.marginal != before:
+                changes.append((k, job.marginal))
+            if need <= free:
+                still.append(k)
+        growers[:] = still
+        return changes
+
+    def reprice_indexed(
+        self,
+        index: PriceIndex,
+        could: npt.NDArray[np.bool_],
+        picked: int,
+        pass_start: int,
+        free: int,
+        now: float,
+        edit: TimelineEdit,
+    ) -> list[tuple[int, float]]:
+        """Re-price only the jobs whose price `edit` may change (`PriceIndex.kept`);
+        `could` are the jobs that could grow before the grant of job `picked`. Returns the
+        changed prices."""
+        jobs = self.runnable
+        eligible = index.eligible(free)
+        need = index.need
+        changes: list[tuple[int, float]] = []
+        # jobs whose next level no longer fits price at -inf (no marginal computed)
+        for k in np.flatnonzero(could & (need > free)).tolist():
+            if jobs[k].marginal != -math.inf:
+                jobs[k].marginal = -math.inf
+                changes.append((k, -math.inf))
+        stale = np.flatnonzero(
+            eligible & ~index.kept(edit, self.sorted_now()) & (index.kind != PENDING)
+        ).tolist()
+        # every job priced by the plain pass counts, also those kept here unpriced
+        self.marginal_calls += int(np.count_nonzero(eligible)) - len(stale)
+        first_key = next(iter(self.timeline))
+        for k in stale:
+            job = jobs[k]
+            before = job.marginal
+            if k != picked and job.price_stamp >= pass_start:
+                job.price_stamp = self.stamp - 1  # kept (unchanged) since last priced
+            self.price(job, free, now, edit)
+            index.refresh(k, job, first_key, now, align(now, job.deadline, self.slot))
+            if job.marginal != before:
+                changes.append((k, job.marginal))
+        return changes
 
     def grant(self, job: EfJob, now: float, free: int) -> tuple[TimelineEdit, int]:
         """Grow `job` to its next level now (its tentative plan, or the same plan built

@@ -271,66 +271,41 @@ class TimelineEdit:
     """Where two timelines (read as step functions from their common first key) differ:
     ascending, disjoint intervals [a, b). `touches(lo, hi)` says whether any of them meets
     the closed interval [lo, hi]. Makes no claim (touches everything) when the timelines are
-    not ascending or start at different keys. `steady_until` is the first key after the
-    common first one where the difference (new minus old) is no longer the one there: on
-    [first key, steady_until) the new timeline is the old one shifted by a constant."""
+    not ascending or start at different keys."""
 
-    __slots__ = ("_ends", "_starts", "everywhere", "steady_until")
+    __slots__ = ("_ends", "_starts", "everywhere")
 
     def __init__(self, old: Timeline, new: Timeline) -> None:
         self._starts: list[float] = []
         self._ends: list[float] = []
-        self.steady_until = -math.inf
         ka = list(old)
         kb = list(new)
         self.everywhere = not ka or not kb or ka[0] != kb[0] or ka != sorted(ka) or kb != sorted(kb)
         if self.everywhere:
             return
-        # only keys the two disagree on (value, or present in one only) can start a
-        # difference: elsewhere both hold the same key and value. Set operations find them
-        # without walking every key in Python.
-        changed = sorted({t for t, _ in old.items() ^ new.items()})
-        if not changed:
-            self.steady_until = math.inf
-            return
-        va_list = list(old.values())
-        vb_list = list(new.values())
-        inf = math.inf
+        i = j = 0
+        va = vb = 0
         na, nb = len(ka), len(kb)
-        shifts: list[int] = []
-        following: list[float] = []
-        for t in changed:
-            i = bisect_right(ka, t)
-            j = bisect_right(kb, t)
-            shifts.append(vb_list[j - 1] - va_list[i - 1])
-            # the next key of either timeline after t (where the difference may change)
-            following.append(min(ka[i] if i < na else inf, kb[j] if j < nb else inf))
         open_at: float | None = None
-        for k, t in enumerate(changed):
-            if shifts[k] != 0:
-                if open_at is None:
-                    open_at = t
-                nxt = following[k]
-                if k + 1 < len(changed) and changed[k + 1] == nxt:
-                    continue  # the next key is a changed one: it decides
-                if nxt == inf:
-                    break
-                self._starts.append(open_at)
-                self._ends.append(nxt)
-                open_at = None
-            elif open_at is not None:
+        while i < na or j < nb:
+            t = ka[i] if i < na else math.inf
+            if j < nb and kb[j] < t:
+                t = kb[j]
+            if i < na and ka[i] == t:
+                va = old[t]
+                i += 1
+            if j < nb and kb[j] == t:
+                vb = new[t]
+                j += 1
+            if va != vb and open_at is None:
+                open_at = t
+            elif va == vb and open_at is not None:
                 self._starts.append(open_at)
                 self._ends.append(t)
                 open_at = None
         if open_at is not None:
             self._starts.append(open_at)
-            self._ends.append(inf)
-        self.steady_until = _steady_until(ka[0], changed, shifts, following)
-
-    @property
-    def spans(self) -> tuple[list[float], list[float]]:
-        """Starts and ends of the differences (empty when `everywhere`)."""
-        return self._starts, self._ends
+            self._ends.append(math.inf)
 
     def touches(self, lo: float, hi: float) -> bool:
         if self.everywhere:
@@ -357,30 +332,6 @@ class TimelineEdit:
             return True
         k = bisect_left(self._ends, lo)  # first difference ending at or after lo
         return k < len(self._starts) and self._starts[k] <= hi
-
-
-def _steady_until(
-    first: float, changed: list[float], shifts: list[int], following: list[float]
-) -> float:
-    """`TimelineEdit.steady_until` from the changed keys, their shifts and the key after each."""
-    k = 0
-    if changed[0] == first:
-        shift = shifts[0]
-        k = 1
-        nxt = following[0]
-    else:
-        shift = 0
-        nxt = math.inf
-    if shift == 0:
-        for m in range(k, len(changed)):
-            if shifts[m] != 0:
-                return changed[m]
-        return math.inf
-    # a key that did not change has shift 0: the shift holds along consecutive changed keys
-    while k < len(changed) and changed[k] == nxt and shifts[k] == shift:
-        nxt = following[k]
-        k += 1
-    return nxt
 
 
 def first_break_given_back(

@@ -13,12 +13,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-import numpy as np
-import numpy.typing as npt
-
 from reprise.data.traces import TraceJob
 from reprise.errors import SimulationError
-from reprise.policies.elasticflow.leftover import PENDING, GrantOrder, PriceIndex
 from reprise.policies.elasticflow.limits import max_gpu_elasticflow
 from reprise.policies.elasticflow.planner import (
     Allocation,
@@ -121,14 +117,15 @@ def _gpus(job: EfJob) -> int:
     return job.gpus
 
 
+def _marginal(job: EfJob) -> float:
+    return job.marginal
+
+
 class _EfSim(PolicyRun):
     """State of one run: job lists in upstream's orders, events, timeline, placement."""
 
     admission: ClassVar[bool]
     name: ClassVar[str]
-    index_from: ClassVar[int] = 64
-    """Growing jobs at the start of a leftover pass from which it re-prices through the
-    `PriceIndex` (array checks cost more than they save on fewer)."""
 
     def prepare(self, trace: list[TraceJob]) -> None:
         options, profiles = self.options, self.profiles
@@ -354,16 +351,9 @@ class _EfSim(PolicyRun):
         )
 
     def distribute_leftover(self, now: float) -> None:
-        """Grow jobs one level at a time, highest marginal first (quirk: DESCENDING sort).
-
-        The plain pass re-prices every job whose next level fits after each grant and sorts
-        them again; this one re-prices only those whose price the grant's edit may change
-        (`PriceIndex.kept`) and keeps the sorted order without sorting (`GrantOrder`), with
-        the same grants, prices, order and counters (docs/policies/elasticflow.md#leftover).
-        """
+        """Grow jobs one level at a time, highest marginal first (quirk: DESCENDING sort)."""
         used = 0
-        jobs = self.runnable
-        for job in jobs:
+        for job in self.runnable:
             job.next_gpus = job.curve.next_level(job.gpus)
             job.own_gpu_time = allocation_gpu_time(job.alloc, job.end_time)
             used += job.gpus
@@ -375,139 +365,48 @@ class _EfSim(PolicyRun):
         if free == 0:
             return
         self.stamp += 2  # nothing priced in an earlier round is reused
-        index = PriceIndex(jobs)
-        for job in jobs:
+        for job in self.runnable:
             self.price(job, free, now)
-        growers = [k for k, job in enumerate(jobs) if job.gpus and 0 < index.need[k] <= free]
-        waiting = [k for k, job in enumerate(jobs) if not job.gpus and 0 < index.need[k] <= free]
-        indexed = len(growers) >= self.index_from
-        if indexed:
-            first_key = next(iter(self.timeline))
-            for k, job in enumerate(jobs):
-                index.refresh(k, job, first_key, now, align(now, job.deadline, self.slot))
-        order = GrantOrder([job.marginal for job in jobs])
-        pass_start = self.stamp
-        while free > 0:
-            picked = order.first(index.need, free)
-            if picked is None:
-                break  # the plain pass's last re-pricing finds nothing that fits: no change
-            granted = jobs[picked]
-            if not granted.gpus:
-                waiting.remove(picked)
-                growers.append(picked)
-            could = index.eligible(free)
-            edit, free = self.grant(granted, now, free)
-            index.invalidate(picked, granted)
+        self.runnable.sort(key=_marginal, reverse=True)
+        granted = True
+        while free > 0 and granted:
+            granted = False
+            edit: TimelineEdit | None = None
+            for job in self.runnable:
+                if job.next_gpus - job.gpus > free or job.next_gpus == job.gpus:
+                    continue
+                offer = job.offer
+                if offer is None:
+                    # the same plan the last pricing pass would have kept: nothing changed since
+                    offer = self.offer_for(job, now)
+                self.grants += 1
+                edit = TimelineEdit(self.timeline, offer.timeline)
+                job.price_stamp = -1
+                self.timeline = offer.timeline
+                job.alloc = offer.alloc
+                old_gpus = job.gpus
+                job.gpus = job.next_gpus
+                old_end = job.end_time
+                job.end_time = offer.end
+                if self.options.ef_scaleup_updates_real_end:
+                    job.real_end = offer.real_end  # HEAD (a8c66e6) only
+                if job.pending:
+                    self.start(job, now)
+                self.events.move_completion(job.idx, old_end, job.end_time)
+                free -= job.gpus - old_gpus
+                if self.timeline.get(now) != free:
+                    raise SimulationError(f"timeline and free GPUs disagree at {now}")
+                granted = True
+                job.next_gpus = job.curve.next_level(job.gpus)
+                job.own_gpu_time = allocation_gpu_time(job.alloc, job.end_time)
+                job.offer = None
+                break
             # quirk: re-priced (with the new free count) even once nothing is left to give
             self.stamp += 1
-            if indexed:
-                changes = self.reprice_indexed(index, could, picked, pass_start, free, now, edit)
-            else:
-                changes = self.reprice_growers(growers, waiting, free, now, edit)
-            if changes:
-                order.move(changes)
-        self.runnable[:] = [jobs[i] for i in order.order()]
-
-    def reprice_growers(
-        self, growers: list[int], waiting: list[int], free: int, now: float, edit: TimelineEdit
-    ) -> list[tuple[int, float]]:
-        """The plain re-pricing of the jobs that can grow, without touching the others:
-        running jobs (`growers`) are priced as the plain pass prices them, pending ones
-        (`waiting`) keep +inf while their first level fits. Returns the changed prices."""
-        jobs = self.runnable
-        changes: list[tuple[int, float]] = []
-        still = []
-        for k in waiting:
-            job = jobs[k]
-            if job.next_gpus - job.gpus > free:
-                job.marginal = -math.inf
-                changes.append((k, -math.inf))
-            else:
-                still.append(k)
-        waiting[:] = still
-        self.marginal_calls += len(still)  # each is priced (at +inf) by the plain pass
-        still = []
-        for k in growers:
-            job = jobs[k]
-            need = job.next_gpus - job.gpus
-            if need == 0:
-                continue  # grown to its last level: not priced again (its price stays)
-            before = job.marginal
-            self.price(job, free, now, edit)
-            if job.marginal != before:
-                changes.append((k, job.marginal))
-            if need <= free:
-                still.append(k)
-        growers[:] = still
-        return changes
-
-    def reprice_indexed(
-        self,
-        index: PriceIndex,
-        could: npt.NDArray[np.bool_],
-        picked: int,
-        pass_start: int,
-        free: int,
-        now: float,
-        edit: TimelineEdit,
-    ) -> list[tuple[int, float]]:
-        """Re-price only the jobs whose price `edit` may change (`PriceIndex.kept`);
-        `could` are the jobs that could grow before the grant of job `picked`. Returns the
-        changed prices."""
-        jobs = self.runnable
-        eligible = index.eligible(free)
-        need = index.need
-        changes: list[tuple[int, float]] = []
-        # jobs whose next level no longer fits price at -inf (no marginal computed)
-        for k in np.flatnonzero(could & (need > free)).tolist():
-            if jobs[k].marginal != -math.inf:
-                jobs[k].marginal = -math.inf
-                changes.append((k, -math.inf))
-        stale = np.flatnonzero(
-            eligible & ~index.kept(edit, self.sorted_now()) & (index.kind != PENDING)
-        ).tolist()
-        # every job priced by the plain pass counts, also those kept here unpriced
-        self.marginal_calls += int(np.count_nonzero(eligible)) - len(stale)
-        first_key = next(iter(self.timeline))
-        for k in stale:
-            job = jobs[k]
-            before = job.marginal
-            if k != picked and job.price_stamp >= pass_start:
-                job.price_stamp = self.stamp - 1  # kept (unchanged) since last priced
-            self.price(job, free, now, edit)
-            index.refresh(k, job, first_key, now, align(now, job.deadline, self.slot))
-            if job.marginal != before:
-                changes.append((k, job.marginal))
-        return changes
-
-    def grant(self, job: EfJob, now: float, free: int) -> tuple[TimelineEdit, int]:
-        """Grow `job` to its next level now (its tentative plan, or the same plan built
-        afresh); returns the timeline edit and the GPUs left free."""
-        offer = job.offer
-        if offer is None:
-            # the same plan the last pricing pass would have kept: nothing changed since
-            offer = self.offer_for(job, now)
-        self.grants += 1
-        edit = TimelineEdit(self.timeline, offer.timeline)
-        job.price_stamp = -1
-        self.timeline = offer.timeline
-        job.alloc = offer.alloc
-        old_gpus = job.gpus
-        job.gpus = job.next_gpus
-        old_end = job.end_time
-        job.end_time = offer.end
-        if self.options.ef_scaleup_updates_real_end:
-            job.real_end = offer.real_end  # HEAD (a8c66e6) only
-        if job.pending:
-            self.start(job, now)
-        self.events.move_completion(job.idx, old_end, job.end_time)
-        free -= job.gpus - old_gpus
-        if self.timeline.get(now) != free:
-            raise SimulationError(f"timeline and free GPUs disagree at {now}")
-        job.next_gpus = job.curve.next_level(job.gpus)
-        job.own_gpu_time = allocation_gpu_time(job.alloc, job.end_time)
-        job.offer = None
-        return edit, free
+            for job in self.runnable:
+                if job.next_gpus - job.gpus > 0:
+                    self.price(job, free, now, edit)
+            self.runnable.sort(key=_marginal, reverse=True)
 
     # ---- placement, round log, overheads ------------------------------------------------------
 

@@ -184,3 +184,34 @@ def test_a_job_stopped_mid_training_is_restarted_on_its_new_allocation(tmp_path:
     assert training.started == ["job-0-i0-r0", "job-0-i1-r0", "job-0-i1-r1"]
     assert controller.resizes()["up"] == 1
     assert record["state"] == "closed"
+
+
+def test_a_round_leaves_a_job_alone_until_its_arrival_is_taken_in(tmp_path: Path) -> None:
+    """A job whose submission time passes while a tick runs (after its arrival check) was given
+    replicas by that tick's round, then queued again by the next tick's arrival step: a start
+    and a stop for nothing (a fresh-clone run showed `job-4: 1 -> 0 replica(s) (queued)`)."""
+    trace = [
+        TraceJob(0, "0", 0, 100, "resnet50", 240, 64, 1, 120, False),
+        TraceJob(1, "1", 0, 100, "resnet50", 240, 64, 1, 120, False),
+    ]
+    settings = ControllerSettings(interval_s=1, stop_grace_s=1, time_limit_s=10)
+    asked: list[list[str]] = []
+
+    def allocate(jobs: Sequence[Any], now: float) -> dict[str, Any]:
+        asked.append([j.name for j in jobs])
+        return {j.name: np.array([1], dtype=np.int64) for j in jobs}
+
+    with (
+        TestbedRun(OneNode(tmp_path / "node"), Launcher(TrainingNode(60)), tmp_path / "run") as run,
+        Supervisor() as supervisor,
+    ):
+        controller = Controller(run, supervisor, trace, settings, tmp_path / "out", progress=print)
+        controller.allocator.allocate = allocate  # type: ignore[method-assign]
+        first, second = controller.jobs
+        first.arrived = True  # the arrival step has run for job-0 only
+        controller._apply(first, np.array([1], dtype=np.int64), "initial")
+        controller._round()
+        assert asked == [["job-0"]]
+        assert second.policy.replicas == 0 and second.live is None
+        assert [c["job"] for c in controller.changes] == ["job-0"]
+        controller._stop(first, first.live, checkpoint=False)

@@ -235,13 +235,15 @@ class Controller:
         self._record_monitor()
 
     def _present(self) -> list[PolicyJob]:
-        return [j.policy for j in self.jobs if self._submitted(j) and j.completed is None]
+        return [j.policy for j in self.jobs if j.arrived and j.completed is None]
 
     def _submitted(self, job: JobRun) -> bool:
         return job.policy.submitted <= self.now()
 
     def _round(self) -> None:
-        present = [j for j in self.jobs if self._submitted(j) and j.completed is None]
+        # jobs taken in by the arrival step only: one whose submission time passed while this
+        # tick ran is not yet arrived, and the arrival step would undo what a round gave it
+        present = [j for j in self.jobs if j.arrived and j.completed is None]
         for job in present:
             job.policy.hints = self.supervisor.hints(job.name)
             self._read_status(job)

@@ -492,8 +492,8 @@ class Themis(PolicyRun):
         for job in chosen:
             # no work while relaunching: the overhead comes off the lease and pushes the end
             spent = paid.get(job.spec.idx, 0)
-            run = slot - spent if spent else slot
-            end = now + spent + job.time_left if spent else now + job.time_left
+            run = slot - spent
+            end = now + spent + job.time_left
             job.time_left = job.time_left - run if job.time_left > run else 0
             job.iters_left -= run * job.tput
             if job.iters_left <= 0:
@@ -514,11 +514,13 @@ class Themis(PolicyRun):
         simulation (upstream never computes it for Themis); where the overheads are measured,
         the executor's seconds for a round whose running set changed (upstream's
         `reschedule_flag`; only such a round re-places jobs and counts towards a restart)."""
+        engine = self.engine
+        if not engine.pays:
+            return {}  # the simulator's hot loop: nothing to track
         chosen_ids = frozenset(job.spec.idx for job in chosen)
         changed = chosen_ids != self.last_chosen
         self.last_chosen = chosen_ids
-        engine = self.engine
-        if not engine.pays or not changed:
+        if not changed:
             return {}
         restart = engine.restart_round()
         changes = [AllocationChange(j.spec.idx, j.spec.num_gpu, False) for j in chosen]

@@ -374,8 +374,8 @@ class Controller:
         return False
 
     def _finish(self, job: JobRun, inc: Incarnation, codes: Sequence[int | None]) -> None:
-        """`inc` trained the job to its end: the job is done (`codes`: the replicas' exits)."""
-        self._read_status(job)
+        """`inc` trained the job to its end: the job is done (`codes`: the replicas' exits;
+        the caller has read the job's last status)."""
         # records the exits as they are; a replica the stop ended after its last step (its
         # wrapper killed before it wrote the exit status) is recorded as stopped
         self.run.wait_all(30, [p for p, c in zip(inc.procs, codes, strict=True) if c == 0])
@@ -456,6 +456,7 @@ class Controller:
                 continue
             codes = [self.ssh.poll(p) for p in inc.procs]
             if all(c == 0 for c in codes):
+                self._read_status(job)
                 self._finish(job, inc, codes)
                 continue
             failed = [(p, c) for p, c in zip(inc.procs, codes, strict=True) if c not in (None, 0)]

@@ -29,15 +29,20 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def adaptdl_image(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The node image with AdaptDL and this checkout's Reprise, built from the node image (the
-    Docker layer cache keeps a rebuild of unchanged code to seconds)."""
-    node = REPO / "results/testbeds/images/node.json"
-    if not node.is_file():
-        pytest.skip("node image missing: snakemake results/testbeds/images/node.json")
+    """The node image with AdaptDL and this checkout's Reprise, built FROM the node image: the
+    pipeline's when `snakemake` made one here, otherwise built as the pipeline builds it (reused
+    when the daemon has it; a clean clone in CI builds it once). Docker's layer cache keeps a
+    rebuild of unchanged code to seconds."""
     from reprise.testbed.systems.adaptdl.env import build_adaptdl_image
 
-    record = tmp_path_factory.mktemp("image") / "adaptdl.json"
-    build_adaptdl_image(node, REPO / "requirements.lock", record, IMAGE)
+    work = tmp_path_factory.mktemp("image")
+    node = REPO / "results/testbeds/images/node.json"
+    if not node.is_file():
+        from reprise.testbed.image import build_node_image
+
+        node = work / "node.json"
+        build_node_image(workdir=work, log=work / "node.log", record=node, tag="reprise-node:test")
+    build_adaptdl_image(node, REPO / "requirements.lock", work / "adaptdl.json", IMAGE)
     return IMAGE
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reprise.errors import ProvisionError, TestbedError
+from reprise.testbed.interrupts import interrupts_deferred
 
 _IN_OWN_PID_NS = ("unshare", "--pid", "--fork", "--", "setsid")
 # joins every cgroup named in $REPRISE_CGROUPS (their cgroup.procs files), then runs the command,
@@ -125,12 +126,17 @@ def _criu(
     cgroups: Sequence[Path] = (),
 ) -> float:
     started = time.monotonic()
-    done = subprocess.run(
-        [*JOIN_CGROUPS, binary, *args, _CGROUPS_IGNORED, "-D", str(images), "-o", log_name],
-        capture_output=True,
-        text=True,
-        env=cgroup_env(cgroups),
-    )
+    # CRIU runs to its end: killed half-way, a dump leaves its network lock on the role's
+    # connections and a restore leaves a tree whose PID was never written. So it has its own
+    # session (a terminal's Ctrl-C does not reach it) and an interrupt waits until it is done.
+    with interrupts_deferred():
+        done = subprocess.run(
+            [*JOIN_CGROUPS, binary, *args, _CGROUPS_IGNORED, "-D", str(images), "-o", log_name],
+            capture_output=True,
+            text=True,
+            env=cgroup_env(cgroups),
+            start_new_session=True,
+        )
     if done.returncode != 0:
         tail = (
             (images / log_name).read_text().splitlines()[-5:]

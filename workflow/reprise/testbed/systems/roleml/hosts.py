@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from reprise.errors import ConfigError, ProvisionError, TestbedError
+from reprise.testbed.interrupts import interrupts_deferred
 from reprise.testbed.inventory import Inventory, load_inventory
 from reprise.testbed.lifecycle import SshLauncher
 from reprise.testbed.nodes import Launched, Node
@@ -517,19 +518,20 @@ class HostsRuntime:
         self.hosts.put_bytes(node, spec_path.read_bytes(), self.remote(spec_path))
         host = self.hosts.nodes[node]
         argv = [host.python, *ACTOR_ARGS, self.remote(spec_path), "--detachable"]
-        pid = int(
-            self.hosts.helper(
-                node,
-                "start",
-                self.remote_log(actor),
-                host.workdir,
-                self._node_mark(node),
-                *argv,
-                doing=f"starting actor {actor}",
+        with interrupts_deferred():  # started and recorded, or neither
+            pid = int(
+                self.hosts.helper(
+                    node,
+                    "start",
+                    self.remote_log(actor),
+                    host.workdir,
+                    self._node_mark(node),
+                    *argv,
+                    doing=f"starting actor {actor}",
+                )
             )
-        )
-        self.where[actor] = Placed(node, pid)
-        self._record()
+            self.where[actor] = Placed(node, pid)
+            self._record()
         self._join(node, pid)
         state = self.hosts.helper(
             node,
@@ -670,19 +672,20 @@ class HostsRuntime:
             f"cat {shlex.quote(pidfile)}"
         )
         started = time.monotonic()
-        try:
-            out = self.hosts.run(node, command, f"criu restore of {actor}", timeout=600)
-        except TestbedError as exc:
-            raise TestbedError(
-                f"criu restore of {actor} on host {node} failed: "
-                f"{self._criu_log(node, images, 'restore.log', exc)}"
-            ) from None
-        pid = int(out.split()[-1])
+        # interrupted half-way, the restored actor would run on with its PID unrecorded
+        with interrupts_deferred():
+            try:
+                out = self.hosts.run(node, command, f"criu restore of {actor}", timeout=600)
+            except TestbedError as exc:
+                raise TestbedError(
+                    f"criu restore of {actor} on host {node} failed: "
+                    f"{self._criu_log(node, images, 'restore.log', exc)}"
+                ) from None
+            pid = int(out.split()[-1])
+            self.where[actor] = Placed(node, pid)
+            self._record()
         self._join(node, pid)
-        seconds = time.monotonic() - started
-        self.where[actor] = Placed(node, pid)
-        self._record()
-        return seconds
+        return time.monotonic() - started
 
     def announce(self, actor: str, timeout: float = 60.0) -> float:
         """Tell the conductor the actor's address now; its relay role tells every other actor

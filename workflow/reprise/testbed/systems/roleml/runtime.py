@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from reprise.errors import TestbedError
+from reprise.testbed.interrupts import interrupts_deferred
 from reprise.testbed.systems.roleml import criu
 from reprise.testbed.systems.roleml.dockerd import LABEL, ExperimentalDockerd
 from reprise.testbed.systems.roleml.local import free_port, wait_listening
@@ -124,12 +125,13 @@ class ProcessRuntime(OneHostImages):
         log = self.log(actor)
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("")
-        proc = criu.start_namespaced(
-            [self.python, *ACTOR_MODULE, str(spec_path), "--detachable"],
-            log,
-            cgroups=self.nodes.cgroups(node),
-        )
-        self.procs[actor] = proc
+        with interrupts_deferred():  # started and recorded, or neither
+            proc = criu.start_namespaced(
+                [self.python, *ACTOR_MODULE, str(spec_path), "--detachable"],
+                log,
+                cgroups=self.nodes.cgroups(node),
+            )
+            self.procs[actor] = proc
         if proc.outer is not None:
             wait_listening(str(spec["address"]), proc.outer, log, timeout)
 
@@ -137,9 +139,12 @@ class ProcessRuntime(OneHostImages):
         return criu.checkpoint(self.criu_binary, self.procs[actor], images)
 
     def restore(self, actor: str, images: Path, node: str) -> float:
-        self.procs[actor], seconds = criu.restore(
-            self.criu_binary, images, self.nodes.cgroups(node)
-        )
+        # a restore interrupted half-way would leave a restored actor whose PID is not recorded
+        # (CRIU writes the pidfile at its end), so stop_all could not stop it
+        with interrupts_deferred():
+            self.procs[actor], seconds = criu.restore(
+                self.criu_binary, images, self.nodes.cgroups(node)
+            )
         return seconds
 
     def stop_all(self) -> None:

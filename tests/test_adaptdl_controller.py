@@ -81,9 +81,11 @@ def test_resized_job_and_killed_replica_restart_from_checkpoints(
 ) -> None:
     out = tmp_path / "run"
     settings = ControllerSettings(interval_s=10, stop_grace_s=30, time_limit_s=900, hints_every_s=5)
-    # SIGKILL rank 0 of the job's second incarnation (its first re-allocation) 8 s in
+    # SIGKILL rank 0 of the job's second incarnation (its first re-allocation) 8 s in. The job
+    # is long enough to outlive Pollux's first growth on a quiet machine too (500 iterations
+    # ended at 33 s there, before the growth took effect; 2,000 take about 2 min on one replica)
     summary = run_pollux_nodes(
-        one_job(iterations=500),
+        one_job(iterations=2000),
         inventory(tmp_path, adaptdl_image),
         settings,
         out,

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import ClassVar
@@ -48,6 +49,8 @@ class EdfJob:
     admitted: bool = False
     done: bool = False
     met: bool | None = None
+    order_key: tuple[int, int] = (0, 0)
+    """(deadline, admission number) under plain EDF: its place in the planning order."""
     _shares: list[int] = field(default_factory=list, repr=False)
 
     @property
@@ -308,7 +311,11 @@ def edf_plan_inplace(
 
 
 class _EdfSim(PolicyRun):
-    """State shared by both EDF variants: job lists in upstream's orders, events, placement."""
+    """State shared by both EDF variants: jobs, events, placement, upstream's job bookkeeping.
+
+    `running` and `pending` are dicts in upstream's list order (insertion order; a job leaves
+    one at most once), so a job is removed without a scan.
+    """
 
     name: ClassVar[str]
 
@@ -325,110 +332,68 @@ class _EdfSim(PolicyRun):
         self.submits = sorted(t.submit_time for t in trace)
         """Every submit time, ascending: where the next arrival can lie (the lazy tail)."""
         self.events = self.engine.events
-        self.runnable: list[EdfJob] = []
-        self.running: list[EdfJob] = []
-        self.pending: list[EdfJob] = []
+        self.running: dict[int, EdfJob] = {}
+        self.pending: dict[int, EdfJob] = {}
         self.placement = ElasticPlacement(self.cluster)
         self.planner_calls = 0
 
     # ---- helpers mirroring the upstream job bookkeeping -------------------------------------
 
-    def estimate(self, jobs: list[EdfJob], now: float, skip_idle_tail: bool = False) -> bool:
-        """Plan `jobs` (sorted in place by deadline, stably) from an empty timeline.
-
-        With `skip_idle_tail` (plain EDF, which ignores the verdict), once nothing is free at
-        `now` the rest of the list is planned only up to the last job whose plan can be read
-        before the next round (docs/policies/edf.md#the-lazy-tail): every later job would get
-        0 GPUs. Pending ones keep plan_gpus = 0 and a stale plan_end (recomputed before they
-        can start); running ones keep their planned end and completion event, which lie
-        beyond the next round. The returned verdict then covers the planned jobs only.
-        """
+    def plan_all(self, jobs: list[EdfJob], now: float) -> bool:
+        """Plan `jobs` (sorted in place by deadline, stably) from an empty timeline; True when
+        every job meets its deadline."""
         jobs.sort(key=_deadline)
-        n, slot = self.n, self.slot
-        timeline = FreeTimeline(now, n)
-        stop = len(jobs)
-        if skip_idle_tail:
-            stop = 0
-            for i in range(len(jobs) - 1, -1, -1):
-                if jobs[i].running:
-                    stop = i + 1
-                    break
-        last_running = stop
+        timeline = FreeTimeline(now, self.n)
         self.planner_calls += len(jobs)
         all_ok = True
-        first_end = math.inf
-        tail_checked = not skip_idle_tail
-        for i, job in enumerate(jobs):
-            if timeline.vals[0] == 0:
-                if not tail_checked and timeline.times[0] == now:
-                    tail_checked = True
-                    stop = min(stop, self.needed_until(jobs, i, stop, now, first_end))
-                if i >= stop:
-                    # a pending job's plan_gpus is 0 already (it would have started)
-                    for rest in jobs[i:last_running]:
-                        if rest.running:
-                            rest.plan_gpus = 0
-                            rest.plan_end = rest.end_time
-                    break
-            if timeline.times[0] != now:
-                # a key before the planning time (only with work <= 0): the literal planner
-                gpus, end, ok, committed = edf_plan(job, now, timeline.as_dict(), n, slot)
-                timeline = FreeTimeline.of(committed)
-            else:
-                gpus, end, ok = edf_plan_inplace(job, timeline, n, slot)
-            job.plan_gpus = gpus
-            job.plan_end = end
-            if gpus > 0 and now < end < first_end:
-                first_end = end
+        for job in jobs:
+            ok = self.plan(job, timeline, now)
             all_ok = all_ok and ok
         return all_ok
 
-    def needed_until(
-        self, jobs: list[EdfJob], first: int, stop: int, now: float, first_end: float
-    ) -> int:
-        """One past the last job in `jobs[first:stop]` whose plan can be read before the next
-        round, when every job from `first` on gets 0 GPUs now (docs/policies/edf.md#the-lazy-tail).
+    def plan(self, job: EdfJob, timeline: FreeTimeline, now: float) -> bool:
+        """Plan one job on `timeline` (committed in place); sets its plan_*, returns whether it
+        meets its deadline."""
+        n, slot = self.n, self.slot
+        if timeline.times[0] != now:
+            # a key before the planning time (only with work <= 0): the literal planner
+            gpus, end, ok, committed = edf_plan(job, now, timeline.as_dict(), n, slot)
+            fresh = FreeTimeline.of(committed)
+            timeline.times, timeline.vals = fresh.times, fresh.vals
+        else:
+            gpus, end, ok = edf_plan_inplace(job, timeline, n, slot)
+        job.plan_gpus = gpus
+        job.plan_end = end
+        return ok
 
-        The next round comes no later than `now + slot` or the earliest event that will still
-        be filed then: the next arrival's (at most a slot after its submit time) or the
-        completion of a job planned to hold GPUs (`first_end`). A running job starved now
-        ends no sooner than `now + iter_left / max_rate`; if that and its filed end both lie
-        past that horizon, neither its event nor its plan is read before it is planned again.
-        """
-        slot = self.slot
-        nxt = bisect_right(self.submits, now)
-        arrival = self.submits[nxt] + slot if nxt < len(self.submits) else math.inf
-        horizon = max(now + slot, min(arrival, first_end)) + 1
-        if horizon == math.inf:
-            return stop
-        for i in range(stop - 1, first - 1, -1):
-            job = jobs[i]
-            if job.iter_left <= 0 or job.max_rate <= 0:
-                return i + 1
-            if not job.running:
-                continue
-            # 2 s below the real-number bound: float rounding in the walk is far smaller
-            earliest = now + job.iter_left / job.max_rate - 2
-            if job.end_time <= horizon or earliest <= horizon:
-                return i + 1
-        return first
+    def apply_plan(self, job: EdfJob, now: float, to_place: list[EdfJob]) -> None:
+        """Plain EDF's step for one job of the round: it takes its plan; a running job's event
+        moves to the planned end, a pending one given GPUs starts; one with GPUs joins
+        `to_place`."""
+        job.gpus = job.plan_gpus
+        old_end = job.end_time
+        job.end_time = job.plan_end
+        if job.running:
+            if job.gpus > 0:
+                to_place.append(job)
+            self.events.move_completion(job.idx, old_end, job.end_time)
+        elif job.gpus > 0:
+            to_place.append(job)
+            self.start(job, now)
+            self.events.add_completion(job.idx, job.end_time)
 
     def start(self, job: EdfJob, now: float) -> None:
         """Pending -> running (upstream `remove_from_pending`)."""
         job.start_time = now
-        self.pending.remove(job)
-        self.running.append(job)
+        del self.pending[job.idx]
+        self.running[job.idx] = job
         job.running = True
-        if job not in self.runnable:
-            self.runnable.append(job)
         if not job.trace.best_effort:
             self.engine.accepted += 1
 
     def admit(self, job: EdfJob) -> None:
         job.admitted = True
-        self.pending.append(job)
-        if job not in self.runnable:
-            self.runnable.append(job)
+        self.pending[job.idx] = job
 
     def decline_arrival(self, job: EdfJob) -> None:
         # quirk: upstream counts every rejected arrival, best-effort ones included
@@ -444,10 +409,7 @@ class _EdfSim(PolicyRun):
             self.engine.accepted -= 1
         job.met = None if job.trace.best_effort else not late
         job.done = True
-        if job in self.running:
-            self.running.remove(job)
-        if job in self.runnable:
-            self.runnable.remove(job)
+        self.running.pop(job.idx, None)
         self.engine.job_done()
 
     def place(self, job: EdfJob) -> None:
@@ -465,7 +427,8 @@ class _EdfSim(PolicyRun):
             for idx, cached in cache_flags(layout, self.engine.cache).items():
                 self.jobs[idx].cached = cached
         gpu_map = layout.gpu_map if (layout and self.options.record_gpu_map) else None
-        self.engine.record_round(now, self.running, len(self.pending), self.placement, gpu_map)
+        running = list(self.running.values())
+        self.engine.record_round(now, running, len(self.pending), self.placement, gpu_map)
 
     def outcome(self) -> RunOutcome:
         return self.engine.outcome(
@@ -481,9 +444,8 @@ class _EdfSim(PolicyRun):
         while events or self.pending:
             if not events:
                 raise SimulationError(f"pending jobs but no events left at {now}")
-            self.engine.advance(self.runnable, time_diff, now)
-            for job in self.runnable:
-                job.overhead = 0
+            self.engine.advance(self.progressing(), time_diff, now)
+            self.clear_overheads()
             event = events.first
             self.decide(event, now)
             self.log_round(event.time, flags_needed=self.pays_modelled_overhead)
@@ -493,71 +455,224 @@ class _EdfSim(PolicyRun):
                 time_diff = 10 if self.pays_modelled_overhead else self.slot
                 continue
             # plain EDF pays nothing in simulation, yet counts rounds (the engine decides)
-            self.engine.charge(self.running, now)
+            self.engine.charge(list(self.running.values()), now)
             now, time_diff = self.engine.next_round(now)
+
+    @abstractmethod
+    def progressing(self) -> Iterable[EdfJob]:
+        """What upstream advances each round: the runnable jobs in its list's order (the
+        engine skips those without GPUs)."""
+
+    @abstractmethod
+    def clear_overheads(self) -> None:
+        """Zero the overhead of every runnable job (only running ones can hold any)."""
 
     @abstractmethod
     def decide(self, event: Event, now: float) -> None:
         """Completions, planning, admission and placement of the round at `event`."""
 
 
-# C-level sort keys (the sorts run over every runnable job each round)
+# C-level sort keys
 _deadline = attrgetter("trace.deadline")
 _gpus = attrgetter("gpus")
+_order_key = attrgetter("order_key")
 
 
 class _Edf(_EdfSim):
     """EDF without admission control (`--schedule=edf`): every arrival admitted; no modelled
-    overhead (upstream comments the estimate out), the measured one on a testbed."""
+    overhead (upstream comments the estimate out), the measured one on a testbed.
+
+    Upstream's round re-plans every runnable job; only what can change is touched here
+    (docs/policies/edf.md#the-lazy-tail, #incremental-bookkeeping): the deadline order is kept
+    sorted as jobs arrive and leave, planning stops after the last job whose plan can be read
+    before the next round, and upstream's runnable-list order (sorted in rounds without
+    arrivals, arrivals appended otherwise) is recomputed only for the jobs a round acts on.
+    """
 
     name = "edf"
     pays_modelled_overhead = False
-    skip_unread: ClassVar[bool] = True
-    """Leave unplanned the jobs whose plans cannot be read before the next round (the
-    verdict is ignored); False plans every job every round (the plain computation)."""
+
+    def prepare(self, trace: list[TraceJob]) -> None:
+        super().prepare(trace)
+        self.order: list[EdfJob] = []
+        """Runnable jobs (and this round's arrivals) by `order_key`: the planning order."""
+        self.running_order: list[EdfJob] = []
+        """Running jobs by `order_key`."""
+        self.no_work: list[EdfJob] = []
+        """Admitted jobs with no work or no throughput at admission, by `order_key`: they
+        stay so, and the lazy tail plans up to the last of them."""
+        self.holders: list[EdfJob] = []
+        """Jobs holding GPUs since the last round, in upstream's runnable-list order."""
+        self.admissions = 0
+        self.sorted_upto = 0
+        """Jobs admitted up to this number are in the sorted part of upstream's runnable list
+        (it is sorted in rounds without arrivals; arrivals are appended after)."""
+
+    def progressing(self) -> Iterable[EdfJob]:
+        return self.holders
+
+    def clear_overheads(self) -> None:
+        for job in self.running.values():
+            job.overhead = 0
+
+    def list_position(self, job: EdfJob) -> tuple[int, ...]:
+        """Sort key of `job`'s place in upstream's runnable list."""
+        seq = job.order_key[1]
+        if seq <= self.sorted_upto:
+            return (0, job.deadline, seq)
+        return (1, seq)
+
+    def position(self, job: EdfJob) -> int:
+        """`job`'s index in the planning order."""
+        return bisect_left(self.order, job.order_key, key=_order_key)
+
+    def enqueue(self, job: EdfJob) -> None:
+        """An arrival joins the planning order: by deadline, then arrival (upstream's stable
+        sort of the runnable list with the arrivals appended)."""
+        self.admissions += 1
+        job.order_key = (job.deadline, self.admissions)
+        insort(self.order, job, key=_order_key)
+        if job.iter_left <= 0 or job.max_rate <= 0:
+            insort(self.no_work, job, key=_order_key)
+
+    def start(self, job: EdfJob, now: float) -> None:
+        super().start(job, now)
+        insort(self.running_order, job, key=_order_key)
+
+    def complete(self, job: EdfJob) -> None:
+        super().complete(job)
+        for ordered in (self.order, self.running_order, self.no_work):
+            i = bisect_left(ordered, job.order_key, key=_order_key)
+            if i < len(ordered) and ordered[i] is job:
+                del ordered[i]
+
+    def plan_round(self, now: float) -> int:
+        """Plan the deadline order from an empty timeline up to the last job whose plan can be
+        read before the next round (docs/policies/edf.md#the-lazy-tail); returns how many
+        jobs at the head of the order were planned.
+
+        Running jobs after those keep their filed end (plan_gpus = 0); pending ones keep
+        plan_gpus = 0 and a stale plan_end (recomputed before they can start).
+        """
+        jobs, running = self.order, self.running_order
+        timeline = FreeTimeline(now, self.n)
+        stop = self.position(running[-1]) + 1 if running else 0
+        self.planner_calls += len(jobs)
+        first_end = math.inf
+        tail_checked = False
+        for i, job in enumerate(jobs):
+            if timeline.vals[0] == 0:
+                if not tail_checked and timeline.times[0] == now:
+                    tail_checked = True
+                    stop = min(stop, self.needed_until(i, stop, now, first_end))
+                if i >= stop:
+                    first_running = bisect_left(running, job.order_key, key=_order_key)
+                    for rest in running[first_running:]:
+                        rest.plan_gpus = 0
+                        rest.plan_end = rest.end_time
+                    return i
+            self.plan(job, timeline, now)
+            if job.plan_gpus > 0 and now < job.plan_end < first_end:
+                first_end = job.plan_end
+        return len(jobs)
+
+    def needed_until(self, first: int, stop: int, now: float, first_end: float) -> int:
+        """One past the last job in `order[first:stop]` whose plan can be read before the next
+        round, when every job from `first` on gets 0 GPUs now (docs/policies/edf.md#the-lazy-tail).
+
+        The next round comes no later than `now + slot` or the earliest event that will still
+        be filed then: the next arrival's (at most a slot after its submit time) or the
+        completion of a job planned to hold GPUs (`first_end`). A running job starved now
+        ends no sooner than `now + iter_left / max_rate`; if that and its filed end both lie
+        past that horizon, neither its event nor its plan is read before it is planned again.
+        A job without work or throughput is planned (the planner's special cases); pending
+        jobs are otherwise never read, so only running jobs and those are looked at.
+        """
+        slot = self.slot
+        nxt = bisect_right(self.submits, now)
+        arrival = self.submits[nxt] + slot if nxt < len(self.submits) else math.inf
+        horizon = max(now + slot, min(arrival, first_end)) + 1
+        if horizon == math.inf:
+            return stop
+        if stop <= first:
+            return first
+        jobs = self.order
+        first_key, last_key = jobs[first].order_key, jobs[stop - 1].order_key
+        until = first
+        no_work = self.no_work
+        k = bisect_right(no_work, last_key, key=_order_key)
+        if k > 0 and no_work[k - 1].order_key >= first_key:
+            until = self.position(no_work[k - 1]) + 1
+        running = self.running_order
+        for j in range(bisect_right(running, last_key, key=_order_key) - 1, -1, -1):
+            job = running[j]
+            if job.order_key < first_key:
+                break
+            if job.iter_left <= 0 or job.max_rate <= 0:
+                return max(until, self.position(job) + 1)
+            # 2 s below the real-number bound: float rounding in the walk is far smaller
+            earliest = now + job.iter_left / job.max_rate - 2
+            if job.end_time <= horizon or earliest <= horizon:
+                return max(until, self.position(job) + 1)
+        return until
 
     def decide(self, event: Event, now: float) -> None:
-        sim, jobs, events = self, self.jobs, self.events
+        jobs, placement = self.jobs, self.placement
         event_time = event.time
         for idx in event.completions:
-            job = jobs[idx]
-            sim.placement.release(idx)
-            sim.complete(job)
+            placement.release(idx)
+            self.complete(jobs[idx])
         arrivals = [jobs[i] for i in event.arrivals]
-        skip = self.skip_unread
-        if arrivals:
-            sim.estimate(sim.runnable + arrivals, event_time, skip_idle_tail=skip)
-            for job in arrivals:
-                sim.admit(job)
-        else:
-            sim.estimate(sim.runnable, event_time, skip_idle_tail=skip)
-        for job in sim.running:
+        for job in arrivals:
+            self.enqueue(job)
+        planned = self.plan_round(event_time)
+        for job in arrivals:
+            self.admit(job)
+        if not arrivals:
+            self.sorted_upto = self.admissions
+        for job in self.running.values():
             if job.gpus > 0:
-                sim.placement.release(job.idx)
+                placement.release(job.idx)
+        # the jobs this round changes: planned ones that run or start, and every job that held
+        # GPUs (a running job left unplanned keeps its end; one without GPUs stays as it is)
+        acting = {j.idx: j for j in self.order[:planned] if j.running or j.plan_gpus > 0}
+        for job in self.holders:
+            if not job.done:
+                acting.setdefault(job.idx, job)
         to_place: list[EdfJob] = []
-        for job in list(sim.runnable):
-            if job.plan_gpus == 0 and not job.running:
-                continue  # stays pending with 0 GPUs; its planned end is read once it starts
-            job.gpus = job.plan_gpus
-            old_end = job.end_time
-            job.end_time = job.plan_end
-            if job.running:
-                if job.gpus > 0:
-                    to_place.append(job)
-                events.move_completion(job.idx, old_end, job.end_time)
-            elif job.gpus > 0:
-                to_place.append(job)
-                sim.start(job, event_time)
-                events.add_completion(job.idx, job.end_time)
+        for job in sorted(acting.values(), key=self.list_position):
+            self.apply_plan(job, event_time, to_place)
+        self.holders = list(to_place)
         to_place.sort(key=_gpus, reverse=True)
         for job in to_place:
-            sim.place(job)
+            self.place(job)
 
 
 class _EdfWithAdmission(_EdfSim):
     """EDF + admission control (`--schedule=edf-accessctrl`): arrivals tested one by one."""
 
     name = "edf-accessctrl"
+
+    def prepare(self, trace: list[TraceJob]) -> None:
+        super().prepare(trace)
+        self.runnable: list[EdfJob] = []
+        """Upstream's runnable list, in its order (re-sorted by deadline when planned)."""
+
+    def progressing(self) -> Iterable[EdfJob]:
+        return self.runnable
+
+    def clear_overheads(self) -> None:
+        for job in self.runnable:
+            job.overhead = 0
+
+    def admit(self, job: EdfJob) -> None:
+        super().admit(job)
+        self.runnable.append(job)
+
+    def complete(self, job: EdfJob) -> None:
+        super().complete(job)
+        if job in self.runnable:
+            self.runnable.remove(job)
 
     def decide(self, event: Event, now: float) -> None:
         sim, jobs, events, n = self, self.jobs, self.events, self.n
@@ -574,18 +689,18 @@ class _EdfWithAdmission(_EdfSim):
         admitted_any = False
         for idx in event.arrivals:
             job = jobs[idx]
-            if not sim.estimate([*sim.runnable, job], event_time):
+            if not sim.plan_all([*sim.runnable, job], event_time):
                 sim.decline_arrival(job)
                 continue
             sim.admit(job)
             admitted_any = True
-            for r in sim.running:
+            for r in sim.running.values():
                 r.gpus = r.plan_gpus
                 old_end = r.end_time
                 r.end_time = r.plan_end
                 events.move_completion(r.idx, old_end, r.end_time)
             starting: list[EdfJob] = []
-            for p in sim.pending:
+            for p in sim.pending.values():
                 p.gpus = p.plan_gpus
                 p.end_time = p.plan_end
                 if p.gpus > 0:
@@ -599,7 +714,7 @@ class _EdfWithAdmission(_EdfSim):
                 if job.gpus > 0:
                     sim.place(job)
         else:
-            sim.estimate(sim.runnable, event_time)
+            sim.plan_all(sim.runnable, event_time)
             for job in list(sim.runnable):
                 job.gpus = job.plan_gpus
                 if job.gpus == 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,12 @@ def _both(tmp_path: Path, profiles: ThroughputProfiles, seed: int) -> tuple[RunO
     path = tmp_path / f"trace{seed}.csv"
     write_generated_trace(params, profiles, path)
     trace = load_trace(path, profiles)
+    if rng.random() < 0.3:
+        # coarse deadlines: many ties, where the runnable list's order decides
+        q = rng.choice((600, 3600))
+        trace = [
+            t if t.best_effort else replace(t, deadline=-(-t.deadline // q) * q) for t in trace
+        ]
     options = SimOptions(slot=rng.choice((60, 240)), record_gpu_map=rng.random() < 0.3)
     executor: Executor | None = _MeasuringExecutor() if rng.random() < 0.25 else None
     plain = _PlainEdf.simulate(trace, cluster, profiles, options, executor)

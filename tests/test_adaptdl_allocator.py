@@ -70,6 +70,22 @@ def test_round_grows_a_job_with_hints_and_keeps_one_without() -> None:
     assert alloc.searches == 1
 
 
+def test_a_queued_job_makes_the_round_shrink_a_grown_one() -> None:
+    """The down re-size of a testbed run: two grown jobs hold every slot, a third waits; the next
+    round gives it a replica by taking one from a grown job (in every seed tried)."""
+    for seed in range(5):
+        alloc = PolluxAllocator([2, 2], seed=seed)
+        a = job(alloc, "a", 0, hints("a", profiled=2))
+        b = job(alloc, "b", 10, hints("b", profiled=2))
+        waiting = job(alloc, "c", 150, None)
+        a.alloc = np.array([2, 0], dtype=np.int8)
+        b.alloc = np.array([0, 2], dtype=np.int8)
+        chosen = alloc.allocate([a, b, waiting], now=160)
+        assert chosen["c"].sum() == 1, seed
+        assert chosen["a"].sum() + chosen["b"].sum() == 3, seed  # one of them gave a replica
+        assert ((chosen["a"] + chosen["b"] + chosen["c"]) <= alloc.capacity).all()
+
+
 def test_crowded_cluster_never_oversubscribed_and_seeded() -> None:
     def run(seed: int) -> list[list[int]]:
         alloc = PolluxAllocator([2, 2], seed=seed)

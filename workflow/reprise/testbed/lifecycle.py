@@ -53,13 +53,23 @@ def signal_group(pgid, sig):
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+def exit_status(log):
+    try:
+        with open(log + ".rc") as f:
+            return int(f.read().strip() or -1)
+    except (OSError, ValueError):
+        return None
 cmd, pgid = sys.argv[1], int(sys.argv[2])
 if cmd == "poll":
-    try:
-        with open(sys.argv[3] + ".rc") as f:
-            print("rc", int(f.read().strip() or -1))
-    except (OSError, ValueError):
-        print("running" if members(pgid) else "gone")
+    rc = exit_status(sys.argv[3])
+    if rc is None and members(pgid):
+        print("running")
+    else:
+        if rc is None:
+            # the wrapper writes the status before it leaves the group; it may have done both
+            # since the first look, so only a second miss means the group went without one
+            rc = exit_status(sys.argv[3])
+        print("gone" if rc is None else "rc %d" % rc)
 elif cmd == "stop":
     grace = float(sys.argv[3])
     if members(pgid):

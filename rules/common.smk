@@ -546,6 +546,18 @@ def get_pollux_testbed_image():
     return ["results/testbeds/images/adaptdl.json"] if inventory.provider == "docker" else []
 
 
+def pollux_testbed_measures_rates():
+    return get_pollux_testbed_settings().get("samples_per_s") == "measure"
+
+
+def get_pollux_testbed_rates(wildcards):
+    """The rates measured on the nodes where `samples_per_s: measure` (the laptop trace's work
+    and the run's record); nothing where the config fixes them."""
+    if pollux_testbed_measures_rates() and getattr(wildcards, "scale", "laptop") == "laptop":
+        return ["results/pollux_testbed/rates.json"]
+    return []
+
+
 def get_pollux_testbed_profiles():
     return profile_files(CATALOG, "A100")
 

@@ -607,9 +607,35 @@ rule figure12a_figure:
 
 
 # ---- Pollux on a real testbed (issue 19): `snakemake pollux_testbed` ----
+# `samples_per_s: measure`: each model's CPU rate on the run's nodes, before its trace is made
+rule pollux_testbed_rates:
+    input:
+        profiles=get_pollux_testbed_profiles(),
+        inventory=get_pollux_testbed_inventory(),
+        image=get_pollux_testbed_image(),
+    output:
+        rates="results/pollux_testbed/rates.json",
+    log:
+        "results/logs/pollux_testbed/rates.log",
+    benchmark:
+        "results/benchmarks/pollux_testbed/rates.tsv"
+    conda:
+        "../envs/adaptdl.yaml"
+    # the replicas are the measurement: nothing else runs beside them
+    threads: workflow.cores
+    params:
+        reduced=get_pollux_testbed_settings().get("reduced", {}),
+        controller=get_pollux_testbed_settings().get("controller", {}),
+        calibrate=get_pollux_testbed_settings().get("calibrate", {}),
+        state_dir=f"results/testbeds/{get_pollux_testbed_cluster()}/pollux-rates-state",
+    script:
+        "../scripts/pollux_testbed_rates.py"
+
+
 rule pollux_testbed_trace:
     input:
         profiles=get_pollux_testbed_profiles(),
+        rates=get_pollux_testbed_rates,
     output:
         trace="results/traces/pollux_testbed/{scale}.csv",
     log:
@@ -630,6 +656,7 @@ rule pollux_testbed_run:
         trace="results/traces/pollux_testbed/laptop.csv",
         inventory=get_pollux_testbed_inventory(),
         image=get_pollux_testbed_image(),
+        rates=get_pollux_testbed_rates,
     output:
         summary="results/runs/testbed/pollux_testbed/{inventory}/summary.json",
         allocations="results/runs/testbed/pollux_testbed/{inventory}/allocations.csv",
@@ -644,6 +671,7 @@ rule pollux_testbed_run:
     params:
         seed=get_pollux_testbed_settings().get("seed", 0),
         controller=get_pollux_testbed_settings().get("controller", {}),
+        samples_per_s=get_pollux_testbed_settings().get("samples_per_s", {}),
         state_dir="results/testbeds/{inventory}/pollux-state",
     script:
         "../scripts/pollux_testbed_run.py"

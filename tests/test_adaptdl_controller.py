@@ -131,3 +131,26 @@ def test_a_failed_run_leaves_nothing_behind(adaptdl_image: str, tmp_path: Path) 
     assert not (out / "summary.json").exists()
     assert rows(out / "allocations.csv")[0]["reason"] == "initial"
     nothing_left(out)
+
+
+def test_rates_are_measured_on_the_nodes_and_nothing_is_left(
+    adaptdl_image: str, tmp_path: Path
+) -> None:
+    """`samples_per_s: measure`: real AdaptDL replicas of the model, one per node at once, give
+    a rate per replica; the record is written and the nodes are gone afterwards."""
+    from reprise.testbed.systems.adaptdl.calibrate import CalibrationSettings, measure_rates
+
+    out = tmp_path / "rates"
+    record = measure_rates(
+        {"resnet50": 64},
+        inventory(tmp_path, adaptdl_image),
+        ControllerSettings(hints_every_s=10),
+        CalibrationSettings(warmup_s=15, seconds=5),
+        out,
+        tmp_path / "state",
+        progress=lambda _: None,
+    )
+    assert record["samples_per_s"]["resnet50"] > 0
+    assert len(record["models"]["resnet50"]["replicas"]) == 2  # one replica on each node
+    assert json.loads((out / "rates.json").read_text()) == record
+    nothing_left(out)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from reprise.data.clusters import cluster_from_name
+from reprise.data.profiles import ThroughputProfiles
 from reprise.data.traces import TraceJob, load_trace
 from reprise.errors import ConfigError
 from reprise.sim.options import SimOptions
@@ -16,6 +19,10 @@ from reprise.testbed.systems.adaptdl.simulated import (
     on_application_clock,
     write_simulated_run,
 )
+from reprise.testbed.systems.adaptdl.trace import reduced_settings, write_reduced_trace
+from reprise.testbed.trainers.names import MODELS
+
+REPO = Path(__file__).resolve().parents[1]
 
 # fast applications of Pollux's ground truth stand in for the models here
 FAST = {"resnet50": "ncf", "bert": "ncf"}
@@ -87,3 +94,42 @@ def test_a_placement_outside_pollux_ground_truth_is_reported_not_simulated(
     )
     assert "outside the measured configurations" in summary["not_simulated"]
     assert summary["metrics"] == {} and summary["run"]["cluster"] == "n4g8"
+
+
+def test_the_configured_reduced_trace_has_pollux_shrink_a_grown_job_for_an_arrival(
+    mirror: Path, a100_profiles: ThroughputProfiles, tmp_path: Path
+) -> None:
+    """The down re-size of `snakemake pollux_testbed` is the policy's decision on the committed
+    reduced trace, not the machine's load: the simulated Pollux on the same trace and cluster
+    shrinks a grown job in the round in which a later job gets its first replica (the
+    simulator times jobs by their applications, so the trace's CPU rates do not matter)."""
+    settings = yaml.safe_load((REPO / "config/config.yaml").read_text())["testbed"]
+    pollux = settings["pollux_testbed"]
+    trace_csv = tmp_path / "laptop.csv"
+    write_reduced_trace(
+        reduced_settings(pollux["reduced"]), a100_profiles, dict.fromkeys(MODELS, 100.0), trace_csv
+    )
+    summary = write_simulated_run(
+        load_trace(trace_csv),
+        cluster_from_name(pollux["simulated_cluster"]),
+        mirror,
+        pollux["seed"],
+        pollux["applications"],
+        tmp_path / "sim",
+        "laptop",
+    )
+    with (tmp_path / "sim" / "allocations.csv").open() as fh:
+        changes = list(csv.DictReader(fh))
+    rounds: dict[str, list[dict[str, str]]] = {}
+    for change in changes:
+        rounds.setdefault(change["time_s"], []).append(change)
+    shrunk_for_arrival = [
+        (time, change["job"])
+        for time, made in rounds.items()
+        if any(c["replicas_before"] == "0" for c in made)
+        for change in made
+        if 0 < int(change["replicas_after"]) < int(change["replicas_before"])
+    ]
+    assert shrunk_for_arrival, changes
+    assert summary["reallocations"]["up"] >= 1 and summary["reallocations"]["down"] >= 1
+    assert summary["reallocations"]["started"] == len(load_trace(trace_csv))

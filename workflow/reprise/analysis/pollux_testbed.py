@@ -21,23 +21,25 @@ from reprise.records.reader import read_summary
 COLUMNS = (
     "scale", "jobs", "testbed_cluster", "testbed_ratio", "testbed_met", "resized_up",
     "resized_down", "fault_restarts", "incarnations", "testbed_wall_s", "testbed_jct_over_duration",
-    "testbed_pace", "simulated_cluster", "simulated_ratio", "simulated_jct_over_duration",
+    "testbed_pace", "testbed_samples_per_s", "simulated_cluster", "simulated_resized_up",
+    "simulated_resized_down", "simulated_ratio", "simulated_jct_over_duration",
     "published_ratio", "note",
 )  # fmt: skip
 SAME_TRACE = (
     "the two sides train different work: a testbed job trains a fixed number of samples of the "
-    "model zoo's tiny model on CPU replicas, its duration that work at the configured "
-    "samples_per_s on the replicas it asks for (a compressed clock, so each restart's start-up "
-    "weighs more than at the paper's scale), its replicas sharing the nodes' CPU cores (a grown "
-    "job gains compute only from idle cores); a simulated job is its model's Pollux application "
-    "trained to its target on upstream's measured GPU ground truth (a GPU per replica), its "
-    "duration the simulated time alone on its GPUs, the arrivals stretched by the median ratio "
-    "of the two durations. "
+    "model zoo's tiny model on CPU replicas, its duration that work at testbed_samples_per_s "
+    "(measured on the run's nodes before the trace was made, or configured) on the replicas it "
+    "asks for (a compressed clock, so each restart's start-up weighs more than at the paper's "
+    "scale), its replicas sharing the nodes' CPU cores (a grown job gains compute only from idle "
+    "cores); a simulated job is its model's Pollux application trained to its target on "
+    "upstream's measured GPU ground truth (a GPU per replica), its duration the simulated time "
+    "alone on its GPUs, the arrivals stretched by the median ratio of the two durations. "
     "Shared: the jobs' order, deadline factors (deadline = factor x duration) and the cluster's "
     "shape. *_jct_over_duration: median over the jobs of completion time over duration (a job "
     "meets its deadline when this is at most its factor, 0.5-1.5 in this trace); testbed_pace: "
-    "median replica-seconds of work at the configured rate over replica-seconds held (1: the "
-    "replicas trained at the rate the durations assume, restarts cost nothing)"
+    "median replica-seconds of work at that rate over replica-seconds held (1: the replicas "
+    "trained at the rate the durations assume, restarts cost nothing); *_resized_*: Pollux's "
+    "re-sizes of a running job on each side"
 )
 """The note of a scale run on both sides: what each side's ratio measures."""
 
@@ -68,7 +70,17 @@ def _testbed(summary: Mapping[str, Any]) -> dict[str, Any]:
         "testbed_wall_s": summary.get("wall_s"),
         "testbed_jct_over_duration": _median(summary.get("jct_over_duration")),
         "testbed_pace": _median(summary.get("pace")),
+        "testbed_samples_per_s": _rates(summary.get("samples_per_s")),
     }
+
+
+def _rates(rates: Mapping[str, Any] | None) -> str:
+    """The rates the testbed trace's work was made with, and their source ("" in a record
+    written before they were kept)."""
+    if not rates:
+        return ""
+    by_model = ", ".join(f"{m} {r:g}" for m, r in sorted(rates["rates"].items()))
+    return f"{rates['source']}: {by_model}"
 
 
 def _median(per_job: Mapping[str, float | None] | None) -> float:
@@ -100,6 +112,8 @@ def pollux_table(
             "simulated_cluster": sim["run"]["cluster"],
             "simulated_ratio": ratio,
             "simulated_jct_over_duration": _median(sim.get("jct_over_duration")),
+            "simulated_resized_up": sim.get("reallocations", {}).get("up"),
+            "simulated_resized_down": sim.get("reallocations", {}).get("down"),
             "published_ratio": published["published"] if scale == "paper" else math.nan,
         }
         if scale in testbed:
@@ -119,4 +133,5 @@ def pollux_table(
         rows.append(row)
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     counts = ["jobs", "resized_up", "resized_down", "fault_restarts", "incarnations"]
+    counts += ["simulated_resized_up", "simulated_resized_down"]
     return table.astype({c: "Int64" for c in counts})

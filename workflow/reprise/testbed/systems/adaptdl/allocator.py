@@ -14,7 +14,7 @@ everyone at the next round.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -176,3 +176,26 @@ class PolluxAllocator:
         self.searches += 1
         chosen = result.front[:, :, result.best]
         return {job.name: chosen[:, i].copy() for i, job in enumerate(order)}
+
+
+def count_resizes(changes: Sequence[Mapping[str, object]]) -> dict[str, int]:
+    """Pollux's re-allocations of a run by kind, from rows with `reason`, `replicas_before` and
+    `replicas_after` (a testbed's allocations.csv or a simulated run's): `up` and `down` change
+    a running job's replica count, `moved` keeps it on other nodes, `preempted` takes every
+    replica, `started` gives a waiting job its first ones."""
+    counts = dict.fromkeys(("up", "down", "moved", "preempted", "started"), 0)
+    for change in changes:
+        if change["reason"] != "pollux":
+            continue
+        before, after = int(str(change["replicas_before"])), int(str(change["replicas_after"]))
+        if after > before > 0:
+            counts["up"] += 1
+        elif 0 < after < before:
+            counts["down"] += 1
+        elif after == before:
+            counts["moved"] += 1
+        elif after == 0:
+            counts["preempted"] += 1
+        else:
+            counts["started"] += 1
+    return counts

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import os
 import shlex
 import socket
 import time
@@ -42,7 +43,7 @@ from reprise.records.result import RunResult
 from reprise.records.writer import write_run_record
 from reprise.testbed.lifecycle import VANISHED, SshLauncher, TestbedRun
 from reprise.testbed.nodes import Launched, Node
-from reprise.testbed.systems.adaptdl.allocator import PolicyJob, PolluxAllocator
+from reprise.testbed.systems.adaptdl.allocator import PolicyJob, PolluxAllocator, count_resizes
 from reprise.testbed.systems.adaptdl.compat import ADAPTDL_VERSION
 from reprise.testbed.systems.adaptdl.monitor import (
     DeadlineReport,
@@ -136,6 +137,32 @@ class JobRun:
     def live(self) -> Incarnation | None:
         inc = self.incarnations[-1] if self.incarnations else None
         return inc if inc is not None and inc.ended is None else None
+
+
+def replica_argv(
+    python: str,
+    model: str,
+    batch_size: int,
+    target_samples: int,
+    seed: int,
+    settings: ControllerSettings,
+    status: str,
+) -> list[str]:
+    """The command line of one replica of an AdaptDL job of `model` with the trace's initial
+    global batch, training `target_samples`, under the controller's settings."""
+    s = settings
+    max_batch = batch_size * s.max_batch_factor
+    return [
+        python, "-m", TRAINER_MODULE,
+        f"--model={model}", f"--size={s.model_size}",
+        f"--batch-size={batch_size}", f"--max-batch-size={max_batch}",
+        f"--local-bsz-min={s.local_bsz_min}",
+        f"--local-bsz-max={max(batch_size, s.local_bsz_min)}",
+        f"--target-samples={target_samples}",
+        f"--dataset-size={max(s.dataset_size, max_batch)}",
+        f"--status={status}", f"--seed={seed}", f"--threads={s.threads}",
+        f"--hints-every-s={s.hints_every_s}",
+    ]  # fmt: skip
 
 
 def controller_address(peer: str) -> str:
@@ -297,18 +324,11 @@ class Controller:
         return max(trace.batch_size, self.settings.local_bsz_min)
 
     def _argv(self, job: JobRun, node: Node, status: str) -> list[str]:
-        s, tj = self.settings, job.trace
-        max_batch = tj.batch_size * s.max_batch_factor
-        return [
-            node.python, "-m", TRAINER_MODULE,
-            f"--model={tj.model}", f"--size={s.model_size}",
-            f"--batch-size={tj.batch_size}", f"--max-batch-size={max_batch}",
-            f"--local-bsz-min={s.local_bsz_min}", f"--local-bsz-max={self._local_max(tj)}",
-            f"--target-samples={tj.iterations * tj.batch_size}",
-            f"--dataset-size={max(s.dataset_size, max_batch)}",
-            f"--status={status}", f"--seed={tj.idx}", f"--threads={s.threads}",
-            f"--hints-every-s={s.hints_every_s}",
-        ]  # fmt: skip
+        tj = job.trace
+        return replica_argv(
+            node.python, tj.model, tj.batch_size, tj.iterations * tj.batch_size, tj.idx,
+            self.settings, status,
+        )  # fmt: skip
 
     def _start(self, job: JobRun, reason: str) -> None:
         placement = self._placement(job.policy.alloc)
@@ -527,14 +547,7 @@ class Controller:
 
     # -- the record --------------------------------------------------------------------------
     def resizes(self) -> dict[str, int]:
-        pollux = [c for c in self.changes if c["reason"] == "pollux"]
-        return {
-            "up": sum(c["replicas_after"] > c["replicas_before"] > 0 for c in pollux),
-            "down": sum(0 < c["replicas_after"] < c["replicas_before"] for c in pollux),
-            "moved": sum(c["replicas_after"] == c["replicas_before"] for c in pollux),
-            "preempted": sum(c["replicas_after"] == 0 for c in pollux),
-            "started": sum(c["replicas_before"] == 0 < c["replicas_after"] for c in pollux),
-        }
+        return count_resizes(self.changes)
 
     def paces(self) -> dict[str, float | None]:
         """Each finished job's replica-seconds of work at the rate its trace duration assumes
@@ -611,9 +624,12 @@ def run_pollux_nodes(
     trace_name: str,
     kill: Mapping[str, tuple[int, float]] | None = None,
     progress: Callable[[str], None] = print,
+    samples_per_s: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Provision the inventory's nodes, run the trace under Pollux's policy on our controller,
-    tear everything down, and write the run record into `out_dir`; returns its summary."""
+    tear everything down, and write the run record into `out_dir`; returns its summary.
+    `samples_per_s` (the rates the trace's work was made with, and where they came from) goes
+    into the record as it is."""
     from reprise.testbed.inventory import load_inventory
     from reprise.testbed.providers import make_launcher, make_provider
 
@@ -624,6 +640,7 @@ def run_pollux_nodes(
     for stale in ("summary.json", "jobs.csv", "events.csv", "allocations.csv"):
         (out_dir / stale).unlink(missing_ok=True)
     started = time.monotonic()
+    load_before = os.getloadavg()
     with TestbedRun(provider, launcher, out_dir / "run") as run:
         progress(f"{len(run.nodes)} node(s) up in {time.monotonic() - started:.0f} s")
         address = controller_address(run.nodes[0].peer_address)
@@ -661,5 +678,9 @@ def run_pollux_nodes(
         "nodes": [{"name": n.name, "slots": n.slots} for n in controller.nodes],
         "settings": asdict(settings),
         "wall_s": round(wall, 1),
+        "load_average_before": [round(v, 2) for v in load_before],
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
     }
+    if samples_per_s is not None:
+        meta["samples_per_s"] = dict(samples_per_s)
     return write_run_record(result, out_dir, meta)

@@ -30,11 +30,16 @@ from reprise.data.generate import HEADER
 from reprise.data.traces import TraceJob
 from reprise.errors import ConfigError, SimulationError
 from reprise.policies.pollux.apps import APP_SETTINGS
-from reprise.policies.pollux.policy import simulate
+from reprise.policies.pollux.blas import single_threaded_blas
+
+# the simulator's run and job model, to record each re-allocation as the testbed records its own
+# (the simulator itself keeps only their count)
+from reprise.policies.pollux.policy import PolluxJob, _Model, _PolluxRun, _result, simulate
 from reprise.records.outcome import RunOutcome
 from reprise.records.result import RunResult
 from reprise.records.writer import write_run_record
 from reprise.sim.options import SimOptions
+from reprise.testbed.systems.adaptdl.allocator import count_resizes
 from reprise.testbed.systems.adaptdl.trace import jct_over_duration
 
 APPLICATIONS: dict[str, str] = {
@@ -46,6 +51,8 @@ APPLICATIONS: dict[str, str] = {
     "deepspeech2": "deepspeech2",
 }
 """Default model -> Pollux application (config `applications` overrides it)."""
+CHANGE_COLUMNS = ("time_s", "job", "reason", "replicas_before", "replicas_after", "nodes_after")
+"""allocations.csv, as the testbed's controller writes it."""
 FAR = 10**12
 """A deadline no isolated run reaches."""
 
@@ -113,18 +120,59 @@ def on_application_clock(
     return jobs
 
 
+class _RecordedModel(_Model):
+    """The simulator's job model, recording every re-allocation the search makes with the
+    columns of the testbed's allocations.csv."""
+
+    def __init__(self, model: _Model, changes: list[dict[str, Any]]) -> None:
+        super().__init__(model.c)
+        self.changes = changes
+
+    def reallocate(self, job: PolluxJob, row: Any, now: int) -> None:
+        before = sum(job.placement)
+        super().reallocate(job, row, now)
+        self.changes.append(
+            {
+                "time_s": now,
+                "job": job.trace.job_id,
+                "reason": "pollux",
+                "replicas_before": before,
+                "replicas_after": sum(job.placement),
+                "nodes_after": " ".join(
+                    f"n{i}" for i, count in enumerate(row) for _ in range(int(count))
+                ),
+            }
+        )
+
+
+def simulate_recorded(
+    trace: Sequence[TraceJob], cluster: ClusterSpec, options: SimOptions
+) -> tuple[RunOutcome, list[dict[str, Any]]]:
+    """The simulated Pollux run (the same outcome as `simulate`) and its re-allocations in the
+    order the rounds made them: time, job, replicas before and after, nodes after."""
+    if not trace:
+        raise ConfigError("the Pollux policy needs at least one job")
+    changes: list[dict[str, Any]] = []
+    run = _PolluxRun(list(trace), cluster, options)
+    run.model = _RecordedModel(run.model, changes)
+    with single_threaded_blas():
+        run.run(None)
+    return _result(run.jobs, run.engine, run.counters, options), changes
+
+
 def simulate_same_trace(
     trace: Sequence[TraceJob],
     cluster: ClusterSpec,
     data_root: Path | str,
     seed: int,
     applications: Mapping[str, str] = APPLICATIONS,
-) -> tuple[RunOutcome, list[TraceJob]]:
-    """Pollux's simulator on the trace mapped to its applications; returns the outcome and the
-    mapped trace it ran."""
+) -> tuple[RunOutcome, list[TraceJob], list[dict[str, Any]]]:
+    """Pollux's simulator on the trace mapped to its applications; returns the outcome, the
+    mapped trace it ran and its re-allocations (`simulate_recorded`)."""
     options = SimOptions(data_root=str(data_root), seed=seed)
     mapped = on_application_clock(trace, cluster, options, applications)
-    return simulate(mapped, cluster, None, options), mapped  # type: ignore[arg-type]
+    outcome, changes = simulate_recorded(mapped, cluster, options)
+    return outcome, mapped, changes
 
 
 def write_simulated_run(
@@ -152,13 +200,17 @@ def write_simulated_run(
     meta: dict[str, Any] = {"jobs": len(trace), "applications": dict(applications)}
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        outcome, mapped = simulate_same_trace(trace, cluster, data_root, seed, applications)
+        outcome, mapped, changes = simulate_same_trace(
+            trace, cluster, data_root, seed, applications
+        )
     except SimulationError as exc:
         summary = {**meta, "run": identity.identity(), "metrics": {}, "not_simulated": str(exc)}
         write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
     _write_trace(mapped, out_dir / "trace.csv")
+    _write_changes(changes, out_dir / "allocations.csv")
     meta["jct_over_duration"] = jct_over_duration(outcome.jobs, mapped)
+    meta["reallocations"] = count_resizes(changes)
     return write_run_record(replace(identity, outcome=outcome), out_dir, meta)
 
 
@@ -171,3 +223,10 @@ def _write_trace(jobs: Sequence[TraceJob], dest: Path) -> None:
                 (j.job_id, j.submit_time, j.iterations, j.model, j.deadline, j.batch_size,
                  j.num_gpu, j.duration, int(j.best_effort))
             )  # fmt: skip
+
+
+def _write_changes(changes: Sequence[Mapping[str, Any]], dest: Path) -> None:
+    with dest.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CHANGE_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(changes)

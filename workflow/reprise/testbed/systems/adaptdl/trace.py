@@ -90,6 +90,26 @@ class ReducedSettings:
             raise ConfigError("reduced trace: need 0 < min_duration_s <= max_duration_s")
 
 
+def _generator_params(settings: ReducedSettings) -> GeneratorParams:
+    return GeneratorParams(
+        num_jobs=settings.num_jobs,
+        lam=settings.lam,
+        seed=settings.seed,
+        deadline_seed=settings.deadline_seed,
+    )
+
+
+def reduced_models(settings: ReducedSettings, profiles: ThroughputProfiles) -> dict[str, int]:
+    """The reduced trace's models, in order of first arrival, each with its first job's batch
+    size (what a measurement of the CPU rates trains them at); the generator's rows do not
+    depend on the rates."""
+    settings.check()
+    models: dict[str, int] = {}
+    for row in generate_rows(_generator_params(settings), profiles):
+        models.setdefault(row[3], row[5])
+    return models
+
+
 def reduced_rows(
     settings: ReducedSettings,
     profiles: ThroughputProfiles,
@@ -100,12 +120,7 @@ def reduced_rows(
     replica, per model), so a job asking for k replicas has k times the work of a 1-replica job
     of the same duration, as on the paper's GPUs."""
     settings.check()
-    params = GeneratorParams(
-        num_jobs=settings.num_jobs,
-        lam=settings.lam,
-        seed=settings.seed,
-        deadline_seed=settings.deadline_seed,
-    )
+    params = _generator_params(settings)
     rows = []
     for job_id, submit, _, model, ddl, batch, gpus, duration, best_effort in generate_rows(
         params, profiles
@@ -172,11 +187,15 @@ def write_scale_trace(
         return write_figure6a_trace(profiles, dest)
     if scale != "laptop":
         raise ConfigError(f"pollux_testbed scale {scale!r}: one of {', '.join(SCALES)}")
+    return write_reduced_trace(reduced_settings(reduced), profiles, samples_per_s, dest)
+
+
+def reduced_settings(reduced: Mapping[str, float | int]) -> ReducedSettings:
+    """The config's `pollux_testbed.reduced` as settings (unknown keys refused by name)."""
     try:
-        settings = ReducedSettings(**reduced)  # type: ignore[arg-type]
+        return ReducedSettings(**reduced)  # type: ignore[arg-type]
     except TypeError as exc:
         raise ConfigError(f"pollux_testbed.reduced: {exc}") from None
-    return write_reduced_trace(settings, profiles, samples_per_s, dest)
 
 
 def jct_over_duration(

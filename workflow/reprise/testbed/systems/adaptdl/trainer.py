@@ -255,6 +255,7 @@ def train(args: argparse.Namespace, env: ReplicaEnv) -> dict[str, Any]:
                     batch_size=int(loader.current_batch_size),
                     local_bsz=int(loader.current_local_bsz),
                     accum_steps=int(loader.accumulation_steps),
+                    samples=samples,
                     samples_per_s=samples / max(time.time() - started, 1e-9),
                     loss=float(loss.detach()),
                     gain=float(model.gain),

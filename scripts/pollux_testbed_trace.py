@@ -14,10 +14,13 @@ count = write_scale_trace(
     snakemake.wildcards.scale,
     load_profiles(Path(snakemake.input.profiles[0]).parent),
     snakemake.params.reduced,
+    # the paper's trace is upstream's, its work not made from CPU rates
     rates_of(
         snakemake.params.samples_per_s,
         Path(snakemake.input.rates[0]) if snakemake.input.rates else None,
-    ),
+    )
+    if snakemake.wildcards.scale == "laptop"
+    else {},
     Path(snakemake.output.trace),
 )
 print(f"{count} jobs written to {snakemake.output.trace}", file=sys.stderr)

@@ -97,7 +97,10 @@ def _measure_model(
         for k in range(min(calib.replicas_per_node, node.slots)):
             name = f"rate-{model}-{node.name}-{k}"
             directory = f"{node.workdir}/adaptdl/{run.run_id}/rates/{name}"
-            made = launcher.run(node, f"mkdir -p {shlex.quote(directory)}", "making a folder")
+            # AdaptDL lists its checkpoint folder at start (restart 0 finds it empty)
+            made = launcher.run(
+                node, f"mkdir -p {shlex.quote(directory)}/checkpoint", "making a job folder"
+            )
             if not made.ok:
                 raise TestbedError(f"node {node.name!r}: cannot make {directory}: {made.stderr}")
             port += 1

@@ -145,7 +145,7 @@ def test_rates_are_measured_on_the_nodes_and_nothing_is_left(
         {"resnet50": 64},
         inventory(tmp_path, adaptdl_image),
         ControllerSettings(hints_every_s=10),
-        CalibrationSettings(warmup_s=15, seconds=5),
+        CalibrationSettings(warmup_s=2, seconds=5),
         out,
         tmp_path / "state",
         progress=lambda _: None,

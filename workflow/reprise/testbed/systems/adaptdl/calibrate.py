@@ -7,11 +7,11 @@ durations assumed, so whether later jobs found grown ones holding every slot, an
 one, depended on the machine's load. Here the rate is measured on the run's own nodes just
 before the trace is made: real AdaptDL replicas of each model (the node image, the run's
 trainer, torch threads, batch bounds and hint cadence), `replicas_per_node` on every node at
-once, one model at a time; each replica's samples between two readings of its progress file
-after a warm-up, averaged over the replicas. With one replica per node (the default) that is a
-replica with its node's cores to itself, the CPU counterpart of a job alone on the GPUs it asks
-for, which is what a trace duration means; replicas that share a node later train slower, and
-the run's pace says by how much.
+once, one model at a time; each replica's samples between two readings of its progress file,
+the first `warmup_s` after every replica made its first step, averaged over the replicas. With
+one replica per node (the default) that is a replica with its node's cores to itself, the CPU
+counterpart of a job alone on the GPUs it asks for, which is what a trace duration means;
+replicas that share a node later train slower, and the run's pace says by how much.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ MEASURE = "measure"
 """The config value of `samples_per_s` that asks for this measurement."""
 ENDLESS = 10**9
 """Samples a measuring replica is given: it is stopped long before."""
+STEP_POLL_S = 2.0
+"""Seconds between looks for the replicas' first step."""
 PORT_OFFSET = 1000
 """Measuring replicas' ports start here above the controller's (they never meet, but a port
 left in TIME_WAIT by one is not picked by the other)."""
@@ -46,18 +48,21 @@ left in TIME_WAIT by one is not picked by the other)."""
 class CalibrationSettings:
     """How the rates are measured (config `testbed.pollux_testbed.calibrate`)."""
 
-    warmup_s: float = 20.0
-    """Seconds from a replica's start to the first reading (import, model build, first steps)."""
-    seconds: float = 20.0
+    warmup_s: float = 5.0
+    """Seconds from every replica's first step to the first reading (its first steps are
+    slower)."""
+    seconds: float = 15.0
     """Seconds between the two readings the rate is taken over."""
+    start_timeout_s: float = 180.0
+    """How long the replicas may take to their first step (import, model build, data)."""
     replicas_per_node: int = 1
     """Replicas of the measured model on every node at once (at most the node's slots)."""
 
     def check(self) -> None:
-        if min(self.warmup_s, self.seconds) <= 0 or self.replicas_per_node < 1:
-            raise ConfigError(
-                "calibrate: warmup_s and seconds must be > 0, replicas_per_node at least 1"
-            )
+        if min(self.warmup_s, self.seconds, self.start_timeout_s) <= 0:
+            raise ConfigError("calibrate: warmup_s, seconds and start_timeout_s must be > 0")
+        if self.replicas_per_node < 1:
+            raise ConfigError("calibrate: replicas_per_node must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,16 @@ def _reading(launcher: SshLauncher, replica: _Replica) -> tuple[float, float] | 
     if "samples" not in status:
         return None
     return float(status["time"]), float(status["samples"])
+
+
+def _check_running(launcher: SshLauncher, model: str, replicas: list[_Replica]) -> None:
+    for replica in replicas:
+        if launcher.poll(replica.proc) is not None:
+            tail = launcher.tail(replica.node, replica.proc.log)
+            raise TestbedError(
+                f"measuring {model}: {replica.proc.name} ended early; its log "
+                f"{replica.proc.log} ends with:\n{tail}"
+            )
 
 
 def _measure_model(
@@ -121,17 +136,20 @@ def _measure_model(
             argv = replica_argv(node.python, model, batch_size, ENDLESS, 0, controller, status)
             replicas.append(_Replica(node, run.start(node, name, argv, env), status))
     try:
+        deadline = time.monotonic() + calib.start_timeout_s
+        while any(_reading(launcher, r) is None for r in replicas):
+            _check_running(launcher, model, replicas)
+            if time.monotonic() > deadline:
+                raise TestbedError(
+                    f"measuring {model}: no first step within {calib.start_timeout_s:g} s "
+                    "(raise calibrate.start_timeout_s)"
+                )
+            time.sleep(STEP_POLL_S)
         time.sleep(calib.warmup_s)
         first = [_reading(launcher, r) for r in replicas]
         time.sleep(calib.seconds)
         second = [_reading(launcher, r) for r in replicas]
-        for replica in replicas:
-            if launcher.poll(replica.proc) is not None:
-                tail = launcher.tail(replica.node, replica.proc.log)
-                raise TestbedError(
-                    f"measuring {model}: {replica.proc.name} ended early; its log "
-                    f"{replica.proc.log} ends with:\n{tail}"
-                )
+        _check_running(launcher, model, replicas)
     finally:
         for replica in replicas:
             run.stop(replica.proc)
@@ -139,9 +157,8 @@ def _measure_model(
     for replica, a, b in zip(replicas, first, second, strict=True):
         if a is None or b is None or b[0] <= a[0]:
             raise TestbedError(
-                f"measuring {model}: {replica.proc.name} reported no progress between "
-                f"{calib.warmup_s:g} s and {calib.warmup_s + calib.seconds:g} s after its start "
-                "(raise calibrate.warmup_s or calibrate.seconds)"
+                f"measuring {model}: {replica.proc.name} reported no progress in "
+                f"{calib.seconds:g} s after its first steps (raise calibrate.seconds)"
             )
         rates.append((b[1] - a[1]) / (b[0] - a[0]))
     return rates

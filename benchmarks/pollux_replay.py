@@ -5,7 +5,8 @@ search the same final front, chosen allocation, statistics and random-number sta
     # keep every 5th search of seed 0's first 20,000 simulated seconds (inputs and results)
     .venv/bin/python benchmarks/pollux_replay.py capture --seed 0 --horizon 20000 --every 5 \
         --out /tmp/pollux_s0.pkl
-    # rerun them with this checkout's search: mismatches (must be 0), CPU seconds, random draws
+    # rerun them with this checkout's compiled search (--reference: the numpy one): mismatches
+    # (must be 0), CPU seconds, random draws (--draws, numpy search only)
     .venv/bin/python benchmarks/pollux_replay.py replay /tmp/pollux_s0.pkl [--reps 3] [--draws]
 Capture with the code to compare against (e.g. a git worktree of the old commit on PYTHONPATH);
 the file is a pickle of this package's objects: read it only with a checkout that wrote it or
@@ -30,7 +31,9 @@ from reprise.data.clusters import load_cluster_spec
 from reprise.data.profiles import load_profiles
 from reprise.data.traces import load_trace
 from reprise.policies.pollux.blas import single_threaded_blas
-from reprise.policies.pollux.search import AllocationProblem, IntState, SearchResult, run_nsga2
+from reprise.policies.pollux.compiled import run_nsga2
+from reprise.policies.pollux.search import AllocationProblem, IntState, SearchResult
+from reprise.policies.pollux.search import run_nsga2 as run_reference
 from reprise.sim.options import SimOptions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,8 +128,13 @@ def same(
     )
 
 
-def replay(cases: list[Case], reps: int, draws: bool) -> None:
-    """Rerun every captured search `reps` times; print mismatches, CPU seconds, draws."""
+def replay(cases: list[Case], reps: int, draws: bool, reference: bool) -> None:
+    """Rerun every captured search `reps` times; print mismatches, CPU seconds, draws.
+
+    The compiled search by default; `reference` (or `draws`, which wraps the generator in
+    Python) the numpy one.
+    """
+    search = run_reference if reference or draws else run_nsga2
     mismatches = 0
     cpu = 0.0
     generations = 0
@@ -139,7 +147,7 @@ def replay(cases: list[Case], reps: int, draws: bool) -> None:
                 rng.bit_generator.state = copy.deepcopy(case.state_before)
                 source: Any = _CountingGenerator(rng) if draws else rng
                 start = time.process_time()
-                got = run_nsga2(problem, case.initial.copy(), source)
+                got = search(problem, case.initial.copy(), source)
                 cpu += time.process_time() - start
                 mismatches += not same(got, case, rng, problem)
                 generations += got.stats.generations
@@ -166,13 +174,14 @@ def main() -> None:
     rep.add_argument("cases", type=Path)
     rep.add_argument("--reps", type=int, default=1)
     rep.add_argument("--draws", action="store_true", help="count the random values drawn")
+    rep.add_argument("--reference", action="store_true", help="the numpy search, not compiled")
     args = parser.parse_args()
     if args.command == "capture":
         cases = capture(args.seed, args.horizon, args.every, args.mirror)
         args.out.write_bytes(pickle.dumps(cases))
         print(f"{len(cases)} searches; jobs per search: {[c.problem.num_jobs for c in cases]}")
     else:
-        replay(pickle.loads(args.cases.read_bytes()), args.reps, args.draws)
+        replay(pickle.loads(args.cases.read_bytes()), args.reps, args.draws, args.reference)
 
 
 if __name__ == "__main__":

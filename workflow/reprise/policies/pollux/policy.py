@@ -23,6 +23,7 @@ from reprise.data.traces import TraceJob
 from reprise.errors import ConfigError, SimulationError
 from reprise.policies.pollux.apps import FIXED_BATCH, Application, load_applications
 from reprise.policies.pollux.blas import single_threaded_blas
+from reprise.policies.pollux.compiled import run_nsga2
 from reprise.policies.pollux.goodput import (
     FloatArray,
     IntArray,
@@ -37,7 +38,6 @@ from reprise.policies.pollux.search import (
     IntState,
     SpeedupTable,
     carry_over,
-    run_nsga2,
 )
 from reprise.records.outcome import JobOutcome, RoundSample, RunOutcome
 from reprise.sim.engine import Engine

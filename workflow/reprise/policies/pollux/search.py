@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, cast
 
@@ -69,7 +70,11 @@ class SpeedupTable:
         """Speed-ups for (jobs, solutions) arrays of node and replica counts."""
         _, n_dim, r_dim = self.values.shape
         jobs = np.arange(nodes.shape[0], dtype=np.intp)[:, None]
-        flat = (jobs * n_dim + nodes) * r_dim + replicas
+        return self.lookup_cells((jobs * n_dim + nodes) * r_dim + replicas)
+
+    def lookup_cells(self, flat: IntArray) -> FloatArray:
+        """Speed-ups at flat indices into `values`, computing (and keeping) the missing ones."""
+        _, n_dim, r_dim = self.values.shape
         table = self.values.reshape(-1)  # a view: writes below fill `values`
         vals: FloatArray = table[flat]
         missing = np.isnan(vals)
@@ -379,8 +384,17 @@ class Population:
         return len(self.keys)
 
 
+def rank_and_crowd(values: FloatArray) -> tuple[IntArray, FloatArray]:
+    """Pareto rank and crowding distance within the front, of every point."""
+    ranks = pareto_ranks(values)
+    return ranks, front_crowding(values, ranks)
+
+
 def survivors(
-    values: FloatArray, size: int, rng: np.random.Generator
+    values: FloatArray,
+    size: int,
+    rng: np.random.Generator,
+    ranking: Callable[[FloatArray], tuple[IntArray, FloatArray]] = rank_and_crowd,
 ) -> tuple[IntArray, IntArray, FloatArray]:
     """Rank-and-crowding survival: (indices, their ranks, their crowding), front by front.
 
@@ -388,8 +402,7 @@ def survivors(
     distance, ties broken at random); inside the other fronts the index order is kept.
     """
     size = min(size, len(values))
-    ranks = pareto_ranks(values)
-    crowd = front_crowding(values, ranks)
+    ranks, crowd = ranking(values)
     filled = np.cumsum(np.bincount(ranks))
     cut = int(np.searchsorted(filled, size))  # first front that reaches `size`
     keep = np.flatnonzero(ranks < cut)
@@ -548,16 +561,47 @@ def _offspring(
     return stream.states[:, :, cols], keys, stream.accepted / max(stream.consumed, 1)
 
 
+class ReferenceOperators:
+    """The steps of a search that have a compiled twin: here this module's numpy operators, the
+    reference that `compiled.CompiledOperators` (a subclass) must match."""
+
+    def __init__(self, problem: AllocationProblem) -> None:
+        self.problem = problem
+
+    def repair(self, states: IntState, rng: np.random.Generator) -> IntState:
+        return self.problem.repair(states, rng)
+
+    def evaluate(self, states: IntState) -> FloatArray:
+        return self.problem.evaluate(states)
+
+    def offspring(
+        self, pop: Population, want: int, rng: np.random.Generator, share: float
+    ) -> tuple[IntState, list[bytes], float, int]:
+        """(offspring, their keys, share of unique candidates, mating rounds)."""
+        stats = SearchStats()
+        kids, keys, share = _offspring(self.problem, pop, want, rng, stats, share)
+        return kids, keys, share, stats.mating_rounds
+
+    def rank_and_crowd(self, values: FloatArray) -> tuple[IntArray, FloatArray]:
+        return rank_and_crowd(values)
+
+
 def run_nsga2(
     problem: AllocationProblem,
     initial: IntState,
     rng: np.random.Generator,
     pop_size: int = POP_SIZE,
     n_gen: int = N_GEN,
+    operators: ReferenceOperators | None = None,
 ) -> SearchResult:
-    """Search from `initial` (repaired and de-duplicated first) and return the final front."""
+    """Search from `initial` (repaired and de-duplicated first) and return the final front.
+
+    `operators` defaults to this module's numpy ones; `reprise.policies.pollux.compiled` has
+    the compiled ones, which give the same result and generator state.
+    """
+    ops = operators if operators is not None else ReferenceOperators(problem)
     stats = SearchStats()
-    states = problem.repair(initial.astype(np.int8, copy=True), rng)
+    states = ops.repair(initial.astype(np.int8, copy=True), rng)
     keys: list[bytes] = []
     first: list[int] = []
     seen: set[bytes] = set()
@@ -567,19 +611,20 @@ def run_nsga2(
             keys.append(key)
             first.append(i)
     states = states[:, :, first]
-    values = problem.evaluate(states)
+    values = ops.evaluate(states)
     stats.evaluations += len(keys)
-    idx, rank, crowd = survivors(values, len(keys), rng)
+    idx, rank, crowd = survivors(values, len(keys), rng, ops.rank_and_crowd)
     pop = Population(states[:, :, idx], values[idx], [keys[i] for i in idx], rank, crowd)
     share = 1.0
     for _ in range(n_gen - 1):
-        kids, kid_keys, share = _offspring(problem, pop, pop_size, rng, stats, share)
+        kids, kid_keys, share, rounds = ops.offspring(pop, pop_size, rng, share)
+        stats.mating_rounds += rounds
         if not kid_keys:
             break  # pymoo terminates when no unique offspring can be produced
-        kid_values = problem.evaluate(kids)
+        kid_values = ops.evaluate(kids)
         stats.evaluations += len(kid_keys)
         values = np.concatenate([pop.values, kid_values])
-        idx, rank, crowd = survivors(values, pop_size, rng)
+        idx, rank, crowd = survivors(values, pop_size, rng, ops.rank_and_crowd)
         states = np.concatenate([pop.states, kids], axis=2)[:, :, idx]
         all_keys = pop.keys + kid_keys
         pop = Population(states, values[idx], [all_keys[i] for i in idx], rank, crowd)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reprise.errors import ConfigError
+from reprise.policies.pollux.compiled import run_nsga2
 from reprise.policies.pollux.goodput import IntArray, best_goodput_one
 
 # the core's speed-up source of one search round; its inputs are filled from hints here
@@ -30,7 +31,6 @@ from reprise.policies.pollux.search import (
     IntState,
     SpeedupTable,
     carry_over,
-    run_nsga2,
 )
 from reprise.testbed.systems.adaptdl.supervisor import JobHints
 

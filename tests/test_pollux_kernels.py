@@ -1,0 +1,153 @@
+"""Pollux's compiled search against the numpy reference: same searches, draw for draw.
+
+The compiled operators (reprise.policies.pollux.kernels) must leave every search exactly as the
+numpy operators of reprise.policies.pollux.search do: the same final front and chosen allocation,
+the same statistics, the same speed-ups computed and the same generator state afterwards, since
+the next round's search continues from that state. Random problems of several shapes; the
+captured searches of a Figure 8(a) run are compared by benchmarks/pollux_replay.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reprise.policies.pollux import kernels
+from reprise.policies.pollux.compiled import CompiledOperators
+from reprise.policies.pollux.search import (
+    AllocationProblem,
+    ReferenceOperators,
+    SearchResult,
+    SpeedupTable,
+    rank_and_crowd,
+    run_nsga2,
+)
+
+
+def _source(jobs: np.ndarray, nodes: np.ndarray, replicas: np.ndarray) -> np.ndarray:
+    """A speed-up with sub-linear scaling, a per-node cost and per-job differences."""
+    r = replicas.astype(float)
+    return r**0.83 / (1.0 + 0.07 * np.maximum(nodes - 1, 0)) * (1.0 + 0.013 * jobs)
+
+
+def _problem(seed: int, nodes: int, jobs: int, capacity: int) -> AllocationProblem:
+    rng = np.random.default_rng(seed)
+    base = np.zeros((nodes, jobs), dtype=np.int8)
+    free = np.full(nodes, capacity)
+    for j in range(jobs):  # a feasible current allocation: some jobs hold GPUs on a node
+        n = int(rng.integers(nodes))
+        if rng.random() < 0.6 and free[n]:
+            take = int(rng.integers(1, free[n] + 1))
+            base[n, j] = take
+            free[n] -= take
+    max_replicas = rng.integers(1, 2 * capacity + 1, size=jobs).astype(np.int64)
+    table = SpeedupTable(np.full((jobs, nodes + 1, 2 * capacity * nodes + 1), np.nan), _source)
+    table.values[:, 0, 0] = 0.0
+    factor = rng.uniform(0.2, 1.0, size=jobs)
+    caps = np.full(nodes, capacity, dtype=np.int64)
+    return AllocationProblem(base, max_replicas, caps, table, factor)
+
+
+def _initial(problem: AllocationProblem, seed: int, solutions: int) -> np.ndarray:
+    """The current allocation plus random (unrepaired) matrices, as a carried-over front."""
+    rng = np.random.default_rng(seed + 1000)
+    nodes, jobs = problem.base.shape
+    cap = int(problem.capacity[0])
+    states = (rng.random((nodes, jobs, solutions)) < 0.25) * rng.integers(
+        1, cap + 1, size=(nodes, jobs, solutions)
+    )
+    states[:, :, 0] = problem.base
+    return states.astype(np.int8)
+
+
+def _same(a: SearchResult, b: SearchResult) -> None:
+    assert np.array_equal(a.front, b.front)
+    assert a.best == b.best
+    assert np.array_equal(a.front_values, b.front_values)
+    assert a.stats == b.stats
+
+
+@pytest.mark.parametrize(
+    ("seed", "nodes", "jobs", "capacity", "pop_size", "n_gen"),
+    [
+        (0, 4, 3, 4, 20, 12),
+        (1, 16, 9, 4, 100, 8),
+        (2, 16, 24, 4, 100, 6),
+        (3, 8, 40, 8, 60, 5),
+        (4, 20, 12, 2, 40, 6),  # more than 16 nodes: the per-job node limit applies
+        (5, 2, 1, 4, 10, 10),  # one job: crossover cuts nowhere
+    ],
+)
+def test_the_compiled_search_ends_exactly_as_the_numpy_one(
+    seed: int, nodes: int, jobs: int, capacity: int, pop_size: int, n_gen: int
+) -> None:
+    results = []
+    states = []
+    computed = []
+    for compiled in (False, True):
+        problem = _problem(seed, nodes, jobs, capacity)
+        rng = np.random.default_rng(seed)
+        ops = CompiledOperators(problem) if compiled else None
+        results.append(run_nsga2(problem, _initial(problem, seed, 7), rng, pop_size, n_gen, ops))
+        states.append(rng.bit_generator.state)
+        computed.append(problem.speedups.computed)
+    _same(results[0], results[1])
+    assert states[0] == states[1]
+    assert computed[0] == computed[1]
+    assert results[0].stats.generations > 0
+
+
+def test_repair_and_mutation_draw_and_change_exactly_as_numpy() -> None:
+    problem = _problem(7, 16, 15, 4)
+    ref, fast = ReferenceOperators(problem), CompiledOperators(problem)
+    raw = _initial(problem, 7, 120)
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    mutated_a = problem.mutate(raw.copy(), rng_a)
+    mutated_b = raw.copy()
+    kernels.mutate(mutated_b, fast.base, fast.capacity, rng_b)
+    assert np.array_equal(mutated_a, mutated_b)
+    assert np.array_equal(ref.repair(mutated_a, rng_a), fast.repair(mutated_b, rng_b))
+    assert rng_a.bit_generator.state == rng_b.bit_generator.state
+
+
+@pytest.mark.parametrize("solutions", [1, 2, 37])
+def test_evaluation_sums_as_numpy_does_for_each_memory_layout(solutions: int) -> None:
+    # numpy sums a solution's jobs pairwise where they are contiguous (the search's arrays,
+    # made by fancy indexing) and row by row otherwise: the objectives differ in the last bits
+    problem = _problem(11, 16, 40, 4)
+    fast = CompiledOperators(problem)
+    states = _initial(problem, 11, 80)
+    picked = states[:, :, list(range(0, 2 * solutions, 2))]  # solution-major, as the search has
+    assert np.array_equal(problem.evaluate(picked), fast.evaluate(picked))
+    c_order = np.ascontiguousarray(picked)
+    assert np.array_equal(problem.evaluate(c_order), fast.evaluate(c_order))
+    strided = states[:, :, : 2 * solutions : 2]  # neither layout: evaluated by numpy
+    assert np.array_equal(problem.evaluate(strided), fast.evaluate(strided))
+    if solutions > 2:  # the two layouts' sums do differ: the test can tell them apart
+        assert not np.array_equal(problem.evaluate(picked), problem.evaluate(c_order))
+
+
+@pytest.mark.parametrize("length", [1, 7, 8, 9, 16, 127, 128, 129, 300, 1031])
+def test_pairwise_sum_is_numpys(length: int) -> None:
+    rng = np.random.default_rng(length)
+    values = rng.random(length) * 10 ** rng.uniform(-4, 4, length)
+    assert kernels._pairwise_sum(values, 0, length) == values[:, None].sum(axis=0)[0]
+
+
+def test_ranks_and_crowding_with_ties_and_repeated_points() -> None:
+    rng = np.random.default_rng(5)
+    # coarse values: many equal objectives, repeated points, fronts of one and two points
+    values = np.round(rng.random((200, 2)) * 6) / 6
+    values[:3] = [[-1.0, 0.0], [-1.0, 0.0], [-0.0, 0.0]]
+    ranks, crowd = rank_and_crowd(values)
+    assert np.array_equal(kernels.pareto_ranks(values), ranks)
+    assert np.array_equal(kernels.front_crowding(values, ranks), crowd)
+
+
+def test_nan_objectives_fall_back_to_numpy_ranking() -> None:
+    values = np.array([[0.0, 1.0], [np.nan, 0.5], [1.0, 0.0], [0.5, 0.5]])
+    fast = CompiledOperators(_problem(0, 2, 2, 4))
+    ranks, crowd = fast.rank_and_crowd(values)
+    want_ranks, want_crowd = rank_and_crowd(values)
+    assert np.array_equal(ranks, want_ranks)
+    assert np.array_equal(crowd, want_crowd)

@@ -1,0 +1,91 @@
+"""The allocation search on compiled operators: what the policy and the AdaptDL allocator run.
+
+See docs/policies/pollux.md#the-compiled-search. `run_nsga2` here is `search.run_nsga2` with the
+operators of `kernels.py`; the result and the generator's state after it are those of the numpy
+reference (tests/test_pollux_kernels.py compares them on random problems).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reprise.policies.pollux import kernels
+from reprise.policies.pollux.search import (
+    MAX_MATING_ROUNDS,
+    AllocationProblem,
+    FloatArray,
+    IntArray,
+    IntState,
+    Population,
+    ReferenceOperators,
+    SearchResult,
+    rank_and_crowd,
+    solution_keys,
+)
+from reprise.policies.pollux.search import run_nsga2 as run_with
+
+
+class CompiledOperators(ReferenceOperators):
+    """The search's operators on the compiled kernels, for one problem."""
+
+    def __init__(self, problem: AllocationProblem) -> None:
+        super().__init__(problem)
+        self.base = np.ascontiguousarray(problem.base, dtype=np.int8)
+        self.capacity = np.ascontiguousarray(problem.capacity, dtype=np.int64)
+        self.max_replicas = np.ascontiguousarray(problem.max_replicas, dtype=np.int64)
+        self.factor = np.ascontiguousarray(problem.restart_factor, dtype=np.float64)
+        self.share_scale = 1.0 / int(problem.capacity.sum())
+
+    def repair(self, states: IntState, rng: np.random.Generator) -> IntState:
+        states = np.ascontiguousarray(states, dtype=np.int8)
+        kernels.repair(states, self.capacity, self.max_replicas, rng)
+        return states
+
+    def evaluate(self, states: IntState) -> FloatArray:
+        # numpy's sums over jobs depend on the layout (kernels.objectives): solution-major
+        # (what the search's fancy indexing gives) or C order; anything else goes to numpy
+        if states.shape[2] <= 1 or states.transpose(2, 0, 1).flags.c_contiguous:
+            pairwise = True
+        elif states.flags.c_contiguous:
+            pairwise = False
+        else:
+            return self.problem.evaluate(states)
+        table = self.problem.speedups
+        _, n_dim, r_dim = table.values.shape
+        speedup = table.lookup_cells(kernels.speedup_cells(states, n_dim, r_dim))
+        result: FloatArray = kernels.objectives(
+            states, self.base, speedup, self.factor, self.capacity, self.share_scale, pairwise
+        )
+        return result
+
+    def offspring(
+        self, pop: Population, want: int, rng: np.random.Generator, share: float
+    ) -> tuple[IntState, list[bytes], float, int]:
+        kids, share, rounds = kernels.offspring(
+            np.ascontiguousarray(pop.states),
+            pop.values,
+            pop.crowding,
+            self.base,
+            self.capacity,
+            self.max_replicas,
+            want,
+            share,
+            MAX_MATING_ROUNDS,
+            rng,
+        )
+        kids = kids.transpose(1, 2, 0)  # (nodes, jobs, solutions), each solution contiguous
+        return kids, solution_keys(kids), share, rounds
+
+    def rank_and_crowd(self, values: FloatArray) -> tuple[IntArray, FloatArray]:
+        if values.shape[1] != 2 or np.isnan(values).any():
+            return rank_and_crowd(values)  # the compiled ranking assumes two NaN-free objectives
+        ranks: IntArray = kernels.pareto_ranks(values)
+        crowd: FloatArray = kernels.front_crowding(values, ranks)
+        return ranks, crowd
+
+
+def run_nsga2(
+    problem: AllocationProblem, initial: IntState, rng: np.random.Generator
+) -> SearchResult:
+    """`search.run_nsga2` (population 100, 100 generations) on the compiled operators."""
+    return run_with(problem, initial, rng, operators=CompiledOperators(problem))

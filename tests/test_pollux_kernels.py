@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reprise.policies.pollux import kernels
+from reprise.policies.pollux import kernels, pcg64
 from reprise.policies.pollux.compiled import CompiledOperators
+from reprise.policies.pollux.compiled import run_nsga2 as run_compiled
 from reprise.policies.pollux.search import (
     AllocationProblem,
     ReferenceOperators,
@@ -104,7 +105,9 @@ def test_repair_and_mutation_draw_and_change_exactly_as_numpy() -> None:
     rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
     mutated_a = problem.mutate(raw.copy(), rng_a)
     mutated_b = raw.copy()
-    kernels.mutate(mutated_b, fast.base, fast.capacity, rng_b)
+    state = pcg64.state_of(rng_b)
+    kernels.mutate(mutated_b, fast.base, fast.capacity, state)
+    pcg64.store(rng_b, state)
     assert np.array_equal(mutated_a, mutated_b)
     assert np.array_equal(ref.repair(mutated_a, rng_a), fast.repair(mutated_b, rng_b))
     assert rng_a.bit_generator.state == rng_b.bit_generator.state
@@ -142,6 +145,35 @@ def test_ranks_and_crowding_with_ties_and_repeated_points() -> None:
     ranks, crowd = rank_and_crowd(values)
     assert np.array_equal(kernels.pareto_ranks(values), ranks)
     assert np.array_equal(kernels.front_crowding(values, ranks), crowd)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_inlined_pcg64_draws_what_numpy_draws(seed: int) -> None:
+    ours, numpys = np.random.default_rng(seed), np.random.default_rng(seed)
+    state = pcg64.state_of(ours)
+    assert np.array_equal(pcg64.doubles(state, 1001), numpys.random(1001))
+    for high in (1, 2, 3, 51, 1000, 2**31 + 5):  # Lemire's rejection, 32-bit halves buffered
+        assert np.array_equal(pcg64.integers(state, high, 37), numpys.integers(high, size=37))
+    for size in (1, 2, 100, 1000):
+        mine, theirs = np.arange(size), np.arange(size)
+        pcg64.shuffle(state, mine)
+        numpys.shuffle(theirs)
+        assert np.array_equal(mine, theirs)
+    pcg64.store(ours, state)
+    assert ours.bit_generator.state == numpys.bit_generator.state
+    assert ours.random() == numpys.random()
+
+
+def test_another_bit_generator_gets_the_numpy_search() -> None:
+    results = []
+    for compiled in (False, True):
+        problem = _problem(3, 4, 5, 4)
+        rng = np.random.Generator(np.random.MT19937(3))
+        if compiled:
+            results.append(run_compiled(problem, _initial(problem, 3, 4), rng))
+        else:
+            results.append(run_nsga2(problem, _initial(problem, 3, 4), rng))
+    _same(results[0], results[1])
 
 
 def test_nan_objectives_fall_back_to_numpy_ranking() -> None:

@@ -2,12 +2,12 @@
 
 See docs/policies/pollux.md#the-compiled-search.
 
-These are the operators of `search.py` (the numpy reference) written as numba loops. They draw the
-same random numbers from the same numpy Generator in the same order (numba's Generator methods
-share the generator's state and algorithms), and they do the same floating-point operations in
-the same order, so a search ends with the same population, front, statistics and generator state
-as the reference. What numpy sorts without a stable order stays in numpy: the survivors' tie
-order among equal crowding distances (`search.survivors`).
+These are the operators of `search.py` (the numpy reference) written as numba loops. They draw
+the same random numbers in the same order, from the generator's PCG64 state copied into an array
+(`pcg64.py`), and they do the same floating-point operations in the same order, so a search ends
+with the same population, front, statistics and generator state as the reference. What numpy
+sorts without a stable order stays in numpy: the survivors' tie order among equal crowding
+distances (`search.survivors`).
 
 Arrays keep the reference's layout: a population is (nodes, jobs, solutions) int8.
 """
@@ -15,12 +15,12 @@ Arrays keep the reference's layout: a population is (nodes, jobs, solutions) int
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import numpy as np
-from numba import njit
 
+from reprise.policies.pollux.jit import compiled
+from reprise.policies.pollux.pcg64 import doubles, integers, next_double, shuffle
 from reprise.policies.pollux.search import (
     BREED_MARGIN,
     CROSSOVER_PROB,
@@ -32,19 +32,11 @@ from reprise.policies.pollux.search import (
     ZERO_ROW_PROB,
 )
 
-Fn = TypeVar("Fn", bound=Callable[..., Any])
-
-
-def _compiled(fn: Fn) -> Fn:
-    """numba's nopython compilation, cached beside the module; typed as the Python function."""
-    return cast(Fn, njit(cache=True, nogil=True)(fn))
-
-
 # ------------------------------------------------------------------------------------------------
 # repair and mutation (the reference's AllocationProblem.repair / .mutate)
 
 
-@_compiled
+@compiled
 def _job_totals(states: Any) -> tuple[Any, Any]:
     """(jobs, solutions) replicas and nodes used, summed node by node (solutions innermost)."""
     nodes, jobs, sols = states.shape
@@ -61,7 +53,7 @@ def _job_totals(states: Any) -> tuple[Any, Any]:
     return replicas, used
 
 
-@_compiled
+@compiled
 def _node_totals(states: Any) -> tuple[Any, Any]:
     """(nodes, solutions) replicas per node and jobs present per node."""
     nodes, jobs, sols = states.shape
@@ -78,12 +70,12 @@ def _node_totals(states: Any) -> tuple[Any, Any]:
     return totals, present
 
 
-@_compiled
-def _random_order(rng: Any, order: Any, keys: Any) -> None:
+@compiled
+def _random_order(st: Any, order: Any, keys: Any) -> None:
     """`order` = argsort of len(order) fresh uniform draws (distinct: any sort gives it)."""
     size = len(order)
     for i in range(size):
-        keys[i] = rng.random()
+        keys[i] = next_double(st)
     for i in range(size):  # insertion sort of the indices by their draws
         order[i] = i
         m = i
@@ -93,8 +85,8 @@ def _random_order(rng: Any, order: Any, keys: Any) -> None:
         order[m] = i
 
 
-@_compiled
-def repair(states: Any, capacity: Any, max_replicas: Any, rng: Any) -> None:
+@compiled
+def repair(states: Any, capacity: Any, max_replicas: Any, st: Any) -> None:
     """Make every solution feasible, in place: the reference's three rules, draws in its order.
 
     The reference draws the random node order of rule 2 for all over-limit (job, solution) pairs
@@ -124,7 +116,7 @@ def repair(states: Any, capacity: Any, max_replicas: Any, rng: Any) -> None:
                 many_nodes and used[j, k] > MAX_NODES_PER_JOB
             ):
                 continue
-            _random_order(rng, order, keys)
+            _random_order(st, order, keys)
             running = 0
             capped_before = 0
             placed = 0
@@ -159,11 +151,11 @@ def repair(states: Any, capacity: Any, max_replicas: Any, rng: Any) -> None:
                     capped_k[k] = capped
 
 
-@_compiled
-def mutate(states: Any, base: Any, capacity: Any, rng: Any) -> None:
+@compiled
+def mutate(states: Any, base: Any, capacity: Any, st: Any) -> None:
     """The reference's mutation, in place: reset, thin, grow into free GPUs; draws in its order."""
     nodes, jobs, sols = states.shape
-    draws = rng.random((2, jobs, sols))
+    draws = doubles(st, 2 * jobs * sols).reshape((2, jobs, sols))
     for j in range(jobs):
         for k in range(sols):
             if draws[0, j, k] < RESET_PROB:
@@ -173,7 +165,7 @@ def mutate(states: Any, base: Any, capacity: Any, rng: Any) -> None:
         for k in range(sols):
             if draws[1, j, k] < ZERO_ROW_PROB:
                 for n in range(nodes):
-                    if rng.random() < ZERO_ELEM_PROB:
+                    if next_double(st) < ZERO_ELEM_PROB:
                         states[n, j, k] = 0
     # grow: every (node, solution) with a free GPU draws one number per job (node outer, then
     # solution, then job: one array); the new counts of all the hits are drawn afterwards
@@ -191,7 +183,7 @@ def mutate(states: Any, base: Any, capacity: Any, rng: Any) -> None:
                 p_both[n, k] = p_any + p_here - p_any * p_here
     if free == 0:
         return
-    chances = rng.random(free * jobs)
+    chances = doubles(st, free * jobs)
     hit = np.zeros(free * jobs, dtype=np.bool_)
     for n in range(nodes):
         pairs = pair_of[n]
@@ -206,7 +198,7 @@ def mutate(states: Any, base: Any, capacity: Any, rng: Any) -> None:
     hits = np.flatnonzero(hit)
     if len(hits) == 0:
         return
-    values = rng.random(len(hits))
+    values = doubles(st, len(hits))
     pair_n = np.empty(free, dtype=np.int64)
     pair_k = np.empty(free, dtype=np.int64)
     for n in range(nodes):
@@ -226,8 +218,8 @@ def mutate(states: Any, base: Any, capacity: Any, rng: Any) -> None:
 # selection and crossover (the reference's tournament and AllocationProblem.crossover)
 
 
-@_compiled
-def tournament(values: Any, crowding: Any, n_select: int, rng: Any) -> Any:
+@compiled
+def tournament(values: Any, crowding: Any, n_select: int, st: Any) -> Any:
     """Binary tournaments on dominance, then crowding, then a coin: (n_select, 2) indices.
 
     The reference shuffles rows of 0..P-1 with `Generator.permuted(axis=1)`, which shuffles each
@@ -239,9 +231,9 @@ def tournament(values: Any, crowding: Any, n_select: int, rng: Any) -> Any:
     perms = np.empty(n_perms * size, dtype=np.int64)
     for r in range(n_perms):
         row = np.arange(size)
-        rng.shuffle(row)
+        shuffle(st, row)
         perms[r * size : (r + 1) * size] = row
-    coin = rng.random(n_select * 2)
+    coin = doubles(st, n_select * 2)
     winners = np.empty((n_select, 2), dtype=np.int64)
     n_obj = values.shape[1]
     for t in range(n_select * 2):
@@ -270,13 +262,13 @@ def tournament(values: Any, crowding: Any, n_select: int, rng: Any) -> Any:
     return winners
 
 
-@_compiled
-def crossover(pop: Any, parents: Any, rng: Any) -> Any:
+@compiled
+def crossover(pop: Any, parents: Any, st: Any) -> Any:
     """One-point crossover over jobs, two children per pair (first children, then second ones)."""
     nodes, jobs, _ = pop.shape
     pairs = parents.shape[0]
-    draws = rng.random(pairs)
-    points = rng.integers(0, jobs, size=pairs)
+    draws = doubles(st, pairs)
+    points = integers(st, jobs, pairs)
     # per (job, pair): the parent the first child copies; the second child copies the other
     src_a = np.empty((jobs, pairs), dtype=np.int64)
     src_b = np.empty((jobs, pairs), dtype=np.int64)
@@ -302,7 +294,7 @@ def crossover(pop: Any, parents: Any, rng: Any) -> Any:
 # the set of known solutions (the reference keeps their bytes in a Python set)
 
 
-@_compiled
+@compiled
 def _hashes(states: Any) -> Any:
     """A 64-bit FNV-1a hash of every solution's matrix."""
     nodes, jobs, sols = states.shape
@@ -320,7 +312,7 @@ def _hashes(states: Any) -> Any:
 # numbers, -1 where empty; `store`, the entries' matrices (entries, nodes, jobs); `stored_hash`.
 
 
-@_compiled
+@compiled
 def _find(slots: Any, store: Any, stored_hash: Any, states: Any, k: int, h: np.uint64) -> int:
     """The slot of solution k of `states` (hash h): where it is stored, or the empty slot."""
     mask = len(slots) - 1
@@ -344,7 +336,7 @@ def _find(slots: Any, store: Any, stored_hash: Any, states: Any, k: int, h: np.u
         pos = (pos + 1) & mask
 
 
-@_compiled
+@compiled
 def _remember(
     slots: Any, store: Any, stored_hash: Any, count: int, states: Any, k: int, h: np.uint64
 ) -> int:
@@ -360,7 +352,7 @@ def _remember(
 # one generation's offspring (the reference's _offspring and _CandidateStream)
 
 
-@_compiled
+@compiled
 def offspring(
     pop: Any,
     values: Any,
@@ -371,7 +363,7 @@ def offspring(
     want: int,
     share: float,
     max_rounds: int,
-    rng: Any,
+    st: Any,
 ) -> tuple[Any, float, int]:
     """Up to `want` new unique repaired offspring: (states as (solutions, nodes, jobs), share of
     unique candidates, mating rounds).
@@ -413,9 +405,9 @@ def offspring(
             expected = max(share / BREED_MARGIN, 1.0 / rounds_left)
             wanted = max(missing, min(math.ceil(count / expected), count * rounds_left))
             pairs = (wanted + 1) // 2
-            parents = tournament(values, crowding, pairs, rng)
-            kids = crossover(pop, parents, rng)
-            mutate(kids, base, capacity, rng)
+            parents = tournament(values, crowding, pairs, st)
+            kids = crossover(pop, parents, st)
+            mutate(kids, base, capacity, st)
             n_kids = kids.shape[2]
             kid_hash = _hashes(kids)
             fresh = np.empty(n_kids, dtype=np.int64)
@@ -425,7 +417,7 @@ def offspring(
                     fresh[n_fresh] = i
                     n_fresh += 1
             batch = kids[:, :, fresh[:n_fresh]]
-            repair(batch, capacity, max_replicas, rng)
+            repair(batch, capacity, max_replicas, st)
             if n_repaired + n_fresh > repaired.shape[2]:
                 room = 2 * (n_repaired + n_fresh)
                 grown = np.empty((nodes, jobs, room), dtype=np.int8)
@@ -476,7 +468,7 @@ def offspring(
 # evaluation (the reference's SpeedupTable.lookup / AllocationProblem.evaluate)
 
 
-@_compiled
+@compiled
 def speedup_cells(states: Any, n_dim: int, r_dim: int) -> Any:
     """Flat index into the (jobs, nodes+1, replicas+1) speed-up table per (job, solution).
 
@@ -499,7 +491,7 @@ def speedup_cells(states: Any, n_dim: int, r_dim: int) -> Any:
     return flat
 
 
-@_compiled
+@compiled
 def _block_sum(a: Any, lo: int, n: int) -> float:
     """numpy's summation of at most 128 values: in order below 8, else eight running sums."""
     if n < 8:
@@ -520,13 +512,13 @@ def _block_sum(a: Any, lo: int, n: int) -> float:
     return float(res)
 
 
-@_compiled
+@compiled
 def _split(n: int) -> int:
     half = n // 2
     return half - half % 8
 
 
-@_compiled
+@compiled
 def _pairwise_sum(a: Any, lo: int, n: int) -> float:
     """numpy's pairwise summation of a contiguous run: above 128 values, the sum of two halves.
 
@@ -568,7 +560,7 @@ def _pairwise_sum(a: Any, lo: int, n: int) -> float:
     return result
 
 
-@_compiled
+@compiled
 def objectives(
     states: Any,
     base: Any,
@@ -630,18 +622,56 @@ def objectives(
 # Pareto ranks and crowding (the reference's pareto_ranks / front_crowding)
 
 
-@_compiled
-def _stable_order(keys: Any, order: Any) -> Any:
-    """`order` re-sorted stably by keys[order] (one pass of a lexicographic sort)."""
-    return order[np.argsort(keys[order], kind="mergesort")]
+@compiled
+def _before(a: Any, b: Any, c: Any, i: int, j: int) -> bool:
+    """Point i sorts before point j by the keys (a, b, c), compared in that order."""
+    if a[i] != a[j]:
+        return bool(a[i] < a[j])
+    if b[i] != b[j]:
+        return bool(b[i] < b[j])
+    return bool(c[i] < c[j])
 
 
-@_compiled
+@compiled
+def _lex_order(a: Any, b: Any, c: Any) -> Any:
+    """Indices sorted by (a, b, c), equal keys in index order: numpy's lexsort((c, b, a)).
+
+    A bottom-up merge sort: stable, so it equals lexsort's passes of stable sorts."""
+    size = len(a)
+    order = np.arange(size)
+    spare = np.empty(size, dtype=np.int64)
+    width = 1
+    while width < size:
+        for lo in range(0, size, 2 * width):
+            mid = min(lo + width, size)
+            hi = min(lo + 2 * width, size)
+            i, j, out = lo, mid, lo
+            while i < mid and j < hi:
+                if _before(a, b, c, order[j], order[i]):
+                    spare[out] = order[j]
+                    j += 1
+                else:
+                    spare[out] = order[i]
+                    i += 1
+                out += 1
+            while i < mid:
+                spare[out] = order[i]
+                i += 1
+                out += 1
+            while j < hi:
+                spare[out] = order[j]
+                j += 1
+                out += 1
+        order, spare = spare, order
+        width *= 2
+    return order
+
+
+@compiled
 def pareto_ranks(values: Any) -> Any:
     """Front index of every point of a two-objective, NaN-free set (see search.pareto_ranks)."""
     n_pts = values.shape[0]
-    order = _stable_order(values[:, 1], np.arange(n_pts))
-    order = _stable_order(values[:, 0], order)
+    order = _lex_order(values[:, 0], values[:, 1], np.zeros(n_pts))
     tails1 = np.empty(n_pts)
     tails0 = np.empty(n_pts)
     n_tails = 0
@@ -666,32 +696,27 @@ def pareto_ranks(values: Any) -> Any:
     return ranks
 
 
-@_compiled
+@compiled
 def front_crowding(values: Any, ranks: Any) -> Any:
-    """Crowding distance of every point in its front; repeats after the first get 0."""
-    n_pts, n_obj = values.shape
+    """Crowding distance of every point of a two-objective set in its front; repeats after the
+    first get 0 (see search.front_crowding)."""
+    n_pts = values.shape[0]
     rank_keys = ranks.astype(np.float64)
-    order = np.arange(n_pts)
-    for m in range(n_obj - 1, -1, -1):
-        order = _stable_order(values[:, m], order)
-    order = _stable_order(rank_keys, order)
+    order = _lex_order(rank_keys, values[:, 0], values[:, 1])
     dup = np.zeros(n_pts, dtype=np.bool_)
     for i in range(1, n_pts):
         a, b = order[i - 1], order[i]
-        if ranks[a] == ranks[b]:
-            same = True
-            for m in range(n_obj):
-                if values[a, m] != values[b, m]:
-                    same = False
-                    break
-            dup[b] = same
+        dup[b] = (
+            ranks[a] == ranks[b] and values[a, 0] == values[b, 0] and values[a, 1] == values[b, 1]
+        )
     uniq = np.flatnonzero(~dup)
     n_u = len(uniq)
     u_rank = rank_keys[uniq]
+    unused = np.zeros(n_u)
     total = np.zeros(n_u)
-    for m in range(n_obj):
+    for m in range(2):
         col_all = values[uniq, m]
-        srt = _stable_order(u_rank, _stable_order(col_all, np.arange(n_u)))
+        srt = _lex_order(u_rank, col_all, unused)
         first = 0
         while first < n_u:
             last = first
@@ -715,7 +740,7 @@ def front_crowding(values: Any, ranks: Any) -> Any:
     sizes = np.bincount(ranks)
     out = np.zeros(n_pts)
     for i in range(n_u):
-        out[uniq[i]] = total[i] / n_obj
+        out[uniq[i]] = total[i] / 2
     for p in range(n_pts):
         if sizes[ranks[p]] <= 2:
             out[p] = np.inf

@@ -1,0 +1,15 @@
+"""The one numba decorator of the Pollux package (kernels.py, pcg64.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from numba import njit
+
+Fn = TypeVar("Fn", bound=Callable[..., Any])
+
+
+def compiled(fn: Fn) -> Fn:
+    """numba's nopython compilation, cached beside the module; typed as the Python function."""
+    return cast(Fn, njit(cache=True, nogil=True)(fn))

@@ -22,6 +22,7 @@ from reprise.policies.pollux.search import (
     SpeedupTable,
     rank_and_crowd,
     run_nsga2,
+    survivors,
 )
 
 
@@ -176,10 +177,24 @@ def test_another_bit_generator_gets_the_numpy_search() -> None:
     _same(results[0], results[1])
 
 
-def test_nan_objectives_fall_back_to_numpy_ranking() -> None:
+@pytest.mark.parametrize("size", [1, 50, 100, 199])
+def test_survivors_are_numpys_with_ties_and_repeated_points(size: int) -> None:
+    rng = np.random.default_rng(size)
+    values = np.round(rng.random((200, 2)) * 9) / 9
+    values[:4] = [[-1.0, 0.0], [-1.0, 0.0], [-0.0, 0.0], [0.0, -0.0]]
+    fast = CompiledOperators(_problem(0, 2, 2, 4))
+    draws_a, draws_b = np.random.default_rng(9), np.random.default_rng(9)
+    got = fast.survivors(values, size, draws_a)
+    want = survivors(values, size, draws_b)
+    for mine, numpys in zip(got, want, strict=True):
+        assert np.array_equal(mine, numpys)
+    assert draws_a.bit_generator.state == draws_b.bit_generator.state
+
+
+def test_nan_objectives_fall_back_to_numpy_survival() -> None:
     values = np.array([[0.0, 1.0], [np.nan, 0.5], [1.0, 0.0], [0.5, 0.5]])
     fast = CompiledOperators(_problem(0, 2, 2, 4))
-    ranks, crowd = fast.rank_and_crowd(values)
-    want_ranks, want_crowd = rank_and_crowd(values)
-    assert np.array_equal(ranks, want_ranks)
-    assert np.array_equal(crowd, want_crowd)
+    got = fast.survivors(values, 3, np.random.default_rng(1))
+    want = survivors(values, 3, np.random.default_rng(1))
+    for mine, numpys in zip(got, want, strict=True):
+        assert np.array_equal(mine, numpys)

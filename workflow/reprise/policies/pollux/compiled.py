@@ -19,14 +19,16 @@ from reprise.policies.pollux.search import (
     Population,
     ReferenceOperators,
     SearchResult,
-    rank_and_crowd,
-    solution_keys,
+    fill_from_last_front,
+    survivors,
 )
 from reprise.policies.pollux.search import run_nsga2 as run_with
 
 
 class CompiledOperators(ReferenceOperators):
     """The search's operators on the compiled kernels, for one problem."""
+
+    uses_keys = False
 
     def __init__(self, problem: AllocationProblem) -> None:
         super().__init__(problem)
@@ -78,14 +80,16 @@ class CompiledOperators(ReferenceOperators):
         )
         pcg64.store(rng, state)
         kids = kids.transpose(1, 2, 0)  # (nodes, jobs, solutions), each solution contiguous
-        return kids, solution_keys(kids), share, rounds
+        return kids, [], share, rounds
 
-    def rank_and_crowd(self, values: FloatArray) -> tuple[IntArray, FloatArray]:
+    def survivors(
+        self, values: FloatArray, size: int, rng: np.random.Generator
+    ) -> tuple[IntArray, IntArray, FloatArray]:
         if values.shape[1] != 2 or np.isnan(values).any():
-            return rank_and_crowd(values)  # the compiled ranking assumes two NaN-free objectives
-        ranks: IntArray = kernels.pareto_ranks(values)
-        crowd: FloatArray = kernels.front_crowding(values, ranks)
-        return ranks, crowd
+            return survivors(values, size, rng)  # the kernels assume two NaN-free objectives
+        size = min(size, len(values))
+        ranks, crowd, keep, last = kernels.fronts(values, size)
+        return fill_from_last_front(keep, last, size, ranks, crowd, rng)
 
 
 def run_nsga2(

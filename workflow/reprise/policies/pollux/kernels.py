@@ -745,3 +745,32 @@ def front_crowding(values: Any, ranks: Any) -> Any:
         if sizes[ranks[p]] <= 2:
             out[p] = np.inf
     return out
+
+
+@compiled
+def fronts(values: Any, size: int) -> tuple[Any, Any, Any, Any]:
+    """`search.survivors` up to its last front: (ranks, crowding, the points of the fronts that
+    fit whole, front by front in index order, the points of the next front in index order)."""
+    ranks = pareto_ranks(values)
+    crowd = front_crowding(values, ranks)
+    counts = np.bincount(ranks)
+    cut = 0
+    filled = counts[0]
+    while filled < size:
+        cut += 1
+        filled += counts[cut]
+    start = np.zeros(cut + 1, dtype=np.int64)
+    for r in range(1, cut + 1):
+        start[r] = start[r - 1] + counts[r - 1]
+    keep = np.empty(start[cut], dtype=np.int64)
+    last = np.empty(counts[cut], dtype=np.int64)
+    n_last = 0
+    for p in range(len(ranks)):
+        r = ranks[p]
+        if r < cut:
+            keep[start[r]] = p
+            start[r] += 1
+        elif r == cut:
+            last[n_last] = p
+            n_last += 1
+    return ranks, crowd, keep, last

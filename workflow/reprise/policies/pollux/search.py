@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, cast
 
@@ -391,10 +390,7 @@ def rank_and_crowd(values: FloatArray) -> tuple[IntArray, FloatArray]:
 
 
 def survivors(
-    values: FloatArray,
-    size: int,
-    rng: np.random.Generator,
-    ranking: Callable[[FloatArray], tuple[IntArray, FloatArray]] = rank_and_crowd,
+    values: FloatArray, size: int, rng: np.random.Generator
 ) -> tuple[IntArray, IntArray, FloatArray]:
     """Rank-and-crowding survival: (indices, their ranks, their crowding), front by front.
 
@@ -402,12 +398,28 @@ def survivors(
     distance, ties broken at random); inside the other fronts the index order is kept.
     """
     size = min(size, len(values))
-    ranks, crowd = ranking(values)
+    ranks, crowd = rank_and_crowd(values)
     filled = np.cumsum(np.bincount(ranks))
     cut = int(np.searchsorted(filled, size))  # first front that reaches `size`
     keep = np.flatnonzero(ranks < cut)
     keep = keep[np.argsort(ranks[keep], kind="stable")]
     last = np.flatnonzero(ranks == cut)
+    return fill_from_last_front(keep, last, size, ranks, crowd, rng)
+
+
+def fill_from_last_front(
+    keep: IntArray,
+    last: IntArray,
+    size: int,
+    ranks: IntArray,
+    crowd: FloatArray,
+    rng: np.random.Generator,
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """`survivors`' end: the whole fronts kept, then the most isolated points of the next.
+
+    numpy's quicksort orders equal crowding distances in an order of its own (it depends on the
+    CPU: docs/policies/pollux.md#determinism-across-machines), so this part stays in numpy.
+    """
     room = size - len(keep)
     if room < len(last):
         perm = rng.permutation(len(last))
@@ -565,6 +577,10 @@ class ReferenceOperators:
     """The steps of a search that have a compiled twin: here this module's numpy operators, the
     reference that `compiled.CompiledOperators` (a subclass) must match."""
 
+    uses_keys = True
+    """Whether `offspring` needs the population's keys (the numpy one keeps its known set in
+    them; the compiled one hashes the matrices itself and returns no keys)."""
+
     def __init__(self, problem: AllocationProblem) -> None:
         self.problem = problem
 
@@ -582,8 +598,10 @@ class ReferenceOperators:
         kids, keys, share = _offspring(self.problem, pop, want, rng, stats, share)
         return kids, keys, share, stats.mating_rounds
 
-    def rank_and_crowd(self, values: FloatArray) -> tuple[IntArray, FloatArray]:
-        return rank_and_crowd(values)
+    def survivors(
+        self, values: FloatArray, size: int, rng: np.random.Generator
+    ) -> tuple[IntArray, IntArray, FloatArray]:
+        return survivors(values, size, rng)
 
 
 def run_nsga2(
@@ -613,21 +631,22 @@ def run_nsga2(
     states = states[:, :, first]
     values = ops.evaluate(states)
     stats.evaluations += len(keys)
-    idx, rank, crowd = survivors(values, len(keys), rng, ops.rank_and_crowd)
+    idx, rank, crowd = ops.survivors(values, len(keys), rng)
     pop = Population(states[:, :, idx], values[idx], [keys[i] for i in idx], rank, crowd)
     share = 1.0
     for _ in range(n_gen - 1):
         kids, kid_keys, share, rounds = ops.offspring(pop, pop_size, rng, share)
         stats.mating_rounds += rounds
-        if not kid_keys:
+        if kids.shape[2] == 0:
             break  # pymoo terminates when no unique offspring can be produced
         kid_values = ops.evaluate(kids)
-        stats.evaluations += len(kid_keys)
+        stats.evaluations += kids.shape[2]
         values = np.concatenate([pop.values, kid_values])
-        idx, rank, crowd = survivors(values, pop_size, rng, ops.rank_and_crowd)
+        idx, rank, crowd = ops.survivors(values, pop_size, rng)
         states = np.concatenate([pop.states, kids], axis=2)[:, :, idx]
-        all_keys = pop.keys + kid_keys
-        pop = Population(states, values[idx], [all_keys[i] for i in idx], rank, crowd)
+        all_keys = pop.keys + kid_keys if ops.uses_keys else []
+        pop_keys = [all_keys[i] for i in idx] if ops.uses_keys else []
+        pop = Population(states, values[idx], pop_keys, rank, crowd)
         stats.generations += 1
     on_front = np.flatnonzero(pop.rank == 0)
     front_values = pop.values[on_front]

@@ -376,11 +376,12 @@ class Population:
     """(nodes, jobs, solutions)"""
     values: FloatArray
     keys: list[bytes]
+    """Each solution's bytes (empty where the operators keep no keys: compiled)."""
     rank: IntArray
     crowding: FloatArray
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return int(self.states.shape[2])
 
 
 def rank_and_crowd(values: FloatArray) -> tuple[IntArray, FloatArray]:

@@ -9,11 +9,23 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from reprise.testbed.interrupts import interrupts_deferred
+
+
+@pytest.fixture(autouse=True)
+def python_sigint_handler() -> Iterator[None]:
+    """Python's own Ctrl-C handler, as in a terminal: a test run started in the background
+    (`cmd &`, nohup) inherits SIGINT ignored, and Python then installs no handler."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_a_signal_inside_the_block_arrives_when_it_ends() -> None:

@@ -136,8 +136,9 @@ def test_a_failed_run_leaves_nothing_behind(adaptdl_image: str, tmp_path: Path) 
 def test_rates_are_measured_on_the_nodes_and_nothing_is_left(
     adaptdl_image: str, tmp_path: Path
 ) -> None:
-    """`samples_per_s: measure`: real AdaptDL replicas of the model, one per node at once, give
-    a rate per replica; the record is written and the nodes are gone afterwards."""
+    """`samples_per_s: measure`: real AdaptDL replicas of the model, one on each node's slot at
+    once (one round: a single model fills the slots), give a rate per replica, each also over its
+    window's halves; the record is written and the nodes are gone afterwards."""
     from reprise.testbed.systems.adaptdl.calibrate import CalibrationSettings, measure_rates
 
     out = tmp_path / "rates"
@@ -152,5 +153,10 @@ def test_rates_are_measured_on_the_nodes_and_nothing_is_left(
     )
     assert record["samples_per_s"]["resnet50"] > 0
     assert len(record["models"]["resnet50"]["replicas"]) == 2  # one replica on each node
+    assert record["rounds"] == 1 and sorted(record["models"]["resnet50"]["on"]) == [
+        "test-adaptdl-default-0/0",
+        "test-adaptdl-default-1/0",
+    ]
+    assert all(len(m["halves"]) == 2 and min(m["halves"]) > 0 for m in record["measurements"])
     assert json.loads((out / "rates.json").read_text()) == record
     nothing_left(out)

@@ -31,8 +31,13 @@ from reprise.data.clusters import load_cluster_spec
 from reprise.data.profiles import load_profiles
 from reprise.data.traces import load_trace
 from reprise.policies.pollux.blas import single_threaded_blas
-from reprise.policies.pollux.compiled import run_nsga2
-from reprise.policies.pollux.search import AllocationProblem, IntState, SearchResult
+from reprise.policies.pollux.compiled import CompiledOperators, run_nsga2
+from reprise.policies.pollux.search import (
+    AllocationProblem,
+    IntState,
+    ReferenceOperators,
+    SearchResult,
+)
 from reprise.policies.pollux.search import run_nsga2 as run_reference
 from reprise.sim.options import SimOptions
 
@@ -161,6 +166,69 @@ def replay(cases: list[Case], reps: int, draws: bool, reference: bool) -> None:
         print(f"values drawn per generation: {per_gen}")
 
 
+PHASES = ("offspring", "evaluate", "survivors", "repair")
+
+
+class _TimedOperators:
+    """Forwards to a search's operators and adds up the CPU time of each."""
+
+    def __init__(self, ops: ReferenceOperators, spent: dict[str, float]) -> None:
+        self.ops = ops
+        self.uses_keys = ops.uses_keys
+        self.spent = spent
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.ops, name)
+        if name not in PHASES:
+            return method
+
+        def timed(*args: Any) -> Any:
+            start = time.process_time()
+            try:
+                return method(*args)
+            finally:
+                self.spent[name] = self.spent.get(name, 0.0) + time.process_time() - start
+
+        return timed
+
+
+def by_size(cases: list[Case], reps: int, width: int) -> None:
+    """Both searches side by side on every case (interleaved), per round size (jobs, in bins
+    of `width`): microseconds per generation in all and per phase; mismatches must be 0."""
+    kinds = {"numpy": ReferenceOperators, "compiled": CompiledOperators}
+    rows: dict[tuple[int, str], dict[str, float]] = {}
+    mismatches = 0
+    with single_threaded_blas():
+        warm = cases[0]  # compile the kernels (or load them from numba's cache) first
+        run_nsga2(copy.deepcopy(warm.problem), warm.initial.copy(), np.random.default_rng(0))
+        for _ in range(reps):
+            for case in cases:
+                size = case.problem.num_jobs // width * width
+                for kind, make in kinds.items():
+                    problem = copy.deepcopy(case.problem)
+                    rng = np.random.default_rng()
+                    rng.bit_generator.state = copy.deepcopy(case.state_before)
+                    row = rows.setdefault((size, kind), {"searches": 0, "gens": 0, "total": 0.0})
+                    ops: Any = _TimedOperators(make(problem), row)
+                    start = time.process_time()
+                    got = run_reference(problem, case.initial.copy(), rng, operators=ops)
+                    row["total"] += time.process_time() - start
+                    row["searches"] += 1
+                    row["gens"] += got.stats.generations
+                    mismatches += not same(got, case, rng, problem)
+    print(f"mismatches {mismatches}")
+    print("| jobs | search | searches | us/gen | " + " | ".join(PHASES) + " | rest |")
+    print("|---|---|---|---|" + "---|" * (len(PHASES) + 1))
+    for (size, kind), row in sorted(rows.items()):
+        gens = max(row["gens"], 1)
+        phases = [row.get(name, 0.0) for name in PHASES]
+        cells = [f"{t / gens * 1e6:.0f}" for t in [*phases, row["total"] - sum(phases)]]
+        print(
+            f"| {size}-{size + width - 1} | {kind} | {row['searches']} "
+            f"| {row['total'] / gens * 1e6:.0f} | " + " | ".join(cells) + " |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -175,11 +243,16 @@ def main() -> None:
     rep.add_argument("--reps", type=int, default=1)
     rep.add_argument("--draws", action="store_true", help="count the random values drawn")
     rep.add_argument("--reference", action="store_true", help="the numpy search, not compiled")
+    rep.add_argument(
+        "--by-size", type=int, metavar="WIDTH", help="both searches per round size, by phase"
+    )
     args = parser.parse_args()
     if args.command == "capture":
         cases = capture(args.seed, args.horizon, args.every, args.mirror)
         args.out.write_bytes(pickle.dumps(cases))
         print(f"{len(cases)} searches; jobs per search: {[c.problem.num_jobs for c in cases]}")
+    elif args.by_size:
+        by_size(pickle.loads(args.cases.read_bytes()), args.reps, args.by_size)
     else:
         replay(pickle.loads(args.cases.read_bytes()), args.reps, args.draws, args.reference)
 

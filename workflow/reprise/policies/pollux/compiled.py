@@ -56,9 +56,10 @@ class CompiledOperators(ReferenceOperators):
             return self.problem.evaluate(states)
         table = self.problem.speedups
         _, n_dim, r_dim = table.values.shape
-        speedup = table.lookup_cells(kernels.speedup_cells(states, n_dim, r_dim))
+        sols_major = states.transpose(2, 0, 1)  # C-contiguous where `pairwise`
+        speedup = table.lookup_cells(kernels.speedup_cells(sols_major, n_dim, r_dim))
         result: FloatArray = kernels.objectives(
-            states, self.base, speedup, self.factor, self.capacity, self.share_scale, pairwise
+            sols_major, self.base, speedup, self.factor, self.capacity, self.share_scale, pairwise
         )
         return result
 

@@ -94,26 +94,35 @@ def repair(states: Any, capacity: Any, max_replicas: Any, st: Any) -> None:
     pair by pair in that order is the same.
     """
     nodes, jobs, sols = states.shape
-    # rule 1: from the second multi-node job on a node, that job and every later one lose the node
+    # rule 1: from the second multi-node job on a node, that job and every later one lose the node;
+    # the same pass adds up what rules 2 and 3 need (per job and per node, after rule 1)
     _, used = _job_totals(states)
+    replicas = np.zeros((jobs, sols), dtype=np.int16)
+    used_after = np.zeros((jobs, sols), dtype=np.int16)
+    totals = np.zeros((nodes, sols), dtype=np.int16)
     seen = np.zeros(sols, dtype=np.int16)
     for n in range(nodes):
         seen[:] = 0
+        node_total = totals[n]
         for j in range(jobs):
             row = states[n, j]
             multi = used[j]
+            rep = replicas[j]
+            on = used_after[j]
             for k in range(sols):
                 seen[k] += (multi[k] > 1) & (row[k] > 0)
                 row[k] *= seen[k] <= 1
+                rep[k] += row[k]
+                on[k] += row[k] > 0
+                node_total[k] += row[k]
     # rule 2: at most max_replicas replicas on at most MAX_NODES_PER_JOB nodes, random node order
     many_nodes = nodes > MAX_NODES_PER_JOB
-    replicas, used = _job_totals(states)
     order = np.empty(nodes, dtype=np.int64)
     keys = np.empty(nodes)
     for j in range(jobs):
         for k in range(sols):
             if replicas[j, k] <= max_replicas[j] and not (
-                many_nodes and used[j, k] > MAX_NODES_PER_JOB
+                many_nodes and used_after[j, k] > MAX_NODES_PER_JOB
             ):
                 continue
             _random_order(st, order, keys)
@@ -129,9 +138,9 @@ def repair(states: Any, capacity: Any, max_replicas: Any, st: Any) -> None:
                     placed += 1
                 if many_nodes and placed > MAX_NODES_PER_JOB:
                     kept = 0
+                totals[n, k] += kept - states[n, j, k]
                 states[n, j, k] = kept
     # rule 3: per node at most its capacity, earlier (higher-priority) jobs first
-    totals, _ = _node_totals(states)
     running_k = np.zeros(sols, dtype=np.int16)
     capped_k = np.zeros(sols, dtype=np.int16)
     for n in range(nodes):
@@ -183,22 +192,6 @@ def mutate(states: Any, base: Any, capacity: Any, st: Any) -> None:
                 p_both[n, k] = p_any + p_here - p_any * p_here
     if free == 0:
         return
-    chances = doubles(st, free * jobs)
-    hit = np.zeros(free * jobs, dtype=np.bool_)
-    for n in range(nodes):
-        pairs = pair_of[n]
-        both = p_both[n]
-        for j in range(jobs):
-            row = states[n, j]
-            for k in range(sols):
-                pair = pairs[k]
-                if pair >= 0:
-                    chance = both[k] if row[k] > 0 else p_any
-                    hit[pair * jobs + j] = chances[pair * jobs + j] < chance
-    hits = np.flatnonzero(hit)
-    if len(hits) == 0:
-        return
-    values = doubles(st, len(hits))
     pair_n = np.empty(free, dtype=np.int64)
     pair_k = np.empty(free, dtype=np.int64)
     for n in range(nodes):
@@ -206,7 +199,23 @@ def mutate(states: Any, base: Any, capacity: Any, st: Any) -> None:
             if pair_of[n, k] >= 0:
                 pair_n[pair_of[n, k]] = n
                 pair_k[pair_of[n, k]] = k
-    for h in range(len(hits)):
+    # only the free pairs' cells draw: visit those, pair by pair (the draws' order)
+    chances = doubles(st, free * jobs)
+    hits = np.empty(free * jobs, dtype=np.int64)
+    n_hits = 0
+    for pair in range(free):
+        n, k = pair_n[pair], pair_k[pair]
+        both = p_both[n, k]
+        for j in range(jobs):
+            chance = both if states[n, j, k] > 0 else p_any
+            if chances[pair * jobs + j] < chance:
+                hits[n_hits] = pair * jobs + j
+                n_hits += 1
+    if n_hits == 0:
+        return
+    hits = hits[:n_hits]
+    values = doubles(st, n_hits)
+    for h in range(n_hits):
         pair, j = divmod(hits[h], jobs)
         n, k = pair_n[pair], pair_k[pair]
         low = states[n, j, k]
@@ -469,12 +478,13 @@ def offspring(
 
 
 @compiled
-def speedup_cells(states: Any, n_dim: int, r_dim: int) -> Any:
+def speedup_cells(sols_major: Any, n_dim: int, r_dim: int) -> Any:
     """Flat index into the (jobs, nodes+1, replicas+1) speed-up table per (job, solution).
 
-    Solution by solution: the search evaluates solution-major arrays (see `objectives`).
+    Takes the population solution-major, (solutions, nodes, jobs): what the search evaluates
+    (see `objectives`), so that each solution's matrix is read contiguously.
     """
-    nodes, jobs, sols = states.shape
+    sols, nodes, jobs = sols_major.shape
     flat = np.empty((jobs, sols), dtype=np.int64)
     replicas = np.empty(jobs, dtype=np.int64)
     used = np.empty(jobs, dtype=np.int64)
@@ -482,8 +492,9 @@ def speedup_cells(states: Any, n_dim: int, r_dim: int) -> Any:
         replicas[:] = 0
         used[:] = 0
         for n in range(nodes):
+            row = sols_major[k, n]
             for j in range(jobs):
-                v = states[n, j, k]
+                v = row[j]
                 replicas[j] += v
                 used[j] += v > 0
         for j in range(jobs):
@@ -499,13 +510,21 @@ def _block_sum(a: Any, lo: int, n: int) -> float:
         for i in range(lo, lo + n):
             res += a[i]
         return res
-    r = a[lo : lo + 8].copy()
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
     i = 8
     while i < n - (n % 8):
-        for m in range(8):
-            r[m] += a[lo + i + m]
+        b = lo + i
+        r0 += a[b]
+        r1 += a[b + 1]
+        r2 += a[b + 2]
+        r3 += a[b + 3]
+        r4 += a[b + 4]
+        r5 += a[b + 5]
+        r6 += a[b + 6]
+        r7 += a[b + 7]
         i += 8
-    res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
     while i < n:
         res += a[lo + i]
         i += 1
@@ -562,7 +581,7 @@ def _pairwise_sum(a: Any, lo: int, n: int) -> float:
 
 @compiled
 def objectives(
-    states: Any,
+    sols_major: Any,
     base: Any,
     speedup: Any,
     factor: Any,
@@ -572,40 +591,43 @@ def objectives(
 ) -> Any:
     """(solutions, 2): minus the power mean of scaled speed-ups, minus the cluster utility.
 
-    Sums over jobs are numpy's, which depend on the memory layout of the reference's arrays:
-    where a solution's jobs are contiguous (`pairwise`) numpy sums them pairwise, otherwise it
-    adds the jobs' rows in order. x ** -1 is numpy's reciprocal.
+    The population comes solution-major, (solutions, nodes, jobs). Sums over jobs are numpy's,
+    which depend on the memory layout of the reference's arrays: where a solution's jobs are
+    contiguous (`pairwise`) numpy sums them pairwise, otherwise it adds the jobs' rows in order.
+    x ** -1 is numpy's reciprocal.
     """
-    nodes, jobs, sols = states.shape
+    sols, nodes, jobs = sols_major.shape
     out = np.empty((sols, 2))
     mean_terms = np.empty(jobs)
     utility_terms = np.empty(jobs)
+    replicas = np.empty(jobs, dtype=np.int64)
+    restarted = np.empty(jobs, dtype=np.bool_)
     for k in range(sols):
+        replicas[:] = 0
+        restarted[:] = False
         total = 0
         for n in range(nodes):
+            row = sols_major[k, n]
+            was = base[n]
             active = False
             for j in range(jobs):
-                if states[n, j, k] > 0:
-                    active = True
-                    break
+                v = row[j]
+                replicas[j] += v
+                active |= v > 0
+                restarted[j] |= v != was[j]
             if active:
                 total += capacity[n]
         mean_sum = 0.0
         utility = 0.0
         for j in range(jobs):
-            replicas = 0
-            restarted = False
-            for n in range(nodes):
-                replicas += states[n, j, k]
-                if states[n, j, k] != base[n, j]:
-                    restarted = True
             s = speedup[j, k]
             scaled = s * share_scale * nodes
-            scaled *= factor[j] if restarted else 1.0
+            scaled *= factor[j] if restarted[j] else 1.0
             scaled += SPEEDUP_FLOOR
             term = 1.0 / scaled if POWER == -1.0 else scaled**POWER
             mean_sum = term if j == 0 else mean_sum + term
-            part = s / replicas * (replicas / total) if replicas > 0 else 0.0
+            r = replicas[j]
+            part = s / r * (r / total) if r > 0 else 0.0
             utility = part if j == 0 else utility + part
             mean_terms[j] = term
             utility_terms[j] = part

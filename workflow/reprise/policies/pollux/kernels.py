@@ -473,6 +473,21 @@ def offspring(
     return out, stream_accepted / max(consumed, 1), rounds
 
 
+@compiled
+def pick_solutions(states_sm: Any, kids_sm: Any, idx: Any) -> Any:
+    """Solution-major (len(idx), nodes, jobs): solution i is number idx[i] of `states_sm`
+    followed by `kids_sm` (both solution-major, (solutions, nodes, jobs))."""
+    size, nodes, jobs = states_sm.shape
+    out = np.empty((len(idx), nodes, jobs), dtype=np.int8)
+    for i in range(len(idx)):
+        c = idx[i]
+        if c < size:
+            out[i] = states_sm[c]
+        else:
+            out[i] = kids_sm[c - size]
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # evaluation (the reference's SpeedupTable.lookup / AllocationProblem.evaluate)
 

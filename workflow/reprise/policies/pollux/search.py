@@ -604,6 +604,11 @@ class ReferenceOperators:
     ) -> tuple[IntArray, IntArray, FloatArray]:
         return survivors(values, size, rng)
 
+    def next_states(self, states: IntState, kids: IntState, idx: IntArray) -> IntState:
+        """The next population's matrices: solutions `idx` of the population then offspring."""
+        picked: IntState = np.concatenate([states, kids], axis=2)[:, :, idx]
+        return picked
+
 
 def run_nsga2(
     problem: AllocationProblem,
@@ -644,7 +649,7 @@ def run_nsga2(
         stats.evaluations += kids.shape[2]
         values = np.concatenate([pop.values, kid_values])
         idx, rank, crowd = ops.survivors(values, pop_size, rng)
-        states = np.concatenate([pop.states, kids], axis=2)[:, :, idx]
+        states = ops.next_states(pop.states, kids, idx)
         all_keys = pop.keys + kid_keys if ops.uses_keys else []
         pop_keys = [all_keys[i] for i in idx] if ops.uses_keys else []
         pop = Population(states, values[idx], pop_keys, rank, crowd)

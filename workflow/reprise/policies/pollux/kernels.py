@@ -362,6 +362,76 @@ def _remember(
 
 
 @compiled
+def _known_set(pop: Any, entries: int) -> tuple[Any, Any, Any, int]:
+    """A known set with room for `entries` solutions, holding the population's distinct ones:
+    (slots, store, stored_hash, count)."""
+    nodes, jobs, size = pop.shape
+    slots = np.full(1 << max(4, math.ceil(math.log2(4 * entries))), -1, dtype=np.int64)
+    store = np.empty((entries, nodes, jobs), dtype=np.int8)
+    stored_hash = np.empty(entries, dtype=np.uint64)
+    known = 0
+    pop_hash = _hashes(pop)
+    for k in range(size):
+        if slots[_find(slots, store, stored_hash, pop, k, pop_hash[k])] < 0:
+            known = _remember(slots, store, stored_hash, known, pop, k, pop_hash[k])
+    return slots, store, stored_hash, known
+
+
+@compiled
+def _repaired_fresh(
+    kids: Any, slots: Any, store: Any, stored_hash: Any, capacity: Any, max_replicas: Any, st: Any
+) -> tuple[Any, Any]:
+    """The bred candidates not yet known (their indices) and those repaired; a known one is
+    feasible, so repair would leave it as it is and draw nothing for it."""
+    n_kids = kids.shape[2]
+    kid_hash = _hashes(kids)
+    fresh = np.empty(n_kids, dtype=np.int64)
+    n_fresh = 0
+    for i in range(n_kids):
+        if slots[_find(slots, store, stored_hash, kids, i, kid_hash[i])] < 0:
+            fresh[n_fresh] = i
+            n_fresh += 1
+    batch = kids[:, :, fresh[:n_fresh]]
+    repair(batch, capacity, max_replicas, st)
+    return fresh[:n_fresh], batch
+
+
+@compiled
+def _append_candidates(
+    repaired: Any,
+    repaired_hash: Any,
+    n_repaired: int,
+    cand_col: Any,
+    n_cand: int,
+    n_kids: int,
+    fresh: Any,
+    batch: Any,
+) -> tuple[Any, Any, Any]:
+    """Add a breeding's repaired candidates (`batch`, bred as numbers `fresh` of `n_kids`) to
+    the stream, growing its arrays when full; the others get column -1 (known before repair)."""
+    nodes, jobs, _ = repaired.shape
+    n_fresh = len(fresh)
+    if n_repaired + n_fresh > repaired.shape[2]:
+        room = 2 * (n_repaired + n_fresh)
+        grown = np.empty((nodes, jobs, room), dtype=np.int8)
+        grown[:, :, :n_repaired] = repaired[:, :, :n_repaired]
+        repaired = grown
+        grown_hash = np.empty(room, dtype=np.uint64)
+        grown_hash[:n_repaired] = repaired_hash[:n_repaired]
+        repaired_hash = grown_hash
+    repaired[:, :, n_repaired : n_repaired + n_fresh] = batch
+    repaired_hash[n_repaired : n_repaired + n_fresh] = _hashes(batch)
+    if n_cand + n_kids > len(cand_col):
+        longer = np.empty(2 * (n_cand + n_kids), dtype=np.int64)
+        longer[:n_cand] = cand_col[:n_cand]
+        cand_col = longer
+    cand_col[n_cand : n_cand + n_kids] = -1
+    for f in range(n_fresh):
+        cand_col[n_cand + fresh[f]] = n_repaired + f
+    return repaired, repaired_hash, cand_col
+
+
+@compiled
 def offspring(
     pop: Any,
     values: Any,
@@ -381,15 +451,7 @@ def offspring(
     in pymoo-sized mating rounds, exactly as the reference's candidate stream does.
     """
     nodes, jobs, size = pop.shape
-    entries = size + want
-    slots = np.full(1 << max(4, math.ceil(math.log2(4 * entries))), -1, dtype=np.int64)
-    store = np.empty((entries, nodes, jobs), dtype=np.int8)
-    stored_hash = np.empty(entries, dtype=np.uint64)
-    known = 0
-    pop_hash = _hashes(pop)
-    for k in range(size):
-        if slots[_find(slots, store, stored_hash, pop, k, pop_hash[k])] < 0:
-            known = _remember(slots, store, stored_hash, known, pop, k, pop_hash[k])
+    slots, store, stored_hash, known = _known_set(pop, size + want)
     accepted_cols = np.empty(want, dtype=np.int64)
     n_accepted = 0
     # the stream: repaired candidates with their hashes, and per candidate its column there
@@ -413,38 +475,17 @@ def offspring(
                 share = stream_accepted / consumed
             expected = max(share / BREED_MARGIN, 1.0 / rounds_left)
             wanted = max(missing, min(math.ceil(count / expected), count * rounds_left))
-            pairs = (wanted + 1) // 2
-            parents = tournament(values, crowding, pairs, st)
+            parents = tournament(values, crowding, (wanted + 1) // 2, st)
             kids = crossover(pop, parents, st)
             mutate(kids, base, capacity, st)
             n_kids = kids.shape[2]
-            kid_hash = _hashes(kids)
-            fresh = np.empty(n_kids, dtype=np.int64)
-            n_fresh = 0
-            for i in range(n_kids):
-                if slots[_find(slots, store, stored_hash, kids, i, kid_hash[i])] < 0:
-                    fresh[n_fresh] = i
-                    n_fresh += 1
-            batch = kids[:, :, fresh[:n_fresh]]
-            repair(batch, capacity, max_replicas, st)
-            if n_repaired + n_fresh > repaired.shape[2]:
-                room = 2 * (n_repaired + n_fresh)
-                grown = np.empty((nodes, jobs, room), dtype=np.int8)
-                grown[:, :, :n_repaired] = repaired[:, :, :n_repaired]
-                repaired = grown
-                grown_hash = np.empty(room, dtype=np.uint64)
-                grown_hash[:n_repaired] = repaired_hash[:n_repaired]
-                repaired_hash = grown_hash
-            repaired[:, :, n_repaired : n_repaired + n_fresh] = batch
-            repaired_hash[n_repaired : n_repaired + n_fresh] = _hashes(batch)
-            if n_cand + n_kids > len(cand_col):
-                longer = np.empty(2 * (n_cand + n_kids), dtype=np.int64)
-                longer[:n_cand] = cand_col[:n_cand]
-                cand_col = longer
-            cand_col[n_cand : n_cand + n_kids] = -1
-            for f in range(n_fresh):
-                cand_col[n_cand + fresh[f]] = n_repaired + f
-            n_repaired += n_fresh
+            fresh, batch = _repaired_fresh(
+                kids, slots, store, stored_hash, capacity, max_replicas, st
+            )
+            repaired, repaired_hash, cand_col = _append_candidates(
+                repaired, repaired_hash, n_repaired, cand_col, n_cand, n_kids, fresh, batch
+            )
+            n_repaired += len(fresh)
             n_cand += n_kids
         start = pos
         pos += count

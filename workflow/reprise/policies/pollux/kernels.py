@@ -179,33 +179,27 @@ def mutate(states: Any, base: Any, capacity: Any, st: Any) -> None:
     # grow: every (node, solution) with a free GPU draws one number per job (node outer, then
     # solution, then job: one array); the new counts of all the hits are drawn afterwards
     totals, present = _node_totals(states)
-    pair_of = np.full((nodes, sols), -1, dtype=np.int64)
     p_any = 1.0 / jobs
-    p_both = np.empty((nodes, sols))
+    # the (node, solution) pairs with a free GPU, node outer: only their cells draw
+    pair_n = np.empty(nodes * sols, dtype=np.int64)
+    pair_k = np.empty(nodes * sols, dtype=np.int64)
+    p_both = np.empty(nodes * sols)
     free = 0
     for n in range(nodes):
         for k in range(sols):
             if totals[n, k] < capacity[n]:
-                pair_of[n, k] = free
-                free += 1
                 p_here = 1.0 / max(present[n, k], 1)
-                p_both[n, k] = p_any + p_here - p_any * p_here
+                pair_n[free], pair_k[free] = n, k
+                p_both[free] = p_any + p_here - p_any * p_here
+                free += 1
     if free == 0:
         return
-    pair_n = np.empty(free, dtype=np.int64)
-    pair_k = np.empty(free, dtype=np.int64)
-    for n in range(nodes):
-        for k in range(sols):
-            if pair_of[n, k] >= 0:
-                pair_n[pair_of[n, k]] = n
-                pair_k[pair_of[n, k]] = k
-    # only the free pairs' cells draw: visit those, pair by pair (the draws' order)
     chances = doubles(st, free * jobs)
     hits = np.empty(free * jobs, dtype=np.int64)
     n_hits = 0
     for pair in range(free):
         n, k = pair_n[pair], pair_k[pair]
-        both = p_both[n, k]
+        both = p_both[pair]
         for j in range(jobs):
             chance = both if states[n, j, k] > 0 else p_any
             if chances[pair * jobs + j] < chance:

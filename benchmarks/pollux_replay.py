@@ -133,6 +133,14 @@ def same(
     )
 
 
+def fresh_inputs(case: Case) -> tuple[AllocationProblem, np.random.Generator]:
+    """The captured search's problem (its speed-up table as handed over) and a generator in
+    the captured state, both fresh copies."""
+    rng = np.random.default_rng()
+    rng.bit_generator.state = copy.deepcopy(case.state_before)
+    return copy.deepcopy(case.problem), rng
+
+
 def replay(cases: list[Case], reps: int, draws: bool, reference: bool) -> None:
     """Rerun every captured search `reps` times; print mismatches, CPU seconds, draws.
 
@@ -147,9 +155,7 @@ def replay(cases: list[Case], reps: int, draws: bool, reference: bool) -> None:
     with single_threaded_blas():
         for _ in range(reps):
             for case in cases:
-                problem = copy.deepcopy(case.problem)
-                rng = np.random.default_rng()
-                rng.bit_generator.state = copy.deepcopy(case.state_before)
+                problem, rng = fresh_inputs(case)
                 source: Any = _CountingGenerator(rng) if draws else rng
                 start = time.process_time()
                 got = search(problem, case.initial.copy(), source)
@@ -205,9 +211,7 @@ def by_size(cases: list[Case], reps: int, width: int) -> None:
             for case in cases:
                 size = case.problem.num_jobs // width * width
                 for kind, make in kinds.items():
-                    problem = copy.deepcopy(case.problem)
-                    rng = np.random.default_rng()
-                    rng.bit_generator.state = copy.deepcopy(case.state_before)
+                    problem, rng = fresh_inputs(case)
                     row = rows.setdefault((size, kind), {"searches": 0, "gens": 0, "total": 0.0})
                     ops: Any = _TimedOperators(make(problem), row)
                     start = time.process_time()

@@ -69,5 +69,5 @@ def test_move_completion() -> None:
     assert ev.times() == [150, 300]
     ev.add_arrival(4, 150)
     ev.move_completion(1, 150, 160)  # the old event keeps its arrival
-    assert ev.times() == [150, 300, 160]
+    assert ev.times() == [150, 160, 300]  # kept in time order
     assert ev.pop_first().arrivals == [4]

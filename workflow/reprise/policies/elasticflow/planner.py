@@ -55,13 +55,22 @@ class ScalingCurve:
         return self.fit_table(free)[free]
 
     def fit_table(self, upto: int) -> list[int]:
-        """`fit` for 0..upto (at least) as a list, for the planner's inner loops."""
+        """`fit` for 0..upto (at least) as a list, for the planner's inner loops.
+
+        Entry g is the last of the leading levels that are all <= g (the levels in column
+        order), so it changes only where g reaches the next level: the table is filled a run
+        of equal entries at a time.
+        """
         table = self._fit
-        best = 0
-        for g in range(len(table), upto + 1):
-            while best < len(self.levels) and self.levels[best] <= g:
+        levels = self.levels
+        g = len(table)
+        while g <= upto:
+            best = 0
+            while best < len(levels) and levels[best] <= g:
                 best += 1
-            table.append(self.levels[best - 1] if best else 0)
+            stop = min(levels[best], upto + 1) if best < len(levels) else upto + 1
+            table.extend([levels[best - 1] if best else 0] * (stop - g))
+            g = stop
         return table
 
 

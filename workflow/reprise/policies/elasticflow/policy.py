@@ -131,16 +131,22 @@ class _EfSim(PolicyRun):
         options, profiles = self.options, self.profiles
         self.gpn = self.cluster.gpus_per_node
         self.jobs: dict[int, EfJob] = {}
+        # one curve per (model, batch size), shared by its jobs: a curve caches its fit table
+        # (an entry per cluster GPU), which per job would be most of a long trace's memory
+        curves: dict[tuple[str, int], ScalingCurve] = {}
         for t in trace:
-            max_gpu = max_gpu_elasticflow(options.gpu_type, t.model, t.batch_size)
-            row = profiles.row(t.model, t.batch_size)
-            levels: list[int] = []
-            for g in row.columns():
-                if g > max_gpu:
-                    break
-                levels.append(g)
-            rates = {g: float(text) for g, text in row.cells if g in levels and text.strip()}
-            self.jobs[t.idx] = EfJob(t, ScalingCurve(levels, rates, max_gpu), t.iterations)
+            curve = curves.get((t.model, t.batch_size))
+            if curve is None:
+                max_gpu = max_gpu_elasticflow(options.gpu_type, t.model, t.batch_size)
+                row = profiles.row(t.model, t.batch_size)
+                levels: list[int] = []
+                for g in row.columns():
+                    if g > max_gpu:
+                        break
+                    levels.append(g)
+                rates = {g: float(text) for g, text in row.cells if g in levels and text.strip()}
+                curve = curves[t.model, t.batch_size] = ScalingCurve(levels, rates, max_gpu)
+            self.jobs[t.idx] = EfJob(t, curve, t.iterations)
         self.events = self.engine.events
         self.runnable: list[EfJob] = []
         self.running: list[EfJob] = []

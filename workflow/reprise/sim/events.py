@@ -65,7 +65,7 @@ class EventList:
 
     @property
     def first(self) -> Event:
-        """The head of the list (the earliest event right after `sort`/`coalesce`)."""
+        """The earliest event (the head of the list)."""
         if not self._events:
             raise SimulationError("the event list is empty")
         return self._events[0]

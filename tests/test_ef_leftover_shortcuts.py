@@ -20,7 +20,9 @@ from reprise.records.outcome import RunOutcome
 from reprise.sim.options import SimOptions
 
 
-class _PlainWithAdmission(_ElasticFlow):
+class _PlannerPriced:
+    """Neither reuse nor the one-pass shortcut: every marginal from the planner."""
+
     def marginal_holds(self, job: EfJob, edit: TimelineEdit, d_al: float) -> bool:
         return False
 
@@ -28,12 +30,12 @@ class _PlainWithAdmission(_ElasticFlow):
         return False
 
 
-class _PlainWithoutAdmission(_ElasticFlowWithoutAdmission):
-    def marginal_holds(self, job: EfJob, edit: TimelineEdit, d_al: float) -> bool:
-        return False
+class _PlainWithAdmission(_PlannerPriced, _ElasticFlow):
+    pass
 
-    def price_certified(self, job: EfJob, now: float) -> bool:
-        return False
+
+class _PlainWithoutAdmission(_PlannerPriced, _ElasticFlowWithoutAdmission):
+    pass
 
 
 def _record(outcome: RunOutcome) -> tuple[object, ...]:

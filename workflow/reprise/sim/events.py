@@ -161,14 +161,13 @@ class EventList:
         """Upstream's sort before reading the head; nothing to do, the list is kept in order."""
 
     def coalesce(self, now: float, slot: int) -> float:
-        """Sort, then fold every event within one slot of `now` into one at now + slot
+        """Fold every event within one slot of `now` into one at now + slot
         (docs/engine.md#events).
 
         Returns the time of the new head. The closeness test truncates (int) like upstream, so a
         head less than one second past now + slot is pulled back to now + slot. A lone event
         closer than a slot keeps its own time. Requires a non-empty list.
         """
-        self.sort()
         events = self._events
         head_time = events[0].time
         moved = False

@@ -28,6 +28,8 @@ from reprise.data.clusters import load_cluster_spec
 from reprise.data.profiles import load_profiles
 from reprise.data.traces import load_trace
 from reprise.policies.pollux import search
+from reprise.policies.pollux.compiled import run_nsga2 as run_compiled
+from reprise.policies.pollux.fused import run_fused
 from reprise.policies.pollux.policy import simulate as simulate_pollux
 from reprise.sim.options import SimOptions
 
@@ -58,7 +60,7 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=0, help="stop after N simulated seconds")
     parser.add_argument("--profile", type=Path, help="write cProfile statistics here")
     parser.add_argument("--progress", action="store_true")
-    parser.add_argument("--search", choices=("compiled", "numpy"), default="compiled")
+    parser.add_argument("--search", choices=("fused", "compiled", "numpy"), default="fused")
     parser.add_argument("--out", type=Path, default=REPO / "results/benchmarks/pollux_figure8a.csv")
     args = parser.parse_args()
     profiles = load_profiles(args.mirror / ART / "scheduler/throughputs_T4")
@@ -67,10 +69,10 @@ def main() -> None:
         trace = trace[: args.jobs]
     cluster = load_cluster_spec(args.mirror / ART / "scheduler/cluster_specs/n16g4.csv")
     rows: list[dict[str, str]] = []
-    chosen = pollux_policy.run_nsga2 if args.search == "compiled" else search.run_nsga2
+    chosen = {"fused": run_fused, "compiled": run_compiled, "numpy": search.run_nsga2}[args.search]
     search_cpu = 0.0
 
-    def timed(problem: Any, initial: Any, rng: np.random.Generator) -> Any:
+    def timed(problem: Any, initial: Any, rng: np.random.Generator, pymoo_draws: bool) -> Any:
         nonlocal search_cpu
         start = time.process_time()
         try:

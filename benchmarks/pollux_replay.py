@@ -8,6 +8,10 @@ search the same final front, chosen allocation, statistics and random-number sta
     # rerun them with this checkout's compiled search (--reference: the numpy one): mismatches
     # (must be 0), CPU seconds, random draws (--draws, numpy search only)
     .venv/bin/python benchmarks/pollux_replay.py replay /tmp/pollux_s0.pkl [--reps 3] [--draws]
+    # the fused search (its own draw order, so its own results) beside the compiled one on the
+    # same problems: microseconds per generation per round size
+    .venv/bin/python benchmarks/pollux_replay.py replay /tmp/pollux_s0.pkl --fused 10
+The captured run uses the pymoo-order search (`pollux_pymoo_draws`), the one replayed exactly.
 Capture with the code to compare against (e.g. a git worktree of the old commit on PYTHONPATH);
 the file is a pickle of this package's objects: read it only with a checkout that wrote it or
 one that keeps those classes.
@@ -32,6 +36,7 @@ from reprise.data.profiles import load_profiles
 from reprise.data.traces import load_trace
 from reprise.policies.pollux.blas import single_threaded_blas
 from reprise.policies.pollux.compiled import CompiledOperators, run_nsga2
+from reprise.policies.pollux.fused import run_fused
 from reprise.policies.pollux.search import (
     AllocationProblem,
     IntState,
@@ -64,16 +69,16 @@ def capture(seed: int, horizon: int, every: int, mirror: Path) -> list[Case]:
     plain = pollux_policy.run_nsga2
 
     def recording(
-        problem: AllocationProblem, initial: IntState, rng: np.random.Generator
+        problem: AllocationProblem, initial: IntState, rng: np.random.Generator, pymoo_draws: bool
     ) -> SearchResult:
         nonlocal count
         count += 1
         if count % every:
-            return plain(problem, initial, rng)
+            return plain(problem, initial, rng, pymoo_draws)
         # the search fills the problem's speed-up table: keep the table as it was handed over
         kept = copy.deepcopy(problem)
         state = copy.deepcopy(rng.bit_generator.state)
-        result = plain(problem, initial, rng)
+        result = plain(problem, initial, rng, pymoo_draws)
         after = copy.deepcopy(rng.bit_generator.state)
         cases.append(Case(kept, initial.copy(), state, result, after, problem.speedups.computed))
         return result
@@ -81,7 +86,9 @@ def capture(seed: int, horizon: int, every: int, mirror: Path) -> list[Case]:
     profiles = load_profiles(mirror / ART / "scheduler/throughputs_T4")
     trace = load_trace(mirror / ART / "traces_for_ElasticFlow/elasticVpollux_e.csv", profiles)
     cluster = load_cluster_spec(mirror / ART / "scheduler/cluster_specs/n16g4.csv")
-    options = SimOptions(slot=60, gpu_type="T4", data_root=str(mirror), seed=seed)
+    options = SimOptions(
+        slot=60, gpu_type="T4", data_root=str(mirror), seed=seed, pollux_pymoo_draws=True
+    )
     pollux_policy.run_nsga2 = recording
     try:
         pollux_policy.simulate(trace, cluster, profiles, options, horizon=horizon)
@@ -233,6 +240,36 @@ def by_size(cases: list[Case], reps: int, width: int) -> None:
         )
 
 
+def fused_beside_compiled(cases: list[Case], reps: int, width: int) -> None:
+    """The fused and the compiled search on every case (interleaved), microseconds per
+    generation per round size (jobs, in bins of `width`). Their draws differ, so their results
+    do: nothing is compared."""
+    searches = {"compiled": run_nsga2, "fused": run_fused}
+    spent: dict[tuple[int, str], list[float]] = {}
+    with single_threaded_blas():
+        warm = cases[0]
+        for search in searches.values():
+            search(copy.deepcopy(warm.problem), warm.initial.copy(), np.random.default_rng(0))
+        for _ in range(reps):
+            for case in cases:
+                size = case.problem.num_jobs // width * width
+                for kind, search in searches.items():
+                    problem, rng = fresh_inputs(case)
+                    start = time.process_time()
+                    got = search(problem, case.initial.copy(), rng)
+                    row = spent.setdefault((size, kind), [0.0, 0.0])
+                    row[0] += time.process_time() - start
+                    row[1] += got.stats.generations
+    print("| jobs | compiled us/gen | fused us/gen | ratio |")
+    print("|---|---|---|---|")
+    for size in sorted({size for size, _ in spent}):
+        old, new = (spent[(size, k)][0] / max(spent[(size, k)][1], 1) * 1e6 for k in searches)
+        print(f"| {size}-{size + width - 1} | {old:.0f} | {new:.0f} | {old / new:.2f} |")
+    total = {k: sum(v[0] for (s, kk), v in spent.items() if kk == k) for k in searches}
+    gens = {k: sum(v[1] for (s, kk), v in spent.items() if kk == k) for k in searches}
+    print(" ".join(f"{k}: {total[k] / max(gens[k], 1) * 1e6:.0f} us/gen" for k in searches))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -250,11 +287,16 @@ def main() -> None:
     rep.add_argument(
         "--by-size", type=int, metavar="WIDTH", help="both searches per round size, by phase"
     )
+    rep.add_argument(
+        "--fused", type=int, metavar="WIDTH", help="fused beside compiled per round size"
+    )
     args = parser.parse_args()
     if args.command == "capture":
         cases = capture(args.seed, args.horizon, args.every, args.mirror)
         args.out.write_bytes(pickle.dumps(cases))
         print(f"{len(cases)} searches; jobs per search: {[c.problem.num_jobs for c in cases]}")
+    elif args.fused:
+        fused_beside_compiled(pickle.loads(args.cases.read_bytes()), args.reps, args.fused)
     elif args.by_size:
         by_size(pickle.loads(args.cases.read_bytes()), args.reps, args.by_size)
     else:

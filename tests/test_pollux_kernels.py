@@ -11,55 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from infra.pollux_problems import random_initial, random_problem
 
 from reprise.policies.pollux import kernels, pcg64
 from reprise.policies.pollux.compiled import CompiledOperators
 from reprise.policies.pollux.compiled import run_nsga2 as run_compiled
 from reprise.policies.pollux.search import (
-    AllocationProblem,
     ReferenceOperators,
     SearchResult,
-    SpeedupTable,
     rank_and_crowd,
     run_nsga2,
     survivors,
 )
-
-
-def _source(jobs: np.ndarray, nodes: np.ndarray, replicas: np.ndarray) -> np.ndarray:
-    """A speed-up with sub-linear scaling, a per-node cost and per-job differences."""
-    r = replicas.astype(float)
-    return r**0.83 / (1.0 + 0.07 * np.maximum(nodes - 1, 0)) * (1.0 + 0.013 * jobs)
-
-
-def _problem(seed: int, nodes: int, jobs: int, capacity: int) -> AllocationProblem:
-    rng = np.random.default_rng(seed)
-    base = np.zeros((nodes, jobs), dtype=np.int8)
-    free = np.full(nodes, capacity)
-    for j in range(jobs):  # a feasible current allocation: some jobs hold GPUs on a node
-        n = int(rng.integers(nodes))
-        if rng.random() < 0.6 and free[n]:
-            take = int(rng.integers(1, free[n] + 1))
-            base[n, j] = take
-            free[n] -= take
-    max_replicas = rng.integers(1, 2 * capacity + 1, size=jobs).astype(np.int64)
-    table = SpeedupTable(np.full((jobs, nodes + 1, 2 * capacity * nodes + 1), np.nan), _source)
-    table.values[:, 0, 0] = 0.0
-    factor = rng.uniform(0.2, 1.0, size=jobs)
-    caps = np.full(nodes, capacity, dtype=np.int64)
-    return AllocationProblem(base, max_replicas, caps, table, factor)
-
-
-def _initial(problem: AllocationProblem, seed: int, solutions: int) -> np.ndarray:
-    """The current allocation plus random (unrepaired) matrices, as a carried-over front."""
-    rng = np.random.default_rng(seed + 1000)
-    nodes, jobs = problem.base.shape
-    cap = int(problem.capacity[0])
-    states = (rng.random((nodes, jobs, solutions)) < 0.25) * rng.integers(
-        1, cap + 1, size=(nodes, jobs, solutions)
-    )
-    states[:, :, 0] = problem.base
-    return states.astype(np.int8)
 
 
 def _same(a: SearchResult, b: SearchResult) -> None:
@@ -87,10 +50,12 @@ def test_the_compiled_search_ends_exactly_as_the_numpy_one(
     states = []
     computed = []
     for compiled in (False, True):
-        problem = _problem(seed, nodes, jobs, capacity)
+        problem = random_problem(seed, nodes, jobs, capacity)
         rng = np.random.default_rng(seed)
         ops = CompiledOperators(problem) if compiled else None
-        results.append(run_nsga2(problem, _initial(problem, seed, 7), rng, pop_size, n_gen, ops))
+        results.append(
+            run_nsga2(problem, random_initial(problem, seed, 7), rng, pop_size, n_gen, ops)
+        )
         states.append(rng.bit_generator.state)
         computed.append(problem.speedups.computed)
     _same(results[0], results[1])
@@ -100,9 +65,9 @@ def test_the_compiled_search_ends_exactly_as_the_numpy_one(
 
 
 def test_repair_and_mutation_draw_and_change_exactly_as_numpy() -> None:
-    problem = _problem(7, 16, 15, 4)
+    problem = random_problem(7, 16, 15, 4)
     ref, fast = ReferenceOperators(problem), CompiledOperators(problem)
-    raw = _initial(problem, 7, 120)
+    raw = random_initial(problem, 7, 120)
     rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
     mutated_a = problem.mutate(raw.copy(), rng_a)
     mutated_b = raw.copy()
@@ -118,9 +83,9 @@ def test_repair_and_mutation_draw_and_change_exactly_as_numpy() -> None:
 def test_evaluation_sums_as_numpy_does_for_each_memory_layout(solutions: int) -> None:
     # numpy sums a solution's jobs pairwise where they are contiguous (the search's arrays,
     # made by fancy indexing) and row by row otherwise: the objectives differ in the last bits
-    problem = _problem(11, 16, 40, 4)
+    problem = random_problem(11, 16, 40, 4)
     fast = CompiledOperators(problem)
-    states = _initial(problem, 11, 80)
+    states = random_initial(problem, 11, 80)
     picked = states[:, :, list(range(0, 2 * solutions, 2))]  # solution-major, as the search has
     assert np.array_equal(problem.evaluate(picked), fast.evaluate(picked))
     c_order = np.ascontiguousarray(picked)
@@ -168,12 +133,12 @@ def test_the_inlined_pcg64_draws_what_numpy_draws(seed: int) -> None:
 def test_another_bit_generator_gets_the_numpy_search() -> None:
     results = []
     for compiled in (False, True):
-        problem = _problem(3, 4, 5, 4)
+        problem = random_problem(3, 4, 5, 4)
         rng = np.random.Generator(np.random.MT19937(3))
         if compiled:
-            results.append(run_compiled(problem, _initial(problem, 3, 4), rng))
+            results.append(run_compiled(problem, random_initial(problem, 3, 4), rng))
         else:
-            results.append(run_nsga2(problem, _initial(problem, 3, 4), rng))
+            results.append(run_nsga2(problem, random_initial(problem, 3, 4), rng))
     _same(results[0], results[1])
 
 
@@ -182,7 +147,7 @@ def test_survivors_are_numpys_with_ties_and_repeated_points(size: int) -> None:
     rng = np.random.default_rng(size)
     values = np.round(rng.random((200, 2)) * 9) / 9
     values[:4] = [[-1.0, 0.0], [-1.0, 0.0], [-0.0, 0.0], [0.0, -0.0]]
-    fast = CompiledOperators(_problem(0, 2, 2, 4))
+    fast = CompiledOperators(random_problem(0, 2, 2, 4))
     draws_a, draws_b = np.random.default_rng(9), np.random.default_rng(9)
     got = fast.survivors(values, size, draws_a)
     want = survivors(values, size, draws_b)
@@ -193,7 +158,7 @@ def test_survivors_are_numpys_with_ties_and_repeated_points(size: int) -> None:
 
 def test_nan_objectives_fall_back_to_numpy_survival() -> None:
     values = np.array([[0.0, 1.0], [np.nan, 0.5], [1.0, 0.0], [0.5, 0.5]])
-    fast = CompiledOperators(_problem(0, 2, 2, 4))
+    fast = CompiledOperators(random_problem(0, 2, 2, 4))
     got = fast.survivors(values, 3, np.random.default_rng(1))
     want = survivors(values, 3, np.random.default_rng(1))
     for mine, numpys in zip(got, want, strict=True):

@@ -83,6 +83,7 @@ REGISTRY: dict[str, PolicyEntry] = {
         seeded=True,
         data="ElasticFlow-artifact/pollux/pollux_simulator/traces/",
         runtime="long",
+        switches=("pollux_pymoo_draws",),
     ),
 }
 

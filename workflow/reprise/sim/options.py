@@ -14,6 +14,9 @@ class SimOptions:
     gpu_type: str = "A100"
     ef_scaleup_updates_real_end: bool = False
     tiresias_min_slot_end_event: bool = False
+    pollux_pymoo_draws: bool = False
+    """Pollux's search draws in pymoo's order (`compiled.run_nsga2`, the earlier records)
+    instead of one candidate at a time (`fused.run_fused`); docs/policies/pollux.md."""
     record_gpu_map: bool = False
     """Keep the per-GPU job map of every round (Figure 10); off by default, it is large."""
     show_progress: bool = False

@@ -13,3 +13,9 @@ Fn = TypeVar("Fn", bound=Callable[..., Any])
 def compiled(fn: Fn) -> Fn:
     """numba's nopython compilation, cached beside the module; typed as the Python function."""
     return cast(Fn, njit(cache=True, nogil=True)(fn))
+
+
+def inlined(fn: Fn) -> Fn:
+    """`compiled`, and inlined into its callers by numba (no call, no reference counting of
+    the arrays passed): for the small steps of a hot loop."""
+    return cast(Fn, njit(cache=True, nogil=True, inline="always")(fn))

@@ -23,7 +23,8 @@ from reprise.data.traces import TraceJob
 from reprise.errors import ConfigError, SimulationError
 from reprise.policies.pollux.apps import FIXED_BATCH, Application, load_applications
 from reprise.policies.pollux.blas import single_threaded_blas
-from reprise.policies.pollux.compiled import run_nsga2
+from reprise.policies.pollux.compiled import run_nsga2 as run_in_pymoo_order
+from reprise.policies.pollux.fused import run_fused
 from reprise.policies.pollux.goodput import (
     FloatArray,
     IntArray,
@@ -36,6 +37,7 @@ from reprise.policies.pollux.search import (
     RESTART_DELAY,
     AllocationProblem,
     IntState,
+    SearchResult,
     SpeedupTable,
     carry_over,
 )
@@ -359,6 +361,7 @@ class _PolluxRun:
         self.fair_nodes = float(math.ceil(num_nodes * share))
         self.plane_shape = (num_nodes + 1, min(MAX_REPLICAS_CAP, self.total_gpus) + 1)
         self.rng = np.random.default_rng(options.seed)
+        self.pymoo_draws = options.pollux_pymoo_draws
         self.counters = _Counters()
         self.model = _Model(self.counters)
         self.prev_front: IntState | None = None
@@ -423,6 +426,7 @@ class _PolluxRun:
             self.total_gpus,
             self.rng,
             self.counters,
+            self.pymoo_draws,
         )
         self.prev_keys = [j.row.name for j in order]
         for i, job in enumerate(order):
@@ -430,6 +434,15 @@ class _PolluxRun:
             if job.alloc is None or not np.array_equal(row, job.alloc):
                 self.model.reallocate(job, row, now)
                 self.counters.reallocations += 1
+
+
+def run_nsga2(
+    problem: AllocationProblem, initial: IntState, rng: np.random.Generator, pymoo_draws: bool
+) -> SearchResult:
+    """The round's allocation search: one candidate at a time (`fused`), or with pymoo's draw
+    order (`compiled`, the switch `pollux_pymoo_draws`); docs/policies/pollux.md."""
+    search = run_in_pymoo_order if pymoo_draws else run_fused
+    return search(problem, initial, rng)
 
 
 def _search(
@@ -443,6 +456,7 @@ def _search(
     total_gpus: int,
     rng: np.random.Generator,
     counters: _Counters,
+    pymoo_draws: bool,
 ) -> tuple[IntState, IntState]:
     """One scheduling round's search; returns (final front, chosen allocation)."""
     num_nodes = plane_shape[0] - 1
@@ -473,7 +487,7 @@ def _search(
     caps = np.full(num_nodes, capacity, dtype=np.int64)
     problem = AllocationProblem(base, max_replicas, caps, table, factor)
     initial = carry_over(prev_front, prev_keys, [j.row.name for j in order], base)
-    result = run_nsga2(problem, initial, rng)
+    result = run_nsga2(problem, initial, rng, pymoo_draws)
     for i, job in enumerate(order):
         job.speedup_plane = table.values[i]
     counters.searches += 1

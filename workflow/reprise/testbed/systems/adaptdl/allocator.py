@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reprise.errors import ConfigError
-from reprise.policies.pollux.compiled import run_nsga2
+from reprise.policies.pollux.fused import run_fused
 from reprise.policies.pollux.goodput import IntArray, best_goodput_one
 
 # the core's speed-up source of one search round; its inputs are filled from hints here
@@ -171,7 +171,7 @@ class PolluxAllocator:
         problem = AllocationProblem(base, caps, self.capacity, table, factor)
         keys = [j.name for j in order]
         initial = carry_over(self.prev_front, self.prev_keys, keys, base)
-        result = run_nsga2(problem, initial, self.rng)
+        result = run_fused(problem, initial, self.rng)
         self.prev_front, self.prev_keys = result.front, keys
         self.searches += 1
         chosen = result.front[:, :, result.best]

@@ -57,6 +57,7 @@ from reprise.policies.pollux.search import (
     solution_keys,
     survivors,
 )
+from reprise.records.outcome import RunOutcome
 from reprise.sim.options import SimOptions
 
 # ------------------------------------------------------------------------------------------------
@@ -521,3 +522,33 @@ def test_horizon_cuts_a_run_short_and_counts_unfinished_jobs_as_missed(
     assert unfinished and len(result.rounds) == 3  # rounds at 60, 120, 180 s after the start
     assert all(j.met_deadline_published is False for j in unfinished)
     assert result.accepted + result.declined == len(cut_down)
+
+
+def test_switch_runs_the_pymoo_order_search(
+    mirror: Path,
+    cut_down: list[TraceJob],
+    n16g4: ClusterSpec,
+    t4_profiles: ThroughputProfiles,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`pollux_pymoo_draws` picks the draw-for-draw compiled search, the default the fused one."""
+    import reprise.policies.pollux.policy as policy
+
+    called: list[str] = []
+    for name in ("run_fused", "run_in_pymoo_order"):
+        plain = getattr(policy, name)
+
+        def recording(*args: object, _plain: object = plain, _name: str = name) -> object:
+            called.append(_name)
+            return _plain(*args)  # type: ignore[operator]
+
+        monkeypatch.setattr(policy, name, recording)
+    runs: dict[bool, RunOutcome] = {}
+    for pymoo in (False, True):
+        called.clear()
+        options = SimOptions(
+            slot=60, gpu_type="T4", data_root=str(mirror), seed=3, pollux_pymoo_draws=pymoo
+        )
+        runs[pymoo] = simulate_pollux(cut_down, n16g4, t4_profiles, options, horizon=3600)
+        assert set(called) == {"run_in_pymoo_order" if pymoo else "run_fused"}
+        assert len(called) == runs[pymoo].extra["searches"] > 0

@@ -1,30 +1,32 @@
-"""Pollux's NSGA-II with one candidate at a time: bred, mutated, repaired, hashed in one pass.
+"""Pollux's NSGA-II one candidate at a time: bred, mutated, repaired and hashed in one pass.
 
 See docs/policies/pollux.md#the-fused-search.
 
-The same algorithm as `search.py` (pymoo 0.4's NSGA-II with the artifact's operators), drawn in
-another order. pymoo breeds a mating round as whole arrays: every candidate's mutation draws
-come from one array, then every thinned cell's, then every free node's. Followed literally, that
-order forces a pass over all candidates per step, and about 40,000 random doubles a generation
-on Figure 8(a)'s larger rounds. Here each candidate is made whole before the next one starts:
+The same algorithm as `search.py` (pymoo 0.4's NSGA-II with the artifact's operators), with its
+random numbers drawn in another order. pymoo breeds a mating round as whole arrays: every
+candidate's mutation draws from one array, then every thinned cell's, then every free node's.
+Followed literally (`kernels.py`), that order makes each step a pass over every candidate, with
+a trial, a draw and a branch per job. Here each candidate is made whole before the next starts:
 
-- its matrix lives in one row, jobs outer and nodes inner, so a one-point crossover over jobs
-  is two copies, and per-job replica and node counts come from the parents' for the rows that
-  mutation does not touch;
-- a Bernoulli trial takes one 32-bit half of a 64-bit draw, and a trial that cannot change the
-  matrix (thinning an empty cell) is not drawn;
-- the evaluation and the known-solution set reuse those counts;
+- a solution is one arena row: its jobs, each padded to whole 64-bit words of nodes, so a
+  one-point crossover over jobs copies words and per-node totals add eight nodes a word; the
+  per-job replica and node counts come from the parents' rows and are kept up to date by
+  mutation and repair, for the evaluation and the known-solution set;
+- how many jobs are reset, thinned, or grow onto a free node is drawn from its binomial
+  distribution (one draw, inverting `trial_cdfs`), then which ones uniformly; a Bernoulli trial
+  takes a 32-bit half of a 64-bit draw, and a trial that cannot change the matrix (emptying an
+  empty cell) is not drawn;
 - candidates are bred only while a mating round still needs them (pymoo breeds a whole round
   and drops the ones past its need; they were never looked at).
 
-Every operator keeps the reference's distribution; the results of a seed differ from the
-reference's (docs/policies/pollux.md#the-fused-search has the three seeds' ratios).
+Every operator keeps the reference's distribution (tests/test_pollux_fused.py); the runs of a
+seed are not the reference's (docs/policies/pollux.md#the-fused-search has the three seeds').
 
-A search's solutions live in an arena: two regions of `pop_size + want` rows, the population at
-the start of the current region and the generation's accepted offspring after it; survival
-copies the survivors to the start of the other region. Speed-ups come from the round's table;
-when a cell is not computed yet, `evolve` returns with the cells it needs and the caller fills
-them and calls again (`run_fused`).
+The arena holds two regions of `pop_size + want` rows and the candidate's row: the population at
+the start of the current region, the generation's accepted offspring after it; survival copies
+the survivors to the start of the other region. Speed-ups come from the round's table; when a
+cell is not computed yet, `evolve` returns with the cells it needs and `run_fused` has the
+goodput model fill them and calls it again.
 """
 
 from __future__ import annotations
@@ -36,10 +38,7 @@ import numpy as np
 
 from reprise.policies.pollux import kernels, pcg64
 from reprise.policies.pollux.jit import compiled, inlined
-from reprise.policies.pollux.pcg64 import (
-    next_double,
-    next_uint32,
-)
+from reprise.policies.pollux.pcg64 import next_double, next_uint32
 from reprise.policies.pollux.search import (
     CROSSOVER_PROB,
     MAX_MATING_ROUNDS,
@@ -67,9 +66,6 @@ BREED, EVALUATE = 0, 1
 """PHASE: the next step is breeding a generation / evaluating the bred (or initial) solutions."""
 DONE, NEEDS_SPEEDUPS = 0, 1
 """What `evolve` returns."""
-
-_TWO32 = 4294967296.0
-
 
 _TWO32 = 4294967296.0
 _LOW32 = np.uint64(0xFFFFFFFF)

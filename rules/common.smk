@@ -31,7 +31,12 @@ from reprise.config import (
     trace_source,
 )
 from reprise.data.clusters import cluster_from_name, load_cluster_spec
-from reprise.policies.registry import RUNTIME_MINUTES, runtime_minutes, switches_of
+from reprise.policies.registry import (
+    RUNTIME_MINUTES,
+    runtime_minutes,
+    simulation_priority,
+    switches_of,
+)
 from reprise.data.fetch import load_catalog, mirror_dirs, verify_installed
 from reprise.data.profiles import load_profiles
 from reprise.data.traces import load_trace
@@ -172,9 +177,10 @@ def get_runtime(wildcards):
 
 
 def get_priority(wildcards):
-    """Simulations of the long runtime class start first: the longest jobs of a run then
-    overlap the many short ones instead of setting its end."""
-    return runtime_minutes(split_instance(wildcards.policy)[0])
+    """Simulations of the long runtime class start first, then those on larger clusters: the
+    longest jobs of a run then overlap the many short ones instead of setting its end."""
+    gpus = cluster_from_name(wildcards.cluster).num_gpus
+    return simulation_priority(split_instance(wildcards.policy)[0], gpus)
 
 
 def get_long_sim(wildcards):

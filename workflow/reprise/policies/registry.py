@@ -119,6 +119,17 @@ def runtime_minutes(name: str) -> int:
     return RUNTIME_MINUTES[entry_of(name).runtime]
 
 
+GPUS_PER_PRIORITY_STEP = 64
+
+
+def simulation_priority(name: str, cluster_gpus: int) -> int:
+    """Snakemake priority of a simulation: its runtime class, then one step per 64 GPUs of its
+    cluster. The larger clusters carry the larger traces (Figure 8(b)'s 12,700-15,800-job ITP
+    traces run on 1,024 GPUs), and their runs are the longest of a figure; started first, they
+    overlap the many short runs instead of setting the end (docs/scaling.md#a-whole-run)."""
+    return runtime_minutes(name) + cluster_gpus // GPUS_PER_PRIORITY_STEP
+
+
 def switches_of(name: str, switches: dict[str, bool]) -> dict[str, bool]:
     """The configured switches that policy `name` reads (its jobs' params carry only these)."""
     wanted = entry_of(name).switches

@@ -1,4 +1,5 @@
-"""The allocation search on compiled operators: what the policy and the AdaptDL allocator run.
+"""The allocation search on compiled operators, draw for draw the numpy reference's: what the
+policy runs with the switch `pollux_pymoo_draws` (the default is `fused.py`).
 
 See docs/policies/pollux.md#the-compiled-search. `run_nsga2` here is `search.run_nsga2` with the
 operators of `kernels.py`; the result and the generator's state after it are those of the numpy

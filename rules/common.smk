@@ -176,6 +176,12 @@ def get_runtime(wildcards):
     return runtime_minutes(split_instance(wildcards.policy)[0])
 
 
+INPUT_PRIORITY = 1000
+"""Priority of the jobs that make simulations' inputs (fetches, traces): Snakemake does not pass
+a job's priority on to the jobs it waits for, so without it a fetch a Pollux seed needs waits
+behind every ready simulation of a higher priority than its own 0."""
+
+
 def get_priority(wildcards):
     """Simulations of the long runtime class start first, then those on larger clusters: the
     longest jobs of a run then overlap the many short ones instead of setting its end."""

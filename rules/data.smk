@@ -6,6 +6,7 @@ rule fetch_upstream:
         "resources/upstream/{path}",
     log:
         "results/logs/data/{path}.log",
+    priority: INPUT_PRIORITY
     wildcard_constraints:
         path=r"(ElasticFlow-artifact|elasticflow-traces)/.+",
     conda:
@@ -28,6 +29,7 @@ rule extract_itp_traces:
         ),
     log:
         "results/logs/data/extract_itp_traces.log",
+    priority: INPUT_PRIORITY
     conda:
         "../envs/data.yaml"
     script:

@@ -10,6 +10,7 @@ rule prepare_trace:
         "results/traces/{trace}.csv",
     log:
         "results/logs/traces/{trace}.log",
+    priority: INPUT_PRIORITY
     conda:
         "../envs/simulate.yaml"
     params:

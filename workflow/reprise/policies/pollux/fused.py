@@ -60,8 +60,8 @@ from reprise.policies.pollux.search import (
 )
 
 # ctl: the search's progress between calls of `evolve`
-PHASE, GENERATIONS, POP, KIDS, CURRENT, MISSING, EVALUATIONS, ROUNDS, FIRST, CANDIDATES = range(10)
-CTL_SIZE = 10
+PHASE, GENERATIONS, POP, KIDS, CURRENT, MISSING, EVALUATIONS, ROUNDS, FIRST = range(9)
+CTL_SIZE = 9
 BREED, EVALUATE = 0, 1
 """PHASE: the next step is breeding a generation / evaluating the bred (or initial) solutions."""
 DONE, NEEDS_SPEEDUPS = 0, 1
@@ -478,9 +478,9 @@ def _accept(
 @compiled
 def breed(
     arena: Any, search: Any, first: int, size: int, want: int, max_rounds: int, st: Any
-) -> tuple[int, int, int]:
+) -> tuple[int, int]:
     """Up to `want` new unique feasible offspring of the population at arena rows
-    first..first+size, stored after it: (offspring, mating rounds, candidates bred).
+    first..first+size, stored after it: (offspring, mating rounds).
 
     pymoo's mating loop: a round takes 2 * ceil(need / 2) candidates and keeps the unique ones
     until the need is met, for at most `max_rounds` + 1 rounds. A pair's two children share
@@ -512,7 +512,6 @@ def breed(
     t_cross = _threshold(CROSSOVER_PROB)
     accepted = 0
     rounds = 0
-    bred = 0
     parent_a = parent_b = point = 0
     while accepted < want and rounds <= max_rounds:
         need = want - accepted
@@ -565,7 +564,6 @@ def breed(
                 order,
                 st,
             )
-            bred += 1
             h = _row_hash(kid)
             pos = _find(slots, words, hashes, scratch, h)
             if slots[pos] >= 0:
@@ -594,7 +592,7 @@ def breed(
             if got == need:
                 break
         rounds += 1
-    return accepted, rounds, bred
+    return accepted, rounds
 
 
 @inlined
@@ -794,10 +792,9 @@ def evolve(
         if ctl[PHASE] == BREED:
             if ctl[GENERATIONS] >= n_gen - 1:
                 return DONE
-            kids, rounds, bred = breed(arena, search, cur, ctl[POP], pop_size, max_rounds, st)
+            kids, rounds = breed(arena, search, cur, ctl[POP], pop_size, max_rounds, st)
             ctl[KIDS] = kids
             ctl[ROUNDS] += rounds
-            ctl[CANDIDATES] += bred
             ctl[PHASE] = EVALUATE
         start = cur + ctl[POP]
         end = start + ctl[KIDS]

@@ -6,9 +6,9 @@ rule fetch_upstream:
         "resources/upstream/{path}",
     log:
         "results/logs/data/{path}.log",
-    priority: INPUT_PRIORITY
     wildcard_constraints:
         path=r"(ElasticFlow-artifact|elasticflow-traces)/.+",
+    priority: INPUT_PRIORITY
     conda:
         "../envs/data.yaml"
     params:

@@ -21,7 +21,10 @@ from reprise.sim.options import SimOptions
 
 
 class _PlannerPriced:
-    """Neither reuse nor the one-pass shortcut: every marginal from the planner."""
+    """Neither reuse nor the one-pass shortcut: every marginal from the planner (in the
+    Python pass, which calls these methods for every job)."""
+
+    compiled_leftover = False
 
     def marginal_holds(self, job: EfJob, edit: TimelineEdit, d_al: float) -> bool:
         return False

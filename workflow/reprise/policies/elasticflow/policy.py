@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from reprise.data.traces import TraceJob
 from reprise.errors import SimulationError
+from reprise.policies.elasticflow.leftover import CurveTable, Grant, distribute_compiled
 from reprise.policies.elasticflow.limits import max_gpu_elasticflow
 from reprise.policies.elasticflow.planner import (
     Allocation,
@@ -126,6 +127,8 @@ class _EfSim(PolicyRun):
 
     admission: ClassVar[bool]
     name: ClassVar[str]
+    compiled_leftover: ClassVar[bool] = True
+    """Price leftover GPUs with leftover_kernel.py (False: the Python reference pass)."""
 
     def prepare(self, trace: list[TraceJob]) -> None:
         options, profiles = self.options, self.profiles
@@ -147,6 +150,7 @@ class _EfSim(PolicyRun):
                 rates = {g: float(text) for g, text in row.cells if g in levels and text.strip()}
                 curve = curves[t.model, t.batch_size] = ScalingCurve(levels, rates, max_gpu)
             self.jobs[t.idx] = EfJob(t, curve, t.iterations)
+        self.curve_table = CurveTable(list(curves.values()), self.n)
         self.events = self.engine.events
         self.runnable: list[EfJob] = []
         self.running: list[EfJob] = []
@@ -371,6 +375,14 @@ class _EfSim(PolicyRun):
         if free == 0:
             return
         self.stamp += 2  # nothing priced in an earlier round is reused
+        if self.compiled_leftover:
+            distribute_compiled(self, self.curve_table, now, free)
+        else:
+            self.distribute_plain(now, free)
+
+    def distribute_plain(self, now: float, free: int) -> None:
+        """The leftover pass in Python, job by job: the reference `distribute_compiled`
+        (leftover.py) is tested against."""
         for job in self.runnable:
             self.price(job, free, now)
         self.runnable.sort(key=_marginal, reverse=True)
@@ -385,27 +397,9 @@ class _EfSim(PolicyRun):
                 if offer is None:
                     # the same plan the last pricing pass would have kept: nothing changed since
                     offer = self.offer_for(job, now)
-                self.grants += 1
                 edit = TimelineEdit(self.timeline, offer.timeline)
-                job.price_stamp = -1
-                self.timeline = offer.timeline
-                job.alloc = offer.alloc
-                old_gpus = job.gpus
-                job.gpus = job.next_gpus
-                old_end = job.end_time
-                job.end_time = offer.end
-                if self.options.ef_scaleup_updates_real_end:
-                    job.real_end = offer.real_end  # HEAD (a8c66e6) only
-                if job.pending:
-                    self.start(job, now)
-                self.events.move_completion(job.idx, old_end, job.end_time)
-                free -= job.gpus - old_gpus
-                if self.timeline.get(now) != free:
-                    raise SimulationError(f"timeline and free GPUs disagree at {now}")
+                free = self.take_grant(job, offer, now, free)
                 granted = True
-                job.next_gpus = job.curve.next_level(job.gpus)
-                job.own_gpu_time = allocation_gpu_time(job.alloc, job.end_time)
-                job.offer = None
                 break
             # quirk: re-priced (with the new free count) even once nothing is left to give
             self.stamp += 1
@@ -413,6 +407,30 @@ class _EfSim(PolicyRun):
                 if job.next_gpus - job.gpus > 0:
                     self.price(job, free, now, edit)
             self.runnable.sort(key=_marginal, reverse=True)
+
+    def take_grant(self, job: EfJob, offer: Grant, now: float, free: int) -> int:
+        """`job` grows one level on the `offer`'s plan and timeline (starting if pending);
+        returns the free GPUs left."""
+        self.grants += 1
+        job.price_stamp = -1
+        self.timeline = offer.timeline
+        job.alloc = offer.alloc
+        old_gpus = job.gpus
+        job.gpus = job.next_gpus
+        old_end = job.end_time
+        job.end_time = offer.end
+        if self.options.ef_scaleup_updates_real_end:
+            job.real_end = offer.real_end  # HEAD (a8c66e6) only
+        if job.pending:
+            self.start(job, now)
+        self.events.move_completion(job.idx, old_end, job.end_time)
+        free -= job.gpus - old_gpus
+        if self.timeline.get(now) != free:
+            raise SimulationError(f"timeline and free GPUs disagree at {now}")
+        job.next_gpus = job.curve.next_level(job.gpus)
+        job.own_gpu_time = allocation_gpu_time(job.alloc, job.end_time)
+        job.offer = None
+        return free
 
     # ---- placement, round log, overheads ------------------------------------------------------
 

@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from reprise.jit import compiled, inlined
 from reprise.policies.pollux import kernels, pcg64
-from reprise.policies.pollux.jit import compiled, inlined
 from reprise.policies.pollux.pcg64 import next_double, next_uint32
 from reprise.policies.pollux.search import (
     CROSSOVER_PROB,

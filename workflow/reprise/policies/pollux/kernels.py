@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from reprise.policies.pollux.jit import compiled
+from reprise.jit import compiled
 from reprise.policies.pollux.pcg64 import doubles, integers, next_double, shuffle
 from reprise.policies.pollux.search import (
     BREED_MARGIN,

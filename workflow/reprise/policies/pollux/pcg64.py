@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from reprise.policies.pollux.jit import compiled
+from reprise.jit import compiled
 
 State = npt.NDArray[np.uint64]
 """[state high, state low, increment high, increment low, has a buffered half, the half]"""

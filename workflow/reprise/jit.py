@@ -1,4 +1,4 @@
-"""The one numba decorator of the Pollux package (kernels.py, pcg64.py)."""
+"""The one numba decorator of the project (the Pollux kernels, ElasticFlow's leftover pricing)."""
 
 from __future__ import annotations
 

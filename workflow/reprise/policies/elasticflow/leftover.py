@@ -1,11 +1,11 @@
-"""ElasticFlow's leftover pass with its pricing compiled (docs/policies/elasticflow.md#leftover,
+"""ElasticFlow's leftover pass compiled (docs/policies/elasticflow.md#the-compiled-pass,
 docs/scaling.md#elasticflow).
 
-`distribute_compiled` makes the same grants, in the same order, with the same prices and
+`distribute_compiled` makes the same grants, in the same order, with the same prices, plans and
 counters as `_EfSim.distribute_plain`: the runnable jobs become rows of arrays for one pass
-(`LeftoverRows`), leftover_kernel.py prices them and sorts them, and the few prices the
-kernel cannot decide are made here by the Python methods (`price_by_planner`, or `price` for
-rows marked Python-only). Grants and the planner's offers stay in Python.
+(`LeftoverRows`), leftover_kernel.py prices, sorts and picks them and plans most grants' offers;
+the prices it cannot decide go to the Python planner (`price_by_planner`), as do the offers it
+cannot plan (`offer_for`). The grants themselves are `_EfSim.take_grant`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from reprise.policies.elasticflow.planner import (
     Allocation,
     Plan,
     ScalingCurve,
-    TimelineEdit,
     is_ascending,
 )
 from reprise.policies.elasticflow.pricing import Certificate
@@ -31,8 +30,8 @@ if TYPE_CHECKING:
     from reprise.policies.elasticflow.policy import EfJob, _EfSim
 
 _EXACT_INT = 2**53
-"""Deadlines from here on (best-effort jobs' INT64_MAX) are priced by the Python methods:
-Python computes with them as integers, the kernel could only as floats."""
+"""Deadlines from here on (best-effort jobs' INT64_MAX): their offers are planned in Python
+(leftover_kernel.py's docstring)."""
 
 
 class CurveTable:
@@ -77,14 +76,13 @@ class LeftoverRows:
         for r, job in enumerate(jobs):
             self.ji[r, kernel.CURVE] = curves.row[id(job.curve)]
             self.ji[r, kernel.STAMP] = job.price_stamp
-            self.ji[r, kernel.PY_ONLY] = abs(job.deadline) >= _EXACT_INT
+            self.ji[r, kernel.HUGE_DEADLINE] = abs(job.deadline) >= _EXACT_INT
             self.jf[r, kernel.ITER_LEFT] = job.iter_left
             self.jf[r, kernel.DEADLINE] = job.deadline
             self.load_plan(r)
         self.timeline = timeline
         self.tk, self.tv = _arrays(timeline)
         self.edit: tuple[np.ndarray, np.ndarray, bool] | None = None
-        self.edit_timelines: tuple[Timeline, Timeline] | None = None
 
     def load_plan(self, r: int) -> None:
         """Copy the job's GPUs, next level, plan and its GPU-seconds into row `r`."""
@@ -112,15 +110,12 @@ class LeftoverRows:
         if tk is None or tv is None:
             tk, tv = _arrays(timeline)
         self.edit = kernel.timeline_edit(self.tk, self.tv, tk, tv)
-        self.edit_timelines = (self.timeline, timeline)
         self.timeline, self.tk, self.tv = timeline, tk, tv
 
     def write_back(self) -> None:
         """Each job's price fields as the Python pass leaves them."""
         ji, jf = self.ji, self.jf
         for r, job in enumerate(self.jobs):
-            if ji[r, kernel.PY_ONLY]:
-                continue  # the Python methods kept its fields
             job.marginal = float(jf[r, kernel.MARGINAL])
             job.price_stamp = int(ji[r, kernel.STAMP])
             job.offer = self.offers[r] if ji[r, kernel.OFFER] else None
@@ -165,7 +160,7 @@ def _compiled_offer(sim: _EfSim, rows: LeftoverRows, r: int, now: float) -> Comp
     """`sim.offer_for(job, now)` from the kernel, or None where the Python planner must make it
     (or the job is priced in Python only)."""
     ji = rows.ji[r]
-    if ji[kernel.PY_ONLY]:
+    if ji[kernel.HUGE_DEADLINE]:
         return None
     job = rows.jobs[r]
     curves = rows.curves
@@ -200,8 +195,8 @@ def _optional(value: float) -> float | None:
 
 
 def _price(sim: _EfSim, rows: LeftoverRows, free: int, now: float, only_growable: bool) -> None:
-    """One pricing pass (`_EfSim.price` for each row), the kernel first, then Python for the
-    rows it hands back."""
+    """One pricing pass (`_EfSim.price` for each row): the kernel, then the Python planner for
+    the rows it hands back."""
     edit = rows.edit
     if edit is None:
         empty = np.empty(0)
@@ -219,21 +214,14 @@ def _price(sim: _EfSim, rows: LeftoverRows, free: int, now: float, only_growable
     if not left:
         return
     ji, jf = rows.ji, rows.jf
-    for r in np.flatnonzero(rows.status >= kernel.NEEDS_PLANNER).tolist():
+    for r in np.flatnonzero(rows.status == kernel.NEEDS_PLANNER).tolist():
         job = rows.jobs[r]
-        if rows.status[r] == kernel.NEEDS_PLANNER:
-            sim.price_by_planner(job, now, align(now, job.deadline, sim.slot))
-            ji[r, kernel.STAMP] = job.price_stamp
-            ji[r, kernel.CERT] = 0
-            jf[r, kernel.BREAK] = math.nan if job.price_break is None else job.price_break
-            jf[r, kernel.FIXED_END] = (
-                math.nan if job.price_fixed_end is None else job.price_fixed_end
-            )
-        else:
-            timelines = rows.edit_timelines
-            python_edit = None if timelines is None or not has_edit else TimelineEdit(*timelines)
-            sim.price(job, free, now, python_edit)
+        sim.price_by_planner(job, now, align(now, job.deadline, sim.slot))
         jf[r, kernel.MARGINAL] = job.marginal
+        ji[r, kernel.STAMP] = job.price_stamp
+        ji[r, kernel.CERT] = 0
+        jf[r, kernel.BREAK] = math.nan if job.price_break is None else job.price_break
+        jf[r, kernel.FIXED_END] = math.nan if job.price_fixed_end is None else job.price_fixed_end
         rows.offers[r] = job.offer
         ji[r, kernel.OFFER] = job.offer is not None
 

@@ -5,8 +5,13 @@ The same decisions as the Python methods, step for step, on the same float opera
 same order: `marginal_holds` (`first_break_given_back`, `TimelineEdit`, `still_holds`) and
 `price_certified` (`price_given_back` and the helpers of pricing.py). A job the Python planner
 must price (`price_by_planner`) is handed back by its row, as is every row marked Python-only
-(a deadline beyond 2**53, where Python's integers and floats part ways). The stable descending
-sort by marginal and the pick of the next grant are here too.
+The stable descending sort by marginal and the pick of the next grant are here too.
+
+Deadlines from 2**53 on (best-effort jobs' INT64_MAX) are floats here, and Python computes the
+aligned deadline from an integer planning time exactly: the two differ, but a price reads the
+aligned deadline only in comparisons with the timeline's keys and the plan's times, all far
+below it, so the prices agree. A plan, though, may keep the aligned deadline as a key, so such
+a job's offer is planned in Python.
 
 Rows are the runnable jobs at the start of a pass (`LeftoverRows` in leftover.py keeps them);
 `order` lists the rows in the runnable list's current order.
@@ -36,8 +41,9 @@ LEVEL = 7
 """The certificate's level."""
 OFFER = 8
 """The Python planner kept a tentative plan (`offer` is not None)."""
-PY_ONLY = 9
-"""Priced by the Python methods only."""
+HUGE_DEADLINE = 9
+"""The deadline is 2**53 or later (best-effort jobs' INT64_MAX): the grant's offer is planned in
+Python (see `fixed_start_offer`)."""
 N_INT = 10
 
 # float columns of a row
@@ -61,7 +67,6 @@ N_FLOAT = 11
 SKIPPED = 0
 PRICED = 1
 NEEDS_PLANNER = 2
-PYTHON = 3
 
 _NONE = math.nan
 
@@ -577,8 +582,8 @@ def price_rows(
 ) -> tuple[int, int]:
     """One pricing pass of `distribute_leftover` over the rows in `order` (`only_growable`: the
     re-pricing after a grant, which skips rows at their last level). Sets each row's status;
-    returns the number of marginal computations (`marginal_calls`) and of rows left to Python
-    (NEEDS_PLANNER or PYTHON)."""
+    returns the number of marginal computations (`marginal_calls`) and of rows left to the
+    Python planner (NEEDS_PLANNER)."""
     ordered, integral = timeline_flags(tk, tv)
     cap = tk.shape[0] + ak.shape[1] + 3
     ok = np.empty(cap)
@@ -591,10 +596,6 @@ def price_rows(
         gpus = ji[r, GPUS]
         nxt_gpus = ji[r, NEXT]
         if only_growable and not nxt_gpus - gpus > 0:
-            continue
-        if ji[r, PY_ONLY]:
-            status[r] = PYTHON
-            left += 1
             continue
         row = jf[r]
         if nxt_gpus - gpus > free or nxt_gpus == gpus:

@@ -158,7 +158,7 @@ class CompiledOffer(NamedTuple):
 
 def _compiled_offer(sim: _EfSim, rows: LeftoverRows, r: int, now: float) -> CompiledOffer | None:
     """`sim.offer_for(job, now)` from the kernel, or None where the Python planner must make it
-    (or the job is priced in Python only)."""
+    (the kernel declines, or the job's deadline is 2**53 or later)."""
     ji = rows.ji[r]
     if ji[kernel.HUGE_DEADLINE]:
         return None

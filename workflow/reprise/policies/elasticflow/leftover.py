@@ -165,10 +165,12 @@ def _compiled_offer(sim: _EfSim, rows: LeftoverRows, r: int, now: float) -> Comp
     job = rows.jobs[r]
     curves = rows.curves
     c = ji[kernel.CURVE]
+    # floats and ints as such: numba compiles one version per combination of argument types
     branch, ak, av, tk, tv, plan_end, real_end = kernel.fixed_start_offer(
-        rows.tk, rows.tv, rows.ak[r], rows.av[r], ji[kernel.ALEN], job.end_time, job.iter_left,
-        job.deadline, now, job.next_gpus, curves.levels[c], curves.rates[c],
-        curves.n_levels[c], curves.max_gpu[c], curves.fits[c], sim.n, sim.slot,
+        rows.tk, rows.tv, rows.ak[r], rows.av[r], int(ji[kernel.ALEN]), float(job.end_time),
+        float(job.iter_left), float(job.deadline), float(now), int(job.next_gpus),
+        curves.levels[c], curves.rates[c], int(curves.n_levels[c]), int(curves.max_gpu[c]),
+        curves.fits[c], int(sim.n), int(sim.slot),
     )  # fmt: skip
     if not branch:
         return None
@@ -206,8 +208,8 @@ def _price(sim: _EfSim, rows: LeftoverRows, free: int, now: float, only_growable
         has_edit = True
     curves = rows.curves
     calls, left = kernel.price_rows(
-        rows.order, only_growable, free, now, sim.stamp, has_edit, starts, ends, everywhere,
-        rows.tk, rows.tv, sim.n, sim.slot, rows.ji, rows.jf, rows.ak, rows.av,
+        rows.order, only_growable, int(free), float(now), int(sim.stamp), has_edit, starts, ends,
+        everywhere, rows.tk, rows.tv, int(sim.n), int(sim.slot), rows.ji, rows.jf, rows.ak, rows.av,
         curves.levels, curves.rates, curves.n_levels, curves.max_gpu, curves.fits, rows.status,
     )  # fmt: skip
     sim.marginal_calls += calls
@@ -227,14 +229,14 @@ def _price(sim: _EfSim, rows: LeftoverRows, free: int, now: float, only_growable
 
 
 def _sort_and_pick(rows: LeftoverRows, free: int) -> int:
-    picked = kernel.sort_and_pick(rows.order, rows.ji, rows.jf, free)
+    picked = kernel.sort_and_pick(rows.order, rows.ji, rows.jf, int(free))
     if picked != -2:
         return int(picked)
     # a NaN marginal: Python's own sort, whose comparisons with NaN the kernel does not copy
     marginals = rows.jf[:, kernel.MARGINAL].tolist()
     order = sorted(rows.order.tolist(), key=marginals.__getitem__, reverse=True)
     rows.order[:] = order
-    return int(kernel.pick(rows.order, rows.ji, free))
+    return int(kernel.pick(rows.order, rows.ji, int(free)))
 
 
 def distribute_compiled(sim: _EfSim, curves: CurveTable, now: float, free: int) -> None:

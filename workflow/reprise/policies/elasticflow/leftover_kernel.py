@@ -1,11 +1,12 @@
-"""ElasticFlow's leftover pricing compiled: `_EfSim.price` for every runnable job of a leftover
-pass in one call, over arrays (docs/policies/elasticflow.md#leftover, docs/scaling.md).
+"""ElasticFlow's leftover pass compiled: `_EfSim.price` for every runnable job of a leftover
+pass in one call, over arrays, and a grant's offer (docs/policies/elasticflow.md#the-compiled-pass).
 
 The same decisions as the Python methods, step for step, on the same float operations in the
-same order: `marginal_holds` (`first_break_given_back`, `TimelineEdit`, `still_holds`) and
-`price_certified` (`price_given_back` and the helpers of pricing.py). A job the Python planner
-must price (`price_by_planner`) is handed back by its row, as is every row marked Python-only
-The stable descending sort by marginal and the pick of the next grant are here too.
+same order: `marginal_holds` (`first_break_given_back`, `TimelineEdit`, `still_holds`),
+`price_certified` (`price_given_back` and the helpers of pricing.py) and, in
+`fixed_start_offer`, `offer_for` where the planner ends in its "fixed" or "share" branch. A job
+the Python planner must price (`price_by_planner`) is handed back by its row. The stable
+descending sort by marginal and the pick of the next grant are here too.
 
 Deadlines from 2**53 on (best-effort jobs' INT64_MAX) are floats here, and Python computes the
 aligned deadline from an integer planning time exactly: the two differ, but a price reads the

@@ -26,6 +26,7 @@ import numpy as np
 
 from reprise.jit import compiled, inlined
 from reprise.policies.elasticflow.pricing import _EXACT, _MAX_GPUS, _SLACK
+from reprise.sim.timing import align
 
 # integer columns of a row
 GPUS = 0
@@ -94,14 +95,8 @@ def _bisect_left(a: np.ndarray, x: float, lo: int, hi: int) -> int:
     return lo
 
 
-@inlined
-def _align(base: float, t: float, slot: int) -> float:
-    """`reprise.sim.timing.align` (Python's float floor division and modulo)."""
-    diff = t - base
-    n = diff // slot
-    if diff % slot > 0:
-        n += 1
-    return base + n * slot
+_align = inlined(align)
+"""`reprise.sim.timing.align` itself, compiled (numba keeps Python's float `//` and `%`)."""
 
 
 @inlined

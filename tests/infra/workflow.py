@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,17 +61,18 @@ def run_snakemake(
     *args: str,
     env: Mapping[str, str] | None = None,
     timeout: int = 600,
+    command: Sequence[str] = tuple(SNAKEMAKE),
 ) -> subprocess.CompletedProcess[str]:
     """`snakemake ARGS` in workdir under `timeout -k 5`, so a stuck status query cannot hang.
 
-    An empty string in `env` removes that variable.
+    An empty string in `env` removes that variable; `command` replaces `python -m snakemake`.
     """
     full_env = {**os.environ, "REPRISE_PROGRESS": "0", **(env or {})}
     for key, value in (env or {}).items():
         if value == "":
             full_env.pop(key, None)
     return subprocess.run(
-        ["timeout", "-k", "5", str(timeout), *SNAKEMAKE, *args],
+        ["timeout", "-k", "5", str(timeout), *command, *args],
         cwd=workdir,
         env=full_env,
         capture_output=True,

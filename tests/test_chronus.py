@@ -202,6 +202,34 @@ def test_reduced_mip_matches_the_full_model_on_random_instances() -> None:
         assert value == pytest.approx(best, abs=1e-6)
 
 
+def test_closed_form_matches_highs_when_no_capacity_row_binds() -> None:
+    # with no capacity row the items are independent and the optimum unique: the closed form
+    # must hand back HiGHS' plans and status exactly, infeasible and zero-lease items included
+    rng = random.Random(11)
+    shortcut = 0
+    for _ in range(300):
+        items = []
+        for k in range(rng.randint(1, 6)):
+            horizon = rng.randint(-1, 7)
+            leases = rng.randint(0, max(horizon, 0)) if rng.random() < 0.95 else horizon + 1
+            items.append(LeaseItem(rng.choice([1, 2, 4, 8]), leases, horizon, k))
+        span = max(max(it.horizon for it in items), 1)
+        roomy = sum(it.demand for it in items) + rng.choice([0, 0, 4])
+        cap = np.full(span, roomy if rng.random() < 0.9 else 4, dtype=np.int64)
+        maximize = rng.random() < 0.5
+        fast = solve_lease_mip(items, cap, maximize, 5.0)
+        exact = solve_lease_mip(items, cap, maximize, 5.0, closed_form=False)
+        assert fast.status == exact.status
+        assert (fast.binaries, fast.solved_vars) == (exact.binaries, exact.solved_vars)
+        if exact.rows is None:
+            assert fast.rows is None
+            continue
+        assert fast.rows is not None
+        assert [r.tolist() for r in fast.rows] == [r.tolist() for r in exact.rows]
+        shortcut += fast.seconds == 0.0
+    assert shortcut > 150
+
+
 def test_mip_infeasible_model_reports_no_solution() -> None:
     items = [LeaseItem(4, 2, 2, 0), LeaseItem(4, 1, 2, 1)]
     res = solve_lease_mip(items, np.array([4, 4], dtype=np.int64), True, 5.0)

@@ -59,7 +59,7 @@ onstart:
     # that a cluster executor starts inside a job: those pass --no-hooks); --nolock opts out
     if workflow.execution_settings.lock:
         hold_run_lock()
-    # local runs need no job rate limit, whose timers cost a core's third (reprise/rate_limit.py)
+    # local runs need no job rate limit, whose re-check timers pile up (reprise/rate_limit.py)
     drop_local_rate_limit(workflow)
 
 

@@ -290,7 +290,7 @@ def _separable_solution(m: _ReducedModel, maximize_now: bool) -> IntArray | None
     weight (sigma * bins / top), so the optimum is unique: run now whenever the leases allow
     it (maximise) or whenever the later leases suffice (minimise). Every other case (an
     infeasible item, a zero weight, so ties) is left to HiGHS, as is any model with a row.
-    On Figure 8(b)'s lightly loaded traces most lease MIPs are of this kind.
+    Every lease MIP of the figures' runs counted so far is of this kind (docs/scaling.md#chronus).
     """
     if m.binding.any():
         return None

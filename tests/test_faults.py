@@ -19,6 +19,7 @@ import pytest
 from infra.workflow import (
     RESULT_PATTERNS,
     SNAKEMAKE,
+    TINY_TABLE,
     copy_workflow,
     digest,
     fields,
@@ -32,7 +33,6 @@ from infra.workflow import (
 from reprise import faults
 
 POLICIES = ["edf", "edf-accessctrl", "gandiva"]
-TARGET = "results/tables/tiny.csv"
 RUN = "results/runs/sim/tiny/tiny/n4g8"
 NO_FAULTS = {faults.FAIL_RUN: "", faults.FAIL_ATTEMPTS: "", faults.STALL_RUN: ""}
 
@@ -50,7 +50,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Referen
     config = tiny_config(base, mirror, POLICIES)
     root = copy_workflow(base / "reference")
     result = run_snakemake(
-        root, TARGET, "-c2", "--configfile", str(config), env=env(mirror, NO_FAULTS)
+        root, TINY_TABLE, "-c2", "--configfile", str(config), env=env(mirror, NO_FAULTS)
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return Reference(root, config, digest(root / "results", RESULT_PATTERNS))
@@ -69,7 +69,7 @@ def test_failed_job_with_keep_going_then_rerun_rebuilds_only_it(
     tmp_path: Path, reference: Reference, mirror: Path
 ) -> None:
     root = fresh_copy(tmp_path, reference)
-    args = (TARGET, "-c2", "-k", "--configfile", str(reference.config))
+    args = (TINY_TABLE, "-c2", "-k", "--configfile", str(reference.config))
     failed = run_snakemake(root, *args, env=env(mirror, {faults.FAIL_RUN: "gandiva"}))
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0, output
@@ -78,7 +78,7 @@ def test_failed_job_with_keep_going_then_rerun_rebuilds_only_it(
     for policy in ("edf", "edf-accessctrl"):
         assert (root / RUN / policy / "summary.json").is_file(), policy
     assert not (root / RUN / "gandiva").exists()
-    assert not (root / TARGET).exists()
+    assert not (root / TINY_TABLE).exists()
     before = mtimes(root / "results/runs")
 
     rerun = run_snakemake(root, *args, env=env(mirror, {}))
@@ -95,7 +95,7 @@ def test_killed_controller_rerun_incomplete_leaves_no_partial_output(
     tmp_path: Path, reference: Reference, mirror: Path
 ) -> None:
     root = fresh_copy(tmp_path, reference)
-    args = (TARGET, "-c2", "--configfile", str(reference.config))
+    args = (TINY_TABLE, "-c2", "--configfile", str(reference.config))
     partial = root / RUN / "edf-accessctrl" / "jobs.csv"
     stall = {faults.STALL_RUN: "edf-accessctrl", faults.STALL_SECONDS: "300"}
     with (tmp_path / "killed.log").open("w") as log:
@@ -147,7 +147,7 @@ def test_transient_failure_is_retried_with_more_memory(
 ) -> None:
     root = fresh_copy(tmp_path, reference)
     transient = {faults.FAIL_RUN: "edf", faults.FAIL_ATTEMPTS: "1"}
-    args = (TARGET, "-c2", "--configfile", str(reference.config))
+    args = (TINY_TABLE, "-c2", "--configfile", str(reference.config))
 
     result = run_snakemake(root, *args, "--retries", "1", env=env(mirror, transient))
     output = result.stdout + result.stderr

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from infra.workflow import copy_workflow, run_snakemake, tiny_config
+from infra.workflow import TINY_TABLE, copy_workflow, run_snakemake, tiny_config
 
 from reprise.analysis.tables import read_table
 from reprise.data.clusters import ClusterSpec
@@ -492,7 +492,7 @@ def test_workflow_runs_one_job_per_seed_reproducibly(tmp_path: Path, mirror: Pat
         tmp_path, mirror, ["edf", "pollux"], jobs=2, seeds={"pollux": [0, 1]}, cluster="n16g4"
     )
     env = {"REPRISE_MIRRORS": str(mirror)}
-    args = ("results/tables/tiny.csv", "-c2", "--configfile", str(config))
+    args = (TINY_TABLE, "-c2", "--configfile", str(config))
     result = run_snakemake(root, *args, env=env, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     runs = root / "results/runs/sim/tiny/tiny/n16g4"
@@ -502,7 +502,7 @@ def test_workflow_runs_one_job_per_seed_reproducibly(tmp_path: Path, mirror: Pat
     assert summary["metrics"]["extra"]["seed"] == 1
     assert len(summary["inputs"]["policy_data"]) == 52
     assert "seed" not in json.loads((runs / "edf/summary.json").read_text())["options"]
-    rows = {r["policy"]: r for r in read_table(root / "results/tables/tiny.csv")}
+    rows = {r["policy"]: r for r in read_table(root / TINY_TABLE)}
     assert rows["pollux"]["seeds"] == "0;1" and rows["pollux"]["total"] == "4"
     assert rows["pollux"]["status"] == "ok" and rows["edf"]["seeds"] == ""
     before = {p.name: p.read_bytes() for p in (runs / "pollux.s0").iterdir()}

@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from reprise.rate_limit import drop_local_rate_limit
-from tests.infra.workflow import copy_workflow, run_snakemake, tiny_config
+from infra.workflow import TINY_TABLE, copy_workflow, run_snakemake, tiny_config
 
-TINY_TABLE = "results/tables/tiny.csv"
+from reprise.rate_limit import drop_local_rate_limit
 
 COUNTING_SNAKEMAKE = """\
 import json, os, runpy, sys, threading

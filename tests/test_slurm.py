@@ -24,6 +24,7 @@ from infra.workflow import (
     REPO,
     RESULT_PATTERNS,
     SNAKEMAKE,
+    TINY_TABLE,
     WITHOUT_POLLUX,
     copy_workflow,
     digest,
@@ -34,7 +35,6 @@ from infra.workflow import (
 )
 
 POLICIES = ["edf", "gandiva"]
-TARGET = "results/tables/tiny.csv"
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+)")
 CLUSTER_SPEC = (
     "resources/upstream/ElasticFlow-artifact/ElasticFlow/scheduler/cluster_specs/n4g8.csv"
@@ -73,7 +73,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, mirror: Path, slurm: dict[str
     config = tiny_config(base, mirror, POLICIES)
     env = {"REPRISE_MIRRORS": str(mirror)}
     local = copy_workflow(base / "local")
-    result = run_snakemake(local, TARGET, "-c2", "--configfile", str(config), env=env)
+    result = run_snakemake(local, TINY_TABLE, "-c2", "--configfile", str(config), env=env)
     assert result.returncode == 0, result.stdout + result.stderr
 
     on_slurm = copy_workflow(base / "on-slurm", resources_from=local)
@@ -83,7 +83,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, mirror: Path, slurm: dict[str
         on_slurm,
         "--profile",
         "slurm",
-        TARGET,
+        TINY_TABLE,
         "--configfile",
         str(config),
         env={**env, **slurm},

@@ -13,11 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from infra.workflow import FIG8A_TRACE, SNAKEMAKE, copy_workflow, run_snakemake, tiny_config
+from infra.workflow import (
+    FIG8A_TRACE,
+    SNAKEMAKE,
+    TINY_TABLE,
+    copy_workflow,
+    run_snakemake,
+    tiny_config,
+)
 
 HEADER = "job_id,submit_time,iteration,model_name,ddl,batch_size,num_gpu,duration"
 GOOD = "0,0,1000,deepspeech2,90000,320,4,600"
-TINY_TABLE = "results/tables/tiny.csv"
 EDF_RUN = "results/runs/sim/tiny/tiny/n4g8/edf"
 
 

@@ -29,6 +29,10 @@ def copy_workflow(dest: Path, resources_from: Path | None = None) -> Path:
     return dest
 
 
+TINY_TABLE = "results/tables/tiny.csv"
+"""The figure table of `tiny_config`'s experiment: the target that runs all its simulations."""
+
+
 def tiny_config(
     directory: Path,
     mirror: Path,
